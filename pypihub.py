@@ -1,0 +1,1255 @@
+"""PyPIHub: a Python package index (PEP 503 / 691) over the assets of GitHub Releases.
+
+Serves ``/simple/<project>/`` for the repo ``<owner>/<project>`` and ``/asset/<id>/<file>``
+for its files, using each caller's own GitHub token: HTTP Basic Auth with user = the repo's
+owner and password = the token.  The token is forwarded to GitHub's GraphQL API, so GitHub's
+access rules apply unchanged.  Nothing is stored but short-lived, per-token caches in memory.
+
+Run:      python pypihub.py --port 8080        (Python 3.9+, standard library only)
+Use:      pip install --index-url http://OWNER:TOKEN@localhost:8080/simple/ PROJECT
+
+Security: every page and every download is checked against GitHub with the caller's token
+(or comes from a cache entry keyed by a keyed hash of that token, never shared between
+tokens); an asset link answers only when its repo belongs to the Basic Auth owner.  The token
+never reaches a log line, an error body or a cache key in clear.  Not checked: TLS is only
+as good as the operator's certificate, and without ``--certfile`` tokens cross the network in
+clear (a warning says so at start-up when listening beyond loopback).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import html
+import http.client
+import ipaddress
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
+
+__version__ = "0.2.0"
+
+# --- Constants ---
+
+TEXT_HTML = "text/html"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+TEXT_PLAIN = "text/plain; charset=utf-8"
+# PEP 691: the "latest" aliases are answered with the concrete v1 type.
+MEDIA_ALIASES = {
+    "application/vnd.pypi.simple.latest+html": HTML_V1,
+    "application/vnd.pypi.simple.latest+json": JSON_V1,
+}
+# Server preference, used only to break ties the client left open (e.g. "*/*" gets HTML).
+OFFERED_MEDIA = (TEXT_HTML, HTML_V1, JSON_V1)
+API_VERSION = "1.1"  # PEP 629 / PEP 700
+
+PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")  # PEP 508 names
+REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+LOGIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+TOKEN_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII: safe in a header
+NODE_ID_RE = re.compile(r"[A-Za-z0-9_+/=-]{1,200}")
+VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
+NORMALIZE_RE = re.compile(r"[-_.]+")
+PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+USER_AGENT = f"pypihub/{__version__}"
+MAX_GITHUB_ANSWER = 64 * 1024 * 1024
+LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
+ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
+ROOT_RELEASES = 5  # ... and the 5 newest releases of each
+CANDIDATE_ALIASES = ("c0", "c1", "c2")
+
+ASSET_FIELDS = """
+fragment AssetFields on ReleaseAsset { id name size createdAt url }
+"""
+RELEASE_FIELDS = """
+fragment ReleaseFields on Release {
+  id
+  isDraft
+  releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
+}
+"""
+REPO_FIELDS = """
+fragment RepoFields on Repository {
+  name
+  releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
+    pageInfo { hasNextPage endCursor }
+    nodes { ...ReleaseFields }
+  }
+}
+"""
+# The candidate repo names of one project in ONE request; unused aliases are skipped with
+# @include so that a plain name costs no more than one repository lookup.
+FIND_REPO_QUERY = """
+query FindRepo($owner: String!, $name0: String!, $name1: String!, $name2: String!,
+               $try1: Boolean!, $try2: Boolean!) {
+  c0: repository(owner: $owner, name: $name0) { ...RepoFields }
+  c1: repository(owner: $owner, name: $name1) @include(if: $try1) { ...RepoFields }
+  c2: repository(owner: $owner, name: $name2) @include(if: $try2) { ...RepoFields }
+}
+"""
+MORE_RELEASES_QUERY = """
+query MoreReleases($owner: String!, $name: String!, $after: String!) {
+  repository(owner: $owner, name: $name) {
+    releases(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { ...ReleaseFields }
+    }
+  }
+}
+"""
+MORE_ASSETS_QUERY = """
+query MoreAssets($id: ID!, $after: String!) {
+  node(id: $id) {
+    ... on Release {
+      releaseAssets(first: 100, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        nodes { ...AssetFields }
+      }
+    }
+  }
+}
+"""
+ASSET_QUERY = """
+query Asset($id: ID!) {
+  node(id: $id) {
+    __typename
+    ... on ReleaseAsset {
+      name
+      url
+      release { isDraft repository { owner { login } } }
+    }
+  }
+}
+"""
+OWNER_PROJECTS_QUERY = """
+query OwnerProjects($owner: String!, $after: String) {
+  repositoryOwner(login: $owner) {
+    repositories(first: 100, after: $after, orderBy: {field: PUSHED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        name
+        releases(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) {
+          nodes { isDraft releaseAssets(first: 100) { nodes { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+# --- Errors ---
+
+
+class PyPIHubError(Exception):
+    """An answer other than success; raised anywhere, rendered in one place by the handler."""
+
+    status = 500
+    headers: Sequence[tuple[str, str]] = ()
+
+    def __init__(self, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = tuple(type(self).headers) + tuple(headers)
+
+
+class BadRequest(PyPIHubError):
+    status = 400
+
+
+class Unauthorized(PyPIHubError):
+    status = 401
+    headers = (("WWW-Authenticate", 'Basic realm="pypihub", charset="UTF-8"'),)
+
+
+class Forbidden(PyPIHubError):
+    status = 403
+
+
+class NotFound(PyPIHubError):
+    status = 404
+
+
+class MethodNotAllowed(PyPIHubError):
+    status = 405
+    headers = (("Allow", "GET, HEAD"),)
+
+
+class NotAcceptable(PyPIHubError):
+    status = 406
+
+
+class TooManyRequests(PyPIHubError):
+    status = 429
+
+
+class BadGateway(PyPIHubError):
+    status = 502
+
+
+class GatewayTimeout(PyPIHubError):
+    status = 504
+
+
+UPSTREAM_FAILURES = (TooManyRequests, BadGateway, GatewayTimeout)
+
+# --- Pure logic: names and files ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """What a distribution's filename says about it."""
+
+    project: str  # normalized
+    version: str
+    kind: str  # "wheel" or "sdist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Asset:
+    """One release asset that is a distribution of the listed project."""
+
+    id: str
+    filename: str
+    version: str
+    size: int
+    upload_time: str  # PEP 700 form: yyyy-mm-ddThh:mm:ssZ
+    url: str  # GitHub's temporary download URL
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    project: str
+    owner: str
+    repo: str
+    files: tuple[Asset, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class AssetLink:
+    """What /asset/ needs to answer without asking GitHub again."""
+
+    owner: str
+    filename: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    owner: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoRule:
+    pattern: re.Pattern
+    replacement: str
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return NORMALIZE_RE.sub("-", name).lower()
+
+
+def repo_candidates(project: str, rules: Sequence[RepoRule]) -> list[str]:
+    """Repo names to try for a normalized project: mapped by rules, else -, _ and . spellings."""
+    name, mapped = project, False
+    for rule in rules:
+        if rule.pattern.search(name):
+            name, mapped = rule.pattern.sub(rule.replacement, name), True
+    if mapped:
+        return [name] if REPO_RE.fullmatch(name) else []
+    spellings = (project, project.replace("-", "_"), project.replace("-", "."))
+    return list(dict.fromkeys(spellings))
+
+
+def parse_distribution(filename: str) -> Distribution | None:
+    """Project and version of a wheel (PEP 427) or sdist filename; None for anything else."""
+    if filename.endswith(".whl"):
+        parts = filename[: -len(".whl")].split("-")
+        if len(parts) not in (5, 6):
+            return None
+        name, version, kind = parts[0], parts[1], "wheel"
+    else:
+        suffix = next((s for s in SDIST_SUFFIXES if filename.endswith(s)), None)
+        if suffix is None or "-" not in filename:
+            return None
+        name, version = filename[: -len(suffix)].rsplit("-", 1)
+        kind = "sdist"
+    if not (PROJECT_RE.fullmatch(name) and VERSION_RE.fullmatch(version)):
+        return None
+    return Distribution(normalize(name), version, kind)
+
+
+def version_key(version: str) -> tuple:
+    """A sort key that orders 1.10 after 1.9; exact PEP 440 ordering is the client's job."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.!+_-]", version))
+
+
+def upload_time(created_at: str) -> str:
+    """GitHub's createdAt as PEP 700's yyyy-mm-ddThh:mm:ssZ (UTC)."""
+    moment = datetime.datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signed_url_expiry(url: str) -> float | None:
+    """Epoch seconds at which a signed download URL stops working, when the URL says so."""
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    try:
+        if "X-Amz-Date" in query and "X-Amz-Expires" in query:  # AWS SigV4 presigned URL
+            start = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+            start = start.replace(tzinfo=datetime.timezone.utc)
+            return start.timestamp() + int(query["X-Amz-Expires"])
+        if "se" in query:  # Azure-style SAS, as on release-assets.githubusercontent.com
+            end = datetime.datetime.fromisoformat(query["se"].replace("Z", "+00:00"))
+            return end.timestamp()
+        if "Expires" in query:
+            return float(int(query["Expires"]))
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+def is_safe_url(url: str) -> bool:
+    """A URL that can go into a Location header as it is."""
+    return bool(re.fullmatch(r"https?://[\x21-\x7e]+", url))
+
+
+# --- Pure logic: requests ---
+
+
+def parse_credentials(header: str | None) -> Credentials:
+    """Owner and token from a Basic Authorization header, or Unauthorized."""
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        raise Unauthorized("Log in with your GitHub owner as user and your GitHub token as password.")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("The Authorization header is not valid Basic credentials.") from None
+    owner, colon, token = decoded.partition(":")
+    if not colon or not token:
+        raise Unauthorized("Give your GitHub token as the password.")
+    if not LOGIN_RE.fullmatch(owner):
+        raise Unauthorized("The user name must be the GitHub login of the repo's owner.")
+    if not TOKEN_RE.fullmatch(token):
+        raise Unauthorized("The password is not a GitHub token.")
+    return Credentials(owner, token)
+
+
+def parse_accept(accept: str) -> list[tuple[str, float]]:
+    """Media ranges and their q-values, in the client's order; malformed entries are skipped."""
+    ranges = []
+    for entry in accept.split(","):
+        media, *params = (p.strip() for p in entry.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        if "/" in media:
+            ranges.append((MEDIA_ALIASES.get(media.lower(), media.lower()), q))
+    return ranges
+
+
+def match_quality(ranges: list[tuple[str, float]], offered: str) -> tuple[float, int, int]:
+    """(q, specificity, -position) of the most specific range matching `offered` (RFC 9110)."""
+    best = (0.0, 0, 0)
+    main_type = offered.split("/")[0]
+    for position, (media, q) in enumerate(ranges):
+        specificity = {offered: 3, f"{main_type}/*": 2, "*/*": 1}.get(media, 0)
+        if specificity > best[1]:
+            best = (q, specificity, -position)
+    return best
+
+
+def negotiate(accept: str | None) -> str:
+    """The media type to answer with (PEP 691), or NotAcceptable."""
+    ranges = parse_accept(accept or "*/*")
+    scored = [(*match_quality(ranges, media), -rank, media) for rank, media in enumerate(OFFERED_MEDIA)]
+    q, *_, media = max(scored)
+    if q <= 0:
+        raise NotAcceptable(f"This index serves {', '.join(OFFERED_MEDIA)}; none of them is acceptable.")
+    return media
+
+
+def unquote_segment(segment: str) -> str:
+    """Percent-decode one path segment strictly: malformed escapes, NUL and controls are 400."""
+    if PERCENT_RE.search(segment):
+        raise BadRequest("The path has a malformed percent escape.")
+    try:
+        text = urllib.parse.unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("The path is not UTF-8.") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise BadRequest("The path has control characters.")
+    return text
+
+
+def asset_href(asset: Asset) -> str:
+    """The file URL relative to a project page, so the server also works under a path prefix."""
+    return f"../../asset/{urllib.parse.quote(asset.id, safe='')}/{urllib.parse.quote(asset.filename, safe='')}"
+
+
+def quote_etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {t.strip() for t in if_none_match.split(",")}
+    return "*" in tags or etag in tags or f"W/{etag}" in tags
+
+
+# --- Pure logic: rendering (plain data in, bytes out) ---
+
+HTML_PAGE = """<!DOCTYPE html>
+<html>
+  <head>
+    <meta name="pypi:repository-version" content="{api}">
+    <title>{title}</title>
+  </head>
+  <body>
+    <h1>{title}</h1>
+{links}
+  </body>
+</html>
+"""
+
+
+def render_html(title: str, links: Iterable[tuple[str, str]]) -> bytes:
+    """A PEP 503 page: one anchor per (href, text), every name escaped."""
+    anchors = "\n".join(
+        f'    <a href="{html.escape(href)}">{html.escape(text)}</a><br>' for href, text in links
+    )
+    return HTML_PAGE.format(api=API_VERSION, title=html.escape(title), links=anchors).encode()
+
+
+def render_project_html(listing: Listing) -> bytes:
+    return render_html(f"Links for {listing.project}", ((asset_href(a), a.filename) for a in listing.files))
+
+
+def render_project_json(listing: Listing) -> bytes:
+    """PEP 691 project page with the PEP 700 fields (versions, size, upload-time)."""
+    files = [
+        {
+            "filename": a.filename,
+            "url": asset_href(a),
+            "hashes": {},  # GraphQL gives no digest; never invent one
+            "size": a.size,
+            "upload-time": a.upload_time,
+        }
+        for a in listing.files
+    ]
+    versions = sorted({a.version for a in listing.files}, key=version_key)
+    page = {"meta": {"api-version": API_VERSION}, "name": listing.project, "versions": versions, "files": files}
+    return json.dumps(page, indent=1).encode()
+
+
+def render_root_html(projects: Sequence[str]) -> bytes:
+    return render_html("Simple index", ((f"{urllib.parse.quote(p)}/", p) for p in projects))
+
+
+def render_root_json(projects: Sequence[str]) -> bytes:
+    page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+    return json.dumps(page, indent=1).encode()
+
+
+def render_home() -> bytes:
+    return f"""<!DOCTYPE html>
+<html>
+  <head><title>PyPIHub</title></head>
+  <body>
+    <h1>PyPIHub {html.escape(__version__)}</h1>
+    <p>A Python package index over the assets of GitHub Releases.</p>
+    <p>Point pip at <code>http(s)://OWNER:TOKEN@this-host/simple/</code>, where OWNER is the
+    GitHub login that owns the repos and TOKEN is your own GitHub token.</p>
+    <p><a href="simple/">simple/</a></p>
+  </body>
+</html>
+""".encode()
+
+
+# --- Pure logic: GitHub answers ---
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> int:
+    """Seconds to wait, from GitHub's retry-after or x-ratelimit-reset (epoch) header."""
+    try:
+        if headers.get("retry-after"):
+            return max(1, int(headers["retry-after"]))
+        if headers.get("x-ratelimit-reset"):
+            return max(1, int(float(headers["x-ratelimit-reset"]) - now))
+    except ValueError:
+        pass
+    return 60
+
+
+def rate_limited(wait: int) -> TooManyRequests:
+    return TooManyRequests(f"GitHub's rate limit for this token is used up; retry in {wait} s.",
+                           [("Retry-After", str(wait))])
+
+
+def http_failure(status: int, headers: Mapping[str, str], now: float) -> PyPIHubError:
+    """Our answer to a GitHub HTTP error status."""
+    if status == 401:
+        return Unauthorized("GitHub rejected this token.")
+    if status == 429 or (status == 403 and (headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0")):
+        return rate_limited(retry_after(headers, now))
+    if status == 403:
+        return Forbidden("GitHub refused this token access.")
+    if status == 504:
+        return GatewayTimeout("GitHub timed out.")
+    return BadGateway(f"GitHub answered HTTP {status}.")
+
+
+def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
+    """The `data` of a GraphQL answer; NOT_FOUND parts stay null, other errors raise."""
+    if not isinstance(answer, dict):
+        raise BadGateway("GitHub's answer was not a GraphQL response.")
+    errors = answer.get("errors") or []
+    kinds = {e.get("type") for e in errors if isinstance(e, dict)}
+    if "RATE_LIMITED" in kinds or headers.get("x-ratelimit-remaining") == "0" and errors:
+        raise rate_limited(retry_after(headers, now))
+    if "FORBIDDEN" in kinds:
+        raise Forbidden("GitHub refused this token access (an organization policy, e.g. SSO, may apply).")
+    data = answer.get("data")
+    if kinds - {"NOT_FOUND"} or not isinstance(data, dict):
+        if kinds == {"NOT_FOUND"}:
+            raise NotFound("Not found, or not visible to this token.")
+        raise BadGateway("GitHub could not answer the query.")
+    return data
+
+
+def connection_nodes(connection: Any) -> list[dict]:
+    if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
+        raise BadGateway("GitHub's answer had an unexpected shape.")
+    return [n for n in connection["nodes"] if isinstance(n, dict)]
+
+
+def next_cursor(connection: dict) -> str | None:
+    info = connection.get("pageInfo") or {}
+    return info.get("endCursor") if info.get("hasNextPage") else None
+
+
+def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
+    """The assets that are distributions of `project`, first (newest) of each filename, sorted."""
+    found: dict[str, Asset] = {}
+    for node in nodes:
+        try:
+            name, dist = node["name"], parse_distribution(node["name"])
+            if dist is None or dist.project != project or name in found:
+                continue
+            found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
+                                upload_time(node["createdAt"]), node["url"])
+        except (KeyError, TypeError, ValueError):
+            raise BadGateway("GitHub's answer had an unexpected shape.") from None
+    return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
+
+
+def repo_projects(repo: dict) -> set[str]:
+    """Normalized names of the projects whose distributions a repo's recent releases carry."""
+    names = set()
+    for release in connection_nodes(repo.get("releases")):
+        if not release.get("isDraft"):
+            for asset in connection_nodes(release.get("releaseAssets")):
+                dist = parse_distribution(str(asset.get("name")))
+                names |= {dist.project} if dist else set()
+    return names
+
+
+def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
+    """Project name -> repo name. A repo carrying its own project's files lists only that one;
+    a repo named differently from its project lists the projects it carries. Earlier repos
+    (most recently pushed) win."""
+    found: dict[str, str] = {}
+    for repo in repositories:
+        name, projects = str(repo.get("name")), repo_projects(repo)
+        own = normalize(name)
+        for project in sorted({own} if own in projects else projects):
+            found.setdefault(project, name)
+    return found
+
+
+# --- GitHub client ---
+
+
+class GitHub:
+    """One caller's conversation with GitHub's GraphQL API: their token, their calls."""
+
+    def __init__(self, url: str, token: str, timeout: float, clock: Callable[[], float] = time.time) -> None:
+        self.url, self._token, self.timeout, self.clock = url, token, timeout, clock
+        self.calls = 0
+
+    def query(self, query: str, variables: Mapping[str, Any]) -> dict:
+        body = json.dumps({"query": query, "variables": dict(variables)}).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Authorization": f"bearer {self._token}",
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        })
+        self.calls += 1
+        headers, payload = self._send(request)
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            raise BadGateway("GitHub's answer was not JSON.") from None
+        return graphql_data(answer, headers, self.clock())
+
+    def _send(self, request: urllib.request.Request) -> tuple[dict, bytes]:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return {k.lower(): v for k, v in response.headers.items()}, response.read(MAX_GITHUB_ANSWER)
+        except urllib.error.HTTPError as exc:
+            headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+            exc.close()
+            raise http_failure(exc.code, headers, self.clock()) from None
+        except (socket.timeout, TimeoutError):
+            raise GatewayTimeout("GitHub did not answer in time.") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
+                raise GatewayTimeout("GitHub did not answer in time.") from None
+            raise BadGateway("Could not reach GitHub.") from None
+        except (OSError, http.client.HTTPException):
+            raise BadGateway("Could not reach GitHub.") from None
+
+
+def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
+    """The first candidate repo that exists and is visible to the token, with its first page."""
+    if not candidates:
+        raise NotFound("No repo name follows from this project name.")
+    names = (list(candidates) * 3)[:3]
+    variables = {"owner": owner, "name0": names[0], "name1": names[1], "name2": names[2],
+                 "try1": len(candidates) > 1, "try2": len(candidates) > 2}
+    data = github.query(FIND_REPO_QUERY + REPO_FIELDS + RELEASE_FIELDS + ASSET_FIELDS, variables)
+    for alias in CANDIDATE_ALIASES[: len(candidates)]:
+        if isinstance(data.get(alias), dict):
+            return data[alias]
+    raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
+
+
+def release_assets(github: GitHub, release: dict) -> list[dict]:
+    """Every asset of a release, paging beyond the first 100."""
+    connection = release.get("releaseAssets")
+    nodes = connection_nodes(connection)
+    while cursor := next_cursor(connection):
+        data = github.query(MORE_ASSETS_QUERY + ASSET_FIELDS, {"id": release["id"], "after": cursor})
+        connection = (data.get("node") or {}).get("releaseAssets")
+        nodes += connection_nodes(connection)
+    return nodes
+
+
+def all_releases(github: GitHub, owner: str, repo: dict) -> list[dict]:
+    """Every release of a repo, paging 100 at a time."""
+    connection = repo.get("releases")
+    releases = connection_nodes(connection)
+    while cursor := next_cursor(connection):
+        data = github.query(MORE_RELEASES_QUERY + RELEASE_FIELDS + ASSET_FIELDS,
+                            {"owner": owner, "name": repo["name"], "after": cursor})
+        connection = (data.get("repository") or {}).get("releases")
+        releases += connection_nodes(connection)
+    return releases
+
+
+def fetch_listing(github: GitHub, owner: str, project: str, rules: Sequence[RepoRule],
+                  owner_index: Callable[[], Mapping[str, str]]) -> Listing:
+    """All distributions of `project` in every non-draft release of the owner's repo.
+
+    When no repo is named after the project, the owner's project index (the one /simple/
+    shows) says which repo carries it, so every project listed there can be installed."""
+    try:
+        repo = find_repo(github, owner, repo_candidates(project, rules))
+    except NotFound:
+        elsewhere = owner_index().get(project)
+        if elsewhere is None:
+            raise
+        repo = find_repo(github, owner, [elsewhere])
+    nodes = [a for r in all_releases(github, owner, repo) if not r.get("isDraft") for a in release_assets(github, r)]
+    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
+
+
+def fetch_asset_link(github: GitHub, node_id: str) -> AssetLink:
+    """Owner, name and temporary URL of a release asset, looked up by node id."""
+    try:
+        node = github.query(ASSET_QUERY, {"id": node_id}).get("node")
+    except NotFound:
+        node = None
+    if not isinstance(node, dict) or node.get("__typename") != "ReleaseAsset":
+        raise NotFound("No such file, or not visible to this token.")
+    try:
+        release = node["release"]
+        owner = release["repository"]["owner"]["login"]
+        if release["isDraft"]:
+            raise NotFound("No such file, or not visible to this token.")
+        return AssetLink(str(owner), str(node["name"]), str(node["url"]))
+    except (KeyError, TypeError):
+        raise BadGateway("GitHub's answer had an unexpected shape.") from None
+
+
+def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
+    """Project -> repo for the owner's most recently pushed repos (bounded: see ROOT_*)."""
+    names: dict[str, str] = {}
+    cursor = None
+    for _ in range(ROOT_MAX_PAGES):
+        data = github.query(OWNER_PROJECTS_QUERY, {"owner": owner, "after": cursor})
+        if not isinstance(data.get("repositoryOwner"), dict):
+            raise NotFound(f"No GitHub owner {owner} is visible to this token.")
+        connection = data["repositoryOwner"].get("repositories")
+        names = {**owner_projects(connection_nodes(connection)), **names}
+        cursor = next_cursor(connection)
+        if cursor is None:
+            break
+    return names
+
+
+# --- Cache ---
+
+
+class _Flight:
+    """One load in progress; concurrent callers for the same key wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class Cache:
+    """A bounded LRU map with a TTL, stale-if-error and coalescing of concurrent loads.
+
+    Callers build keys that include a keyed hash of the token, so one token's entries never
+    answer another token's request.
+    """
+
+    def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Callable[[], float] = time.time) -> None:
+        self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
+        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._flights: dict[Any, _Flight] = {}
+        self._lock = threading.Lock()
+        self.stats = {"hits": 0, "misses": 0, "coalesced": 0, "stale": 0}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Any, max_age: float | None = None) -> Any:
+        """The value stored under `key` if younger than `max_age` (default: the TTL), else None."""
+        max_age = self.ttl if max_age is None else max_age
+        with self._lock:
+            stored, value = self._entries.get(key, (None, None))
+            if stored is None or self.clock() - stored >= max_age:
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any, lifetime: float | None = None) -> None:
+        """Store `value`; with `lifetime`, it is fresh for that many seconds instead of the TTL."""
+        if self.size <= 0 or self.ttl <= 0 and lifetime is None:
+            return
+        stored = self.clock() - (self.ttl - lifetime if lifetime is not None else 0)
+        with self._lock:
+            self._entries[key] = (stored, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def fetch(self, key: Any, load: Callable[[], Any], log: Callable[[str], None]) -> Any:
+        """The cached value, else load() once for all concurrent callers; stale on GitHub failure."""
+        value = self.get(key)
+        if value is not None:
+            self.stats["hits"] += 1
+            return value
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            self.stats["coalesced"] += 1
+            return self._follow(flight)
+        self.stats["misses"] += 1
+        return self._lead(key, flight, load, log)
+
+    def _follow(self, flight: _Flight) -> Any:
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.value
+
+    def _lead(self, key: Any, flight: _Flight, load: Callable[[], Any], log: Callable[[str], None]) -> Any:
+        try:
+            flight.value = load()
+            self.put(key, flight.value)
+        except UPSTREAM_FAILURES as exc:
+            flight.value = self.get(key, self.ttl + self.stale_ttl)
+            if flight.value is None:
+                flight.error = exc
+                raise
+            self.stats["stale"] += 1
+            log(f"serving a stale listing: GitHub failed ({exc.status} {exc.message})")
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+        return flight.value
+
+
+# --- Server and handler ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything configurable, built once in main() and kept on the server."""
+
+    host: str = "0.0.0.0"
+    port: int = 3141
+    graphql_url: str = "https://api.github.com/graphql"
+    owners: tuple[str, ...] = ()
+    repo_map: tuple[RepoRule, ...] = ()
+    certfile: str | None = None
+    keyfile: str | None = None
+    upstream_timeout: float = 10.0
+    cache_ttl: float = 60.0
+    stale_ttl: float = 600.0
+    cache_size: int = 1024
+    idle_timeout: float = 30.0
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+class PyPIHubServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.settings, self.clock = settings, clock
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.listings = Cache(settings.cache_ttl, settings.stale_ttl, settings.cache_size, clock)
+        self.links = Cache(settings.cache_ttl, 0, settings.cache_size * 64, clock)
+        self._key_salt = secrets.token_bytes(32)
+        self.tls = tls_context(settings) if settings.certfile else None
+        if ":" in settings.host:
+            self.address_family = socket.AF_INET6
+        super().__init__((settings.host, settings.port), Handler)
+
+    def token_key(self, token: str) -> str:
+        """A keyed hash of the token: cache keys never hold the token itself."""
+        return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens on first read, in the worker thread: a client that connects
+            # and never speaks must not stall the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        kind = sys.exc_info()[0]
+        self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
+
+    def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
+        key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
+        load = lambda: fetch_listing(github, creds.owner, project, self.settings.repo_map,  # noqa: E731
+                                     lambda: self.projects(github, creds))
+        listing = self.listings.fetch(key, load, self.log)
+        self.remember_links(creds.token, listing)
+        return listing
+
+    def remember_links(self, token: str, listing: Listing) -> None:
+        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
+        now = self.clock()
+        for asset in listing.files:
+            expiry = signed_url_expiry(asset.url)
+            if expiry is not None and expiry - LINK_SAFETY_MARGIN > now:
+                link = AssetLink(listing.owner, asset.filename, asset.url)
+                lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
+                self.links.put(("link", self.token_key(token), asset.id), link, lifetime)
+
+    def asset_link(self, github: GitHub, creds: Credentials, node_id: str) -> AssetLink:
+        key = ("link", self.token_key(creds.token), node_id)
+        link = self.links.get(key)
+        return link if link is not None else fetch_asset_link(github, node_id)
+
+    def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
+        key = ("projects", self.token_key(creds.token), creds.owner.lower())
+        return self.listings.fetch(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.certfile, settings.keyfile)
+    return context
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"pypihub/{__version__}"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: PyPIHubServer
+
+    def setup(self) -> None:
+        self.timeout = self.server.settings.idle_timeout
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, socket.timeout, TimeoutError):
+            self.close_connection = True
+
+    # Every method is routed here; the answer is rendered in one place.
+    def do_GET(self) -> None:
+        self.respond()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
+
+    def respond(self) -> None:
+        started, self.github = time.perf_counter(), None
+        try:
+            answer = self.route()
+        except PyPIHubError as exc:
+            answer = error_answer(exc)
+        except Exception:
+            self.log_message("internal error: %s", traceback.format_exc())
+            answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
+        calls = self.github.calls if self.github else 0
+        self.log_access(answer.status, (time.perf_counter() - started) * 1000, calls)
+        self.send_answer(answer)
+
+    def route(self) -> Answer:
+        has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers
+        if has_body:
+            self.close_connection = True  # the body is not read, so the connection cannot be reused
+        if self.command not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{self.command} is not supported here; use GET or HEAD.")
+        if has_body:
+            raise BadRequest("GET and HEAD requests take no body.")
+        split = urllib.parse.urlsplit(self.path)
+        if not self.path.startswith("/"):
+            raise BadRequest("The request target must be a path.")
+        segments = [unquote_segment(s) for s in split.path.split("/")[1:]]
+        if any(s in (".", "..") for s in segments):
+            raise BadRequest("The path may not contain . or .. segments.")
+        return self.dispatch(segments, urllib.parse.parse_qs(split.query))
+
+    def dispatch(self, segments: list[str], query: dict[str, list[str]]) -> Answer:
+        if segments == [""]:
+            return html_answer(render_home())
+        if segments == ["healthz"]:
+            return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
+        if segments == ["simple"]:
+            return redirect("simple/")
+        if segments == ["simple", ""]:
+            return self.root_page(query)
+        if segments[0] == "simple" and (len(segments) == 2 or segments[2:] == [""]):
+            return self.project_page(segments[1], slash=len(segments) == 3, query=query)
+        if len(segments) == 3 and segments[0] == "asset":
+            return self.asset(segments[1], segments[2])
+        raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
+
+    def project_page(self, name: str, slash: bool, query: dict[str, list[str]]) -> Answer:
+        if not PROJECT_RE.fullmatch(name):
+            raise NotFound("That is not a valid project name.")
+        canonical = normalize(name)
+        if name != canonical or not slash:
+            # PEP 503: redirect to the normalized URL; relative, to keep any path prefix.
+            suffix = "?" + urllib.parse.urlencode(query, doseq=True) if query else ""
+            return redirect(("../" if slash else "") + canonical + "/" + suffix)
+        creds = self.credentials()
+        media = negotiate(self.accept(query))
+        listing = self.server.listing(self.github, creds, canonical)
+        body = render_project_json(listing) if media == JSON_V1 else render_project_html(listing)
+        return self.page_answer(media, body)
+
+    def root_page(self, query: dict[str, list[str]]) -> Answer:
+        creds = self.credentials()
+        media = negotiate(self.accept(query))
+        projects = sorted(self.server.projects(self.github, creds))
+        body = render_root_json(projects) if media == JSON_V1 else render_root_html(projects)
+        return self.page_answer(media, body)
+
+    def asset(self, node_id: str, filename: str) -> Answer:
+        if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(filename) is None:
+            raise NotFound("No such file.")
+        creds = self.credentials()
+        link = self.server.asset_link(self.github, creds, node_id)
+        # Another owner's asset is answered exactly like a missing one.
+        if link.owner.lower() != creds.owner.lower() or link.filename != filename:
+            raise NotFound("No such file, or not visible to this token.")
+        if not is_safe_url(link.url):
+            raise BadGateway("GitHub gave a download URL that cannot be used.")
+        return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
+
+    def credentials(self) -> Credentials:
+        creds = parse_credentials(self.headers.get("Authorization"))
+        owners = self.server.settings.owners
+        if owners and creds.owner.lower() not in {o.lower() for o in owners}:
+            raise Forbidden("This index does not serve that owner.")
+        self.github = GitHub(self.server.settings.graphql_url, creds.token,
+                             self.server.settings.upstream_timeout, self.server.clock)
+        return creds
+
+    def accept(self, query: dict[str, list[str]]) -> str | None:
+        # PEP 691: a ?format= parameter stands in for the Accept header.
+        return query["format"][0] if query.get("format") else self.headers.get("Accept")
+
+    def page_answer(self, media: str, body: bytes) -> Answer:
+        etag = quote_etag(body + media.encode())
+        headers = [("Content-Type", media), ("Vary", "Accept, Authorization"), ("ETag", etag),
+                   ("Cache-Control", f"private, max-age={int(self.server.settings.cache_ttl)}")]
+        if media != JSON_V1:
+            headers += HTML_SECURITY_HEADERS
+        if etag_matches(self.headers.get("If-None-Match"), etag):
+            return Answer(304, b"", headers)
+        return Answer(200, body, headers)
+
+    def send_answer(self, answer: Answer) -> None:
+        self.send_response_only(answer.status)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", self.date_time_string())
+        for name, value in answer.headers:
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name} has a line break")
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and answer.status not in (204, 304):
+            self.wfile.write(answer.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors raised by http.server itself (bad request line, headers too long, ...)."""
+        self.close_connection = True
+        error = PyPIHubError(message or http.HTTPStatus(code).phrase)
+        error.status = code
+        self.log_access(code, 0.0, 0)
+        self.send_answer(error_answer(error))
+
+    def log_access(self, status: int, millis: float, calls: int) -> None:
+        line = f'{self.client_address[0]} "{getattr(self, "command", None) or "-"} {getattr(self, "path", "") or "-"}" {status} {millis:.1f}ms gh={calls}'
+        self.server.log(sanitize_log(line))
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass  # log_access writes one line per request, with more in it
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.server.log(sanitize_log(f"{self.client_address[0]} {format % args}"))
+
+
+HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
+                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
+
+
+def sanitize_log(text: str) -> str:
+    """One printable line: controls escaped, so a request cannot forge log lines."""
+    return "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text)
+
+
+def error_answer(error: PyPIHubError) -> Answer:
+    body = (error.message.rstrip(".") + ".\n").encode()
+    return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers])
+
+
+def html_answer(body: bytes) -> Answer:
+    return Answer(200, body, [("Content-Type", "text/html; charset=utf-8"), *HTML_SECURITY_HEADERS])
+
+
+def redirect(location: str) -> Answer:
+    return Answer(301, b"", [("Location", location)])
+
+
+# --- Command line ---
+
+CONFIG_KEYS = {  # the original project's TOML layout
+    "host": ("server", "host"), "port": ("server", "port"),
+    "certfile": ("server", "tls", "crt"), "keyfile": ("server", "tls", "key"),
+    "owner": ("github", "owners"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pypihub", description="A Python package index over the assets of GitHub Releases.",
+        epilog="Every flag can also be set as PYPIHUB_<FLAG> (e.g. PYPIHUB_GRAPHQL_URL); flags win.")
+    add = parser.add_argument
+    add("--host", help="address to listen on (default 0.0.0.0)")
+    add("--port", type=int, help="port to listen on (default 3141)")
+    add("--graphql-url", help="GitHub GraphQL endpoint (default https://api.github.com/graphql; "
+                              "GitHub Enterprise Server: https://HOST/api/graphql)")
+    add("--owner", action="append", metavar="LOGIN", help="serve only this owner (repeatable; default any)")
+    add("--repo-map", action="append", metavar="REGEX=REPLACEMENT",
+        help="turn a project name into a repo name with re.sub (repeatable, applied in order)")
+    add("--certfile", help="TLS certificate chain (PEM); serves HTTPS with --keyfile")
+    add("--keyfile", help="TLS private key (PEM)")
+    add("--upstream-timeout", type=float, metavar="SECONDS", help="GitHub answer timeout (default 10)")
+    add("--cache-ttl", type=float, metavar="SECONDS", help="listing cache lifetime, 0 = off (default 60)")
+    add("--stale-ttl", type=float, metavar="SECONDS",
+        help="serve a listing this long past its TTL when GitHub fails (default 600)")
+    add("--cache-size", type=int, metavar="N", help="listings kept at most (default 1024)")
+    add("--idle-timeout", type=float, metavar="SECONDS", help="close idle connections after (default 30)")
+    add("--config", metavar="FILE", help="TOML file in the original PyPIHub layout (Python 3.11+)")
+    add("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served; main() turns it into SystemExit."""
+
+
+def read_config(path: str) -> dict:
+    try:
+        import tomllib  # novm: optional, guarded by ImportError below
+    except ImportError:
+        raise ConfigError("--config needs Python 3.11+ (tomllib); use flags or PYPIHUB_* variables") from None
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+
+
+def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flag values from the original project's TOML layout."""
+    values: dict[str, Any] = {}
+    for flag, path in CONFIG_KEYS.items():
+        node: Any = config
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            values[flag] = node
+    rules = (config.get("github") or {}).get("replace") or []
+    if rules:
+        values["repo_map"] = [f"{r['patt']}={r['repl']}" for r in rules]
+    return values
+
+
+def env_values(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for action in parser._actions:
+        name = f"PYPIHUB_{action.dest.upper()}"
+        if action.dest not in ("help", "version") and environ.get(name):
+            raw = environ[name]
+            values[action.dest] = raw.split() if action.default is None and isinstance(action, argparse._AppendAction) else raw
+    return values
+
+
+def parse_rules(specs: Iterable[str]) -> tuple[RepoRule, ...]:
+    rules = []
+    for spec in specs:
+        pattern, equals, replacement = spec.partition("=")
+        if not equals:
+            raise ConfigError(f"--repo-map {spec!r}: expected REGEX=REPLACEMENT")
+        try:
+            rules.append(RepoRule(re.compile(pattern), replacement))
+        except re.error as exc:
+            raise ConfigError(f"--repo-map {spec!r}: {exc}") from None
+    return tuple(rules)
+
+
+def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from flags, then PYPIHUB_* variables, then --config, then defaults."""
+    parser = build_parser()
+    flags = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    env = env_values(parser, environ)
+    config_path = flags.get("config") or env.get("config")
+    merged = {**(config_values(read_config(config_path)) if config_path else {}), **env, **flags}
+    try:
+        settings = Settings(**{f.name: coerce(f, merged[flag_name(f.name)])
+                               for f in dataclasses.fields(Settings) if flag_name(f.name) in merged})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad setting: {exc}") from None
+    if bool(settings.certfile) != bool(settings.keyfile):
+        raise ConfigError("--certfile and --keyfile go together")
+    return settings
+
+
+def flag_name(field: str) -> str:
+    return {"owners": "owner"}.get(field, field)
+
+
+def coerce(field: dataclasses.Field, value: Any) -> Any:
+    if field.name == "repo_map":
+        return parse_rules(value)
+    if field.name == "owners":
+        return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+    kind = {"port": int, "cache_size": int}.get(field.name)
+    if kind or field.name.endswith(("_timeout", "_ttl")):
+        return (kind or float)(value)
+    return str(value)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C; return the exit status."""
+    try:
+        settings = build_settings(argv, os.environ if environ is None else environ)
+        server = PyPIHubServer(settings)
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"pypihub: {exc}") from None
+    scheme = "https" if server.tls else "http"
+    host, port = server.server_address[:2]
+    server.log(f"pypihub {__version__} serving {scheme}://{host}:{port}/simple/ for {settings.graphql_url}")
+    if not server.tls and not is_loopback(settings.host):
+        server.log("WARNING: serving beyond loopback without TLS: GitHub tokens will cross the network "
+                   "in clear. Use --certfile/--keyfile or put a TLS proxy in front.")
+    stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    server.log("pypihub stopped")
+    return 0
+
+
+def run() -> NoReturn:
+    """Entry point for the zipapp, whose generated __main__ ignores main()'s return value."""
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    run()

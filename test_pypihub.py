@@ -1,0 +1,1313 @@
+"""Tests for pypihub: pure-function tables, then the server against a fake GitHub on loopback,
+then the real pip (and uv, when installed) installing through it.
+
+The fake GitHub executes every GraphQL query against GitHub's public schema
+(../shared/github/schema.graphql) with graphql-core, and enforces what GitHub enforces:
+401 JSON for bad tokens, `repository: null` + NOT_FOUND for repos a token cannot see,
+`first`/`last` required and <= 100 on every connection, drafts only for writers, and signed,
+expiring download URLs that refuse Authorization headers.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import html.parser
+import http.client
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import pypihub
+
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT.parent / "shared"
+SCHEMA_FILE = SHARED / "github" / "schema.graphql"
+
+OWNER = "octorg"
+TOKEN_A = "ghp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # reads octorg's private repos, writes some
+TOKEN_B = "ghp_tokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"  # sees only public repos
+TOKEN_BAD = "ghp_revokedXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"  # unknown to GitHub
+ALL_TOKENS = (TOKEN_A, TOKEN_B, TOKEN_BAD)
+
+
+# --- Building distributions ---
+
+
+def make_wheel(name: str, version: str, value: str = "", requires_python: str | None = None) -> tuple[str, bytes]:
+    """A real, installable pure-Python wheel with one module."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python:
+        metadata += f"Requires-Python: {requires_python}\n"
+    files = {
+        f"{module}/__init__.py": f"VALUE = {value or version!r}\n",
+        f"{dist_info}/METADATA": metadata,
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},{len(text.encode())}\n"
+        for path, text in files.items()
+    ) + f"{dist_info}/RECORD,,\n"
+    files[f"{dist_info}/RECORD"] = record
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return f"{module}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+# --- A fake GitHub ---
+
+_SCHEMA = None
+
+
+def github_schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        import graphql
+
+        if not SCHEMA_FILE.exists():
+            pytest.fail(f"GitHub's schema is expected at {SCHEMA_FILE} (the project's shared/ folder)")
+        _SCHEMA = graphql.build_schema(SCHEMA_FILE.read_text(), assume_valid_sdl=True)
+    return _SCHEMA
+
+
+def schema_errors(query: str) -> list[str]:
+    """What ../shared/tools/check_graphql.py reports for a query GitHub would receive."""
+    sys.path.insert(0, str(SHARED / "tools"))
+    try:
+        import check_graphql
+    finally:
+        sys.path.pop(0)
+    return check_graphql.errors(query)
+
+
+class PaginationError(Exception):
+    pass
+
+
+def paginate(items: list, args: dict, connection: str) -> dict:
+    """A GraphQL connection over `items`, with GitHub's rules for first/last."""
+    import graphql
+
+    first, last, after = args.get("first"), args.get("last"), args.get("after")
+    if first is None and last is None:
+        raise graphql.GraphQLError(f"You must provide a `first` or `last` value to properly paginate the `{connection}` connection.")
+    for bound, value in (("first", first), ("last", last)):
+        if value is not None and not 1 <= value <= 100:
+            raise graphql.GraphQLError(f"Requesting {value} records on the `{connection}` connection exceeds the `{bound}` limit of 100 records.")
+    start = int(base64.b64decode(after).decode().split(":")[-1]) + 1 if after else 0
+    window = items[start:]
+    window = window[:first] if first is not None else window[-last:]
+    end = start + len(window) - 1
+    cursor = lambda i: base64.b64encode(f"cursor:v2:{i}".encode()).decode()  # noqa: E731
+    return {
+        "nodes": window,
+        "edges": [{"node": n, "cursor": cursor(start + i)} for i, n in enumerate(window)],
+        "totalCount": len(items),
+        "pageInfo": {"hasNextPage": end + 1 < len(items), "hasPreviousPage": start > 0,
+                     "startCursor": cursor(start) if window else None, "endCursor": cursor(end) if window else None},
+    }
+
+
+class FakeRepo:
+    def __init__(self, github: "FakeGitHub", owner: str, name: str, private: bool, readers, writers) -> None:
+        self.github, self.owner, self.name, self.private = github, owner, name, private
+        self.readers, self.writers = set(readers) | set(writers), set(writers)
+        self.releases: list[dict] = []  # newest first, as GitHub orders by CREATED_AT DESC
+
+    def visible_to(self, token: str) -> bool:
+        return not self.private or token in self.readers
+
+    def add_release(self, tag: str, files: dict[str, bytes], draft: bool = False,
+                    created: str = "2026-01-01T00:00:00Z") -> dict:
+        release = {"__typename": "Release", "id": self.github.new_id("RE"), "tagName": tag,
+                   "isDraft": draft, "isPrerelease": False, "createdAt": created, "assets": [],
+                   "repository": self.node(),
+                   "releaseAssets": lambda info, **a: paginate(release["assets"], a, "releaseAssets")}
+        for filename, content in files.items():
+            self.github.add_asset(self, release, filename, content, created)
+        self.releases.insert(0, release)
+        return release
+
+    def node(self) -> dict:
+        owner = {"__typename": "Organization", "login": self.owner}
+        return {"__typename": "Repository", "name": self.name, "owner": owner, "isPrivate": self.private,
+                "nameWithOwner": f"{self.owner}/{self.name}",
+                "releases": lambda info, **a: paginate(
+                    [r for r in self.releases if not r["isDraft"] or info.context["token"] in self.writers],
+                    a, "releases")}
+
+
+class FakeGitHub:
+    """GitHub's GraphQL API and download hosts, as far as PyPIHub can tell."""
+
+    def __init__(self) -> None:
+        self.repos: dict[tuple[str, str], FakeRepo] = {}
+        self.assets: dict[str, dict] = {}  # node id -> asset
+        self.tokens = {TOKEN_A: "alice", TOKEN_B: "bob"}
+        self.secret = os.urandom(16)
+        self.url_lifetime = 300
+        self.serial = 0
+        self.lock = threading.Lock()
+        self.graphql_calls: list[tuple[str, str]] = []  # (token, operation)
+        self.downloads: list[tuple[str, str | None]] = []  # (filename, Range)
+        self.invalid_queries: list[tuple[str, list[str]]] = []
+        self.crashes: list[str] = []
+        self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage"
+        self.rate_limited = False
+        self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
+        self.latency = 0.0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # clients that hang up are normal here
+        self.server.github = self
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def graphql_url(self) -> str:
+        return self.base + "/graphql"
+
+    def new_id(self, prefix: str) -> str:
+        with self.lock:
+            self.serial += 1
+            serial = self.serial
+        if serial % 2:  # GitHub's legacy node ids are Base64 and may hold "/", "+" and "="
+            return base64.b64encode(f"0{serial}:Release{prefix}{serial}?>".encode()).decode()
+        return f"{prefix}_kwDOfake{serial:06d}"
+
+    def add_repo(self, name: str, owner: str = OWNER, private: bool = True,
+                 readers=(TOKEN_A,), writers=(TOKEN_A,)) -> FakeRepo:
+        repo = FakeRepo(self, owner, name, private, readers, writers)
+        self.repos[(owner.lower(), name.lower())] = repo
+        return repo
+
+    def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes, created: str) -> dict:
+        node_id = self.new_id("RA")
+        asset = {"__typename": "ReleaseAsset", "id": node_id, "name": filename, "size": len(content),
+                 "createdAt": created, "updatedAt": created, "contentType": "application/octet-stream",
+                 "downloadCount": 0, "content": content, "release": release, "repo": repo,
+                 "url": lambda info: self.signed_url(node_id),
+                 "downloadUrl": f"{self.base}/{repo.owner}/{repo.name}/releases/download/{release['tagName']}/{urllib.parse.quote(filename)}"}
+        release["assets"].append(asset)
+        self.assets[node_id] = asset
+        return asset
+
+    def signature(self, node_id: str, date: str, expires: str) -> str:
+        return hmac.new(self.secret, f"{node_id}|{date}|{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def signed_url(self, node_id: str) -> str:
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        expires = str(self.url_lifetime)
+        query = urllib.parse.urlencode({"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": date,
+                                        "X-Amz-Expires": expires,
+                                        "X-Amz-Signature": self.signature(node_id, date, expires)})
+        return f"{self.base}/download/{urllib.parse.quote(node_id, safe='')}?{query}"
+
+    # GraphQL root fields
+    def root(self) -> dict:
+        return {"repository": self.resolve_repository, "node": self.resolve_node,
+                "repositoryOwner": self.resolve_owner}
+
+    def resolve_repository(self, info, owner: str, name: str, followRenames: bool = True):
+        repo = self.repos.get((owner.lower(), name.lower()))
+        if repo is None or not repo.visible_to(info.context["token"]):
+            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
+                                           "message": f"Could not resolve to a Repository with the name '{owner}/{name}'."})
+            return None
+        return repo.node()
+
+    def resolve_node(self, info, id: str):
+        token = info.context["token"]
+        asset = self.assets.get(id)
+        release = next((r for repo in self.repos.values() for r in repo.releases if r["id"] == id), None)
+        found = asset or release
+        repo = asset["repo"] if asset else (release and release["repository"] and self.repo_of_release(release))
+        if found is None or repo is None or not repo.visible_to(token):
+            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
+                                           "message": f"Could not resolve to a node with the global id of '{id}'"})
+            return None
+        return found
+
+    def repo_of_release(self, release: dict) -> FakeRepo:
+        return next(repo for repo in self.repos.values() if release in repo.releases)
+
+    def resolve_owner(self, info, login: str):
+        token = info.context["token"]
+        repos = [r for r in self.repos.values() if r.owner.lower() == login.lower() and r.visible_to(token)]
+        if not any(r.owner.lower() == login.lower() for r in self.repos.values()):
+            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
+                                           "message": f"Could not resolve to a RepositoryOwner with the login of '{login}'."})
+            return None
+        nodes = [r.node() for r in reversed(repos)]  # most recently created/pushed first
+        return {"__typename": "Organization", "login": login,
+                "repositories": lambda info, **a: paginate(nodes, a, "repositories")}
+
+    def execute(self, token: str, body: dict) -> dict:
+        import graphql
+
+        query = body.get("query", "")
+        problems = schema_errors(query)
+        if problems:
+            self.invalid_queries.append((query, problems))
+            return {"errors": [{"message": m} for m in problems]}
+        context = {"token": token, "errors": []}
+        result = graphql.execute(github_schema(), graphql.parse(query), root_value=self.root(),
+                                 context_value=context, variable_values=body.get("variables") or {})
+        errors = context["errors"] + [{"message": e.message, "path": e.path} for e in result.errors or []]
+        answer: dict = {"data": result.data}
+        if errors:
+            answer["errors"] = errors
+        return answer
+
+    def start(self) -> "FakeGitHub":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+    @property
+    def github(self) -> FakeGitHub:
+        return self.server.github  # type: ignore[attr-defined]
+
+    def reply(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def reply_json(self, status: int, payload, headers: dict | None = None) -> None:
+        self.reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/graphql":
+            return self.reply_json(404, {"message": "Not Found"})
+        if not self.headers.get("User-Agent"):
+            return self.reply(403, b"Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        github = self.github
+        with github.lock:
+            github.graphql_calls.append((token, json.loads(body).get("query", "").split("(")[0].strip()))
+            fault = github.faults.pop(0) if github.faults else None
+        if github.gate is not None:
+            github.gate.wait(10)
+        if github.latency:
+            time.sleep(github.latency)
+        if scheme.lower() not in ("bearer", "token") or token not in github.tokens:
+            return self.reply_json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/graphql"})
+        if fault == "timeout":
+            time.sleep(3)
+            return self.reply_json(200, {"data": None})
+        if fault == "garbage":
+            return self.reply(200, b"<html>unicorn</html>", {"Content-Type": "text/html"})
+        if fault is not None:
+            return self.reply_json(fault, {"message": "Server Error"}, {"Retry-After": "7"} if fault in (403, 429) else {})
+        reset = {"x-ratelimit-limit": "5000", "x-ratelimit-resource": "graphql",
+                 "x-ratelimit-reset": str(int(time.time()) + 1800)}
+        if github.rate_limited:
+            return self.reply_json(200, {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user ID 1."}]},
+                                   {**reset, "x-ratelimit-remaining": "0"})
+        try:
+            answer = github.execute(token, json.loads(body))
+        except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
+            github.crashes.append(repr(exc))
+            raise
+        self.reply_json(200, answer, {**reset, "x-ratelimit-remaining": "4999"})
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path.startswith("/download/"):
+            return self.download(urllib.parse.unquote(path[len("/download/"):]), dict(urllib.parse.parse_qsl(query)))
+        # The browser URL (downloadUrl): GitHub answers 404 to token requests for private repos.
+        self.reply(404, b"Not Found")
+
+    do_HEAD = do_GET
+
+    def download(self, node_id: str, query: dict) -> None:
+        github = self.github
+        asset = github.assets.get(node_id)
+        if self.headers.get("Authorization"):
+            return self.reply(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>")
+        try:
+            date, expires = query["X-Amz-Date"], query["X-Amz-Expires"]
+            good = hmac.compare_digest(github.signature(node_id, date, expires), query["X-Amz-Signature"])
+            start = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+            expired = time.time() > start.timestamp() + int(expires)
+        except (KeyError, ValueError):
+            good, expired = False, False
+        if asset is None or not good:
+            return self.reply(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
+        if expired:
+            return self.reply(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        content, byte_range = asset["content"], self.headers.get("Range")
+        if self.command == "GET":
+            with github.lock:
+                github.downloads.append((asset["name"], byte_range))
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{hashlib.md5(content).hexdigest()}"'}
+        if byte_range and byte_range.startswith("bytes="):
+            first, _, last = byte_range[len("bytes="):].partition("-")
+            if not first:
+                first, last = str(max(0, len(content) - int(last))), str(len(content) - 1)
+            lo, hi = int(first), min(int(last) if last else len(content) - 1, len(content) - 1)
+            headers["Content-Range"] = f"bytes {lo}-{hi}/{len(content)}"
+            return self.reply(206, content[lo:hi + 1], headers)
+        self.reply(200, content, headers)
+
+
+# --- Fixtures ---
+
+
+class Clock:
+    """Wall-clock time that a test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def github():
+    fake = FakeGitHub().start()
+    yield fake
+    fake.stop()
+    assert not fake.invalid_queries, f"PyPIHub sent queries GitHub's schema rejects: {fake.invalid_queries}"
+    assert not fake.crashes, f"the fake GitHub crashed: {fake.crashes}"
+
+
+class Hub:
+    """A running PyPIHub server and what it logged."""
+
+    def __init__(self, settings: pypihub.Settings, clock: Clock) -> None:
+        self.logs: list[str] = []
+        self.clock = clock
+        self.server = pypihub.PyPIHubServer(settings, clock=clock, log=self.logs.append)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+        self.answers: list[bytes] = []
+
+    def index_url(self, token: str = TOKEN_A, owner: str = OWNER) -> str:
+        return f"http://{owner}:{token}@127.0.0.1:{self.port}/simple/"
+
+    def request(self, path: str, token: str | None = TOKEN_A, owner: str = OWNER, method: str = "GET",
+                headers: dict | None = None, auth: str | None = None) -> "Response":
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = dict(headers or {})
+        if auth is not None:
+            sent["Authorization"] = auth
+        elif token is not None:
+            sent["Authorization"] = "Basic " + base64.b64encode(f"{owner}:{token}".encode()).decode()
+        connection.request(method, path, headers=sent)
+        answer = connection.getresponse()
+        response = Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        connection.close()
+        self.answers.append(repr(response.headers).encode() + response.body)
+        return response
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Response:
+    def __init__(self, status: int, headers: dict, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def links(self) -> list[tuple[str, str, dict]]:
+        return parse_links(self.body.decode())
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.body[:200]!r}>"
+
+
+class LinkParser(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str, dict]] = []
+        self.meta: dict[str, str] = {}
+        self._open: dict | None = None
+
+    def handle_starttag(self, tag, attrs) -> None:
+        attrs = dict(attrs)
+        if tag == "a":
+            self._open, self._text = attrs, ""
+        if tag == "meta" and "name" in attrs:
+            self.meta[attrs["name"]] = attrs.get("content", "")
+
+    def handle_data(self, data) -> None:
+        if self._open is not None:
+            self._text += data
+
+    def handle_endtag(self, tag) -> None:
+        if tag == "a" and self._open is not None:
+            self.links.append((self._open.get("href", ""), self._text, self._open))
+            self._open = None
+
+
+def parse_links(text: str) -> list[tuple[str, str, dict]]:
+    parser = LinkParser()
+    parser.feed(text)
+    return parser.links
+
+
+def parse_meta(text: str) -> dict[str, str]:
+    parser = LinkParser()
+    parser.feed(text)
+    return parser.meta
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def make_hub(github, clock):
+    hubs: list[Hub] = []
+
+    def start(**overrides) -> Hub:
+        settings = pypihub.Settings(**{"host": "127.0.0.1", "port": 0, "graphql_url": github.graphql_url,
+                                       "upstream_timeout": 2.0, **overrides})
+        hub = Hub(settings, clock)
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        hub.stop()
+        # No token may reach a log line or anything a client was sent.
+        written = "\n".join(hub.logs).encode() + b"".join(hub.answers)
+        for token in ALL_TOKENS:
+            assert token.encode() not in written, "a token leaked into a log line or an answer"
+
+
+@pytest.fixture
+def hub(make_hub):
+    return make_hub()
+
+
+@pytest.fixture
+def demo(github):
+    """octorg/demo-pkg (private, readable by A): two versions, a draft, and non-Python assets."""
+    repo = github.add_repo("demo-pkg")
+    files = {}
+    for version, created in (("1.0", "2026-01-10T12:00:00Z"), ("2.0", "2026-03-10T12:00:00Z")):
+        name, content = make_wheel("demo-pkg", version)
+        files[name] = content
+        repo.add_release(f"v{version}", {name: content, f"demo_pkg-{version}.tar.gz": b"sdist " + version.encode(),
+                                         "checksums.txt": b"x", "demo-pkg.pdf": b"%PDF",
+                                         f"other_pkg-{version}-py3-none-any.whl": b"not ours"}, created=created)
+    draft_name, draft = make_wheel("demo-pkg", "3.0")
+    repo.add_release("v3.0", {draft_name: draft}, draft=True, created="2026-05-01T00:00:00Z")
+    return repo, files
+
+
+# --- Pure logic: tables ---
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Foo", "foo"), ("foo_bar", "foo-bar"), ("Foo.Bar", "foo-bar"), ("foo--_.bar", "foo-bar"),
+    ("a-b-c", "a-b-c"), ("ZOPE.interface", "zope-interface"),
+])
+def test_normalize(name, expected):
+    assert pypihub.normalize(name) == expected
+
+
+@pytest.mark.parametrize("filename, expected", [
+    ("foo-1.0-py3-none-any.whl", ("foo", "1.0", "wheel")),
+    ("Foo_Bar-2.1.post1-1-cp311-cp311-manylinux_2_17_x86_64.whl", ("foo-bar", "2.1.post1", "wheel")),
+    ("foo_bar-1.0.tar.gz", ("foo-bar", "1.0", "sdist")),
+    ("foo-bar-1.0.tar.gz", ("foo-bar", "1.0", "sdist")),  # legacy sdist name with a dash
+    ("foo-1.0.zip", ("foo", "1.0", "sdist")),
+    ("foo-1.0+local.7-py3-none-any.whl", ("foo", "1.0+local.7", "wheel")),
+    ("checksums.txt", None), ("foo-1.0.bin", None), ("foo.pdf", None), ("foo.tar.gz", None),
+    ("foo-1.0-py3-any.whl", None), ("foo-bar.tar.gz", None), ("-1.0.tar.gz", None),
+    ("foo-1.0.tar.bz2", None), ("foo-1.0.egg", None),
+])
+def test_parse_distribution(filename, expected):
+    found = pypihub.parse_distribution(filename)
+    assert (found and (found.project, found.version, found.kind)) == expected or found is expected
+
+
+@pytest.mark.parametrize("project, rules, expected", [
+    ("foo", [], ["foo"]),
+    ("foo-bar", [], ["foo-bar", "foo_bar", "foo.bar"]),
+    ("foo-bar-baz", [], ["foo-bar-baz", "foo_bar_baz", "foo.bar.baz"]),
+    ("foo-bar", [("^foo-", "py-")], ["py-bar"]),
+    ("acme-tools", [("^acme-(.*)$", r"\1"), ("tools", "toolbox")], ["toolbox"]),
+    ("other", [("^acme-", "")], ["other"]),
+    ("foo", [("foo", "bad/name")], []),
+])
+def test_repo_candidates(project, rules, expected):
+    parsed = pypihub.parse_rules(f"{p}={r}" for p, r in rules)
+    assert pypihub.repo_candidates(project, parsed) == expected
+
+
+PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+UV_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+
+
+@pytest.mark.parametrize("accept, expected", [
+    (None, pypihub.TEXT_HTML),
+    ("", pypihub.TEXT_HTML),
+    ("*/*", pypihub.TEXT_HTML),
+    (PIP_ACCEPT, pypihub.JSON_V1),
+    (UV_ACCEPT, pypihub.JSON_V1),
+    ("text/html", pypihub.TEXT_HTML),
+    ("application/vnd.pypi.simple.v1+html", pypihub.HTML_V1),
+    ("application/vnd.pypi.simple.latest+json", pypihub.JSON_V1),
+    ("application/vnd.pypi.simple.latest+html", pypihub.HTML_V1),
+    ("APPLICATION/VND.PYPI.SIMPLE.V1+JSON", pypihub.JSON_V1),
+    ("application/*", pypihub.HTML_V1),
+    ("application/vnd.pypi.simple.v1+json;q=0.5, text/html;q=0.9", pypihub.TEXT_HTML),
+    ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html", pypihub.JSON_V1),
+    ("application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.v1+json", pypihub.HTML_V1),
+    ("*/*;q=0.1, application/vnd.pypi.simple.v1+json", pypihub.JSON_V1),
+    ("*/*, text/html;q=0", pypihub.HTML_V1),
+    ("text/html;q=bogus, application/vnd.pypi.simple.v1+json;q=0.3", pypihub.JSON_V1),
+    ("garbage, text/html", pypihub.TEXT_HTML),
+])
+def test_negotiate(accept, expected):
+    assert pypihub.negotiate(accept) == expected
+
+
+@pytest.mark.parametrize("accept", [
+    "application/json", "application/vnd.pypi.simple.v2+json", "text/plain", "image/*",
+    "text/html;q=0", "*/*;q=0", "application/vnd.pypi.simple.v1+json;q=0",
+])
+def test_negotiate_refuses(accept):
+    with pytest.raises(pypihub.NotAcceptable):
+        pypihub.negotiate(accept)
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("header, expected", [
+    (basic("octorg:ghp_abc"), ("octorg", "ghp_abc")),
+    (basic("Oct-Org:tok:with:colons"), ("Oct-Org", "tok:with:colons")),
+    ("basic " + base64.b64encode(b"o:t").decode(), ("o", "t")),
+])
+def test_parse_credentials(header, expected):
+    creds = pypihub.parse_credentials(header)
+    assert (creds.owner, creds.token) == expected
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer ghp_abc", "Basic", "Basic !!!notbase64", basic("no-colon"), basic("octorg:"),
+    basic(":token"), basic("bad owner:token"), basic("-octorg:token"), basic("octorg:tok en"),
+    basic("octorg:tok\nen"), "Basic " + base64.b64encode(b"o:\xff\xfe").decode(), basic("x" * 40 + ":t"),
+])
+def test_parse_credentials_refuses(header):
+    with pytest.raises(pypihub.Unauthorized) as caught:
+        pypihub.parse_credentials(header)
+    assert ("WWW-Authenticate", 'Basic realm="pypihub", charset="UTF-8"') in caught.value.headers
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://objects.githubusercontent.com/x?X-Amz-Date=20250101T000000Z&X-Amz-Expires=300&X-Amz-Signature=s",
+     datetime.datetime(2025, 1, 1, 0, 5, tzinfo=datetime.timezone.utc).timestamp()),
+    ("https://release-assets.githubusercontent.com/x?sp=r&se=2025-06-25T12:34:56Z&sig=abc",
+     datetime.datetime(2025, 6, 25, 12, 34, 56, tzinfo=datetime.timezone.utc).timestamp()),
+    ("https://cdn.example/x?Expires=1700000000&Signature=s", 1700000000.0),
+    ("https://github.com/o/r/releases/download/v1/f.whl", None),
+    ("https://x/?X-Amz-Date=garbage&X-Amz-Expires=300", None),
+    ("https://x/?se=not-a-date", None),
+])
+def test_signed_url_expiry(url, expected):
+    assert pypihub.signed_url_expiry(url) == expected
+
+
+@pytest.mark.parametrize("segment, expected", [
+    ("foo", "foo"), ("foo%2Bbar", "foo+bar"), ("a%2Fb", "a/b"), ("%C3%A9", "é"),
+])
+def test_unquote_segment(segment, expected):
+    assert pypihub.unquote_segment(segment) == expected
+
+
+@pytest.mark.parametrize("segment", ["%", "%zz", "a%2", "%00", "%0d%0a", "%ff", "%7f"])
+def test_unquote_segment_refuses(segment):
+    with pytest.raises(pypihub.BadRequest):
+        pypihub.unquote_segment(segment)
+
+
+@pytest.mark.parametrize("status, headers, expected, retry", [
+    (401, {}, pypihub.Unauthorized, None),
+    (403, {"retry-after": "30"}, pypihub.TooManyRequests, "30"),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1060"}, pypihub.TooManyRequests, "60"),
+    (429, {}, pypihub.TooManyRequests, "60"),
+    (403, {}, pypihub.Forbidden, None),
+    (500, {}, pypihub.BadGateway, None),
+    (502, {}, pypihub.BadGateway, None),
+    (504, {}, pypihub.GatewayTimeout, None),
+    (404, {}, pypihub.BadGateway, None),
+])
+def test_http_failure(status, headers, expected, retry):
+    error = pypihub.http_failure(status, headers, now=1000.0)
+    assert type(error) is expected
+    assert dict(error.headers).get("Retry-After") == retry
+
+
+@pytest.mark.parametrize("answer, headers, expected", [
+    ({"data": {"repository": None}, "errors": [{"type": "NOT_FOUND", "path": ["repository"]}]}, {}, {"repository": None}),
+    ({"data": {"c0": None, "c1": {"name": "x"}}, "errors": [{"type": "NOT_FOUND", "path": ["c0"]}]}, {}, {"c0": None, "c1": {"name": "x"}}),
+    ({"data": {"node": {"id": "x"}}}, {}, {"node": {"id": "x"}}),
+    ({"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}, {"x-ratelimit-reset": "1100"}, pypihub.TooManyRequests),
+    ({"data": None, "errors": [{"type": "NOT_FOUND"}]}, {}, pypihub.NotFound),
+    ({"data": None, "errors": [{"type": "FORBIDDEN"}]}, {}, pypihub.Forbidden),
+    ({"errors": [{"message": "Field 'x' doesn't exist on type 'Query'"}]}, {}, pypihub.BadGateway),
+    ({"data": {"a": 1}, "errors": [{"type": "INTERNAL"}]}, {}, pypihub.BadGateway),
+    ([1, 2], {}, pypihub.BadGateway),
+    ({"data": "nonsense"}, {}, pypihub.BadGateway),
+])
+def test_graphql_data(answer, headers, expected):
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            pypihub.graphql_data(answer, headers, now=1000.0)
+    else:
+        assert pypihub.graphql_data(answer, headers, now=1000.0) == expected
+
+
+def listing_of(*assets: pypihub.Asset) -> pypihub.Listing:
+    return pypihub.Listing("demo", OWNER, "demo", assets)
+
+
+HOSTILE = pypihub.Asset('RA_1/+="', 'demo-1.0-py3-none-any.whl"><script>x</script>', "1.0", 5,
+                        "2026-01-01T00:00:00Z", "https://x")
+
+
+def test_render_html_escapes_and_links():
+    plain = pypihub.Asset("RA_kw1", "demo-1.0+local-py3-none-any.whl", "1.0+local", 5, "2026-01-01T00:00:00Z", "https://x")
+    text = pypihub.render_project_html(listing_of(plain, HOSTILE)).decode()
+    assert "<script>" not in text
+    links = parse_links(text)
+    assert [t for _, t, _ in links] == [plain.filename, HOSTILE.filename]
+    assert links[0][0] == "../../asset/RA_kw1/demo-1.0%2Blocal-py3-none-any.whl"
+    href = links[1][0]
+    assert href.startswith("../../asset/RA_1%2F%2B%3D%22/")
+    assert urllib.parse.unquote(href.rsplit("/", 1)[1]) == HOSTILE.filename  # PEP 503: last segment = filename
+    assert parse_meta(text) == {"pypi:repository-version": "1.1"}
+
+
+def test_render_json_is_pep_691_and_700():
+    older = pypihub.Asset("RA_2", "demo-1.9.tar.gz", "1.9", 7, "2026-01-01T00:00:00Z", "https://x")
+    newer = pypihub.Asset("RA_3", "demo-1.10-py3-none-any.whl", "1.10", 9, "2026-02-01T00:00:00Z", "https://x")
+    page = json.loads(pypihub.render_project_json(listing_of(older, newer, HOSTILE)))
+    assert page["meta"] == {"api-version": "1.1"}
+    assert page["name"] == "demo"
+    assert page["versions"] == ["1.0", "1.9", "1.10"]
+    assert page["files"][0] == {"filename": "demo-1.9.tar.gz", "url": "../../asset/RA_2/demo-1.9.tar.gz",
+                                "hashes": {}, "size": 7, "upload-time": "2026-01-01T00:00:00Z"}
+    assert page["files"][2]["filename"] == HOSTILE.filename
+
+
+@pytest.mark.parametrize("created, expected", [
+    ("2026-01-02T03:04:05Z", "2026-01-02T03:04:05Z"),
+    ("2026-01-02T03:04:05+02:00", "2026-01-02T01:04:05Z"),
+    ("2026-01-02T03:04:05.123Z", "2026-01-02T03:04:05Z"),
+])
+def test_upload_time(created, expected):
+    assert pypihub.upload_time(created) == expected
+
+
+def test_project_assets_filters_sorts_and_deduplicates():
+    node = lambda i, name: {"id": f"RA_{i}", "name": name, "size": 1, "createdAt": "2026-01-01T00:00:00Z", "url": "u"}  # noqa: E731
+    nodes = [node(1, "demo-1.10-py3-none-any.whl"), node(2, "demo-1.9.tar.gz"), node(3, "checksums.txt"),
+             node(4, "other-1.0-py3-none-any.whl"), node(5, "demo-1.10-py3-none-any.whl"), node(6, "Demo-1.9.zip")]
+    found = pypihub.project_assets("demo", nodes)
+    assert [(a.id, a.filename) for a in found] == [("RA_6", "Demo-1.9.zip"), ("RA_2", "demo-1.9.tar.gz"),
+                                                   ("RA_1", "demo-1.10-py3-none-any.whl")]
+
+
+def test_cache_ttl_lru_and_isolated_keys():
+    clock = Clock()
+    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=2, clock=clock)
+    cache.put(("a", 1), "A")
+    cache.put(("b", 1), "B")
+    assert cache.get(("a", 1)) == "A"  # now "b" is least recently used
+    cache.put(("c", 1), "C")
+    assert cache.get(("b", 1)) is None and cache.get(("a", 1)) == "A"
+    clock.advance(61)
+    assert cache.get(("a", 1)) is None
+    cache.put(("d", 1), "D", lifetime=5)
+    clock.advance(6)
+    assert cache.get(("d", 1)) is None
+
+
+def test_cache_off_with_zero_ttl():
+    cache = pypihub.Cache(ttl=0, stale_ttl=0, size=10)
+    calls = []
+    for _ in range(3):
+        cache.fetch("k", lambda: calls.append(1) or "v", print)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("argv, environ, expected", [
+    ([], {}, {"host": "0.0.0.0", "port": 3141, "graphql_url": "https://api.github.com/graphql", "owners": ()}),
+    (["--port", "8080", "--owner", "a", "--owner", "B"], {}, {"port": 8080, "owners": ("a", "B")}),
+    ([], {"PYPIHUB_PORT": "9000", "PYPIHUB_OWNER": "x y"}, {"port": 9000, "owners": ("x", "y")}),
+    (["--port", "1"], {"PYPIHUB_PORT": "9000"}, {"port": 1}),
+    (["--graphql-url", "https://ghe.example/api/graphql", "--upstream-timeout", "3"], {},
+     {"graphql_url": "https://ghe.example/api/graphql", "upstream_timeout": 3.0}),
+    ([], {"PYPIHUB_CACHE_TTL": "0"}, {"cache_ttl": 0.0}),
+])
+def test_build_settings(argv, environ, expected):
+    settings = pypihub.build_settings(argv, environ)
+    assert {k: getattr(settings, k) for k in expected} == expected
+
+
+def test_build_settings_repo_map():
+    settings = pypihub.build_settings(["--repo-map", "^py-(.*)=\\1-python"], {})
+    assert pypihub.repo_candidates("py-foo", settings.repo_map) == ["foo-python"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib arrived in Python 3.11")
+def test_build_settings_from_original_toml(tmp_path):
+    config = tmp_path / "pypihub.toml"
+    config.write_text('[server]\nhost = "127.0.0.2"\nport = 4000\n[server.tls]\ncrt = "c.pem"\nkey = "k.pem"\n'
+                      '[github]\nowners = ["octorg"]\n[[github.replace]]\npatt = "^x-"\nrepl = "y-"\n')
+    settings = pypihub.build_settings(["--config", str(config), "--port", "5000"], {})
+    assert (settings.host, settings.port, settings.certfile, settings.keyfile, settings.owners) == \
+        ("127.0.0.2", 5000, "c.pem", "k.pem", ("octorg",))
+    assert pypihub.repo_candidates("x-tool", settings.repo_map) == ["y-tool"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repo-map", "nothing"], "REGEX=REPLACEMENT"),
+    (["--repo-map", "(=x"], "--repo-map"),
+    (["--certfile", "c.pem"], "go together"),
+    (["--config", "/nonexistent/pypihub.toml"], "config"),
+])
+def test_main_refuses_bad_settings(argv, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        pypihub.main(argv, environ={})
+    assert message in str(caught.value.code)
+
+
+def test_main_version(capsys):
+    with pytest.raises(SystemExit) as caught:
+        pypihub.main(["--version"], environ={})
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pypihub {pypihub.__version__}"
+
+
+# --- The server against the fake GitHub ---
+
+
+def project_files(response: Response) -> list[str]:
+    if response.headers["content-type"] == pypihub.JSON_V1:
+        return [f["filename"] for f in response.json()["files"]]
+    return [text for _, text, _ in response.links()]
+
+
+def test_project_page_lists_python_files_of_non_draft_releases(hub, github, demo):
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/html"
+    assert project_files(response) == ["demo_pkg-1.0-py3-none-any.whl", "demo_pkg-1.0.tar.gz",
+                                       "demo_pkg-2.0-py3-none-any.whl", "demo_pkg-2.0.tar.gz"]
+    for href, text, _ in response.links():
+        assert href.startswith("../../asset/") and href.endswith("/" + urllib.parse.quote(text, safe=""))
+    assert parse_meta(response.body.decode()) == {"pypi:repository-version": "1.1"}
+    assert len(github.graphql_calls) == 1
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_github_sees_bearer_token_and_user_agent(hub, github, demo):
+    seen = []
+
+    class Spy(FakeHandler):
+        def do_POST(self):
+            seen.append((self.headers["Authorization"], self.headers["User-Agent"]))
+            super().do_POST()
+
+    github.server.RequestHandlerClass = Spy
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert seen == [(f"bearer {TOKEN_A}", f"pypihub/{pypihub.__version__}")]
+
+
+def test_asset_redirects_to_signed_url_and_bytes_match(hub, github, demo):
+    _, files = demo
+    page = hub.request("/simple/demo-pkg/")
+    href = next(h for h, t, _ in page.links() if t == "demo_pkg-2.0-py3-none-any.whl")
+    response = hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href))
+    assert response.status == 302
+    location = response.headers["location"]
+    assert location.startswith(github.base + "/download/")
+    target = urllib.parse.urlsplit(location)
+    connection = http.client.HTTPConnection(target.hostname, target.port)
+    connection.request("GET", f"{target.path}?{target.query}")
+    assert connection.getresponse().read() == files["demo_pkg-2.0-py3-none-any.whl"]
+
+
+def test_cold_listing_then_download_costs_one_graphql_call(hub, github, demo):
+    page = hub.request("/simple/demo-pkg/")
+    for href, _, _ in page.links():
+        assert hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href)).status == 302
+    assert len(github.graphql_calls) == 1
+    assert "gh=1" in hub.logs[0] and all("gh=0" in line for line in hub.logs[1:])
+
+
+def test_download_falls_back_to_node_lookup_when_link_is_stale(hub, github, demo, clock):
+    page = hub.request("/simple/demo-pkg/")
+    href = page.links()[0][0]
+    clock.advance(hub.server.settings.cache_ttl + 1)  # the remembered signed URL is no longer trusted
+    response = hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href))
+    assert response.status == 302
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query Asset"]
+
+
+def test_asset_link_without_listing_is_checked_with_github(hub, github, demo):
+    repo, files = demo
+    asset = repo.releases[-1]["assets"][0]
+    path = f"/asset/{urllib.parse.quote(asset['id'], safe='')}/{urllib.parse.quote(asset['name'])}"
+    assert hub.request(path).status == 302
+    assert hub.request(path, token=TOKEN_B).status == 404  # B cannot see the private repo
+    assert hub.request(path, owner="someone-else").status == 404  # another owner's asset
+    wrong_name = f"/asset/{urllib.parse.quote(asset['id'], safe='')}/demo_pkg-9.9-py3-none-any.whl"
+    assert hub.request(wrong_name).status == 404
+
+
+def test_draft_assets_are_not_served_by_id(hub, github, demo):
+    repo, _ = demo
+    draft = next(r for r in repo.releases if r["isDraft"])["assets"][0]
+    response = hub.request(f"/asset/{urllib.parse.quote(draft['id'], safe='')}/{draft['name']}")
+    assert response.status == 404
+
+
+def test_more_than_100_releases_and_assets_are_listed(hub, github):
+    repo = github.add_repo("big")
+    for n in range(130):
+        repo.add_release(f"v{n}", {f"big-0.{n}-py3-none-any.whl": b"w", f"big-0.{n}.tar.gz": b"s"})
+    repo.add_release("fat", {f"big-1.{n}-py3-none-any.whl": b"w" for n in range(150)})
+    response = hub.request("/simple/big/", headers={"Accept": pypihub.JSON_V1})
+    files = project_files(response)
+    assert len(files) == 130 * 2 + 150 == len(set(files))
+    assert len(response.json()["versions"]) == 130 + 150
+    # find + one more page of releases + one more page of the fat release's assets
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query MoreReleases", "query MoreAssets"]
+
+
+def test_first_existing_candidate_repo_is_used(hub, github):
+    github.add_repo("foo_bar").add_release("v1", {"foo_bar-1.0-py3-none-any.whl": b"underscore"})
+    github.add_repo("foo.bar").add_release("v1", {"foo.bar-2.0-py3-none-any.whl": b"dot"})
+    response = hub.request("/simple/foo-bar/")
+    assert project_files(response) == ["foo_bar-1.0-py3-none-any.whl"]
+    assert len(github.graphql_calls) == 1
+
+
+def test_repo_map_rules(make_hub, github):
+    github.add_repo("tool-python").add_release("v1", {"tool-1.0-py3-none-any.whl": b"t"})
+    hub = make_hub(repo_map=pypihub.parse_rules(["^(.*)$=\\1-python"]))
+    assert project_files(hub.request("/simple/tool/")) == ["tool-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("path, location", [
+    ("/simple/Demo_Pkg/", "../demo-pkg/"),
+    ("/simple/demo-pkg", "demo-pkg/"),
+    ("/simple/Demo.Pkg", "demo-pkg/"),
+    ("/simple/Demo.Pkg/?format=application%2Fvnd.pypi.simple.v1%2Bjson", "../demo-pkg/?format=application%2Fvnd.pypi.simple.v1%2Bjson"),
+    ("/simple", "simple/"),
+])
+def test_non_canonical_urls_redirect(hub, path, location):
+    response = hub.request(path, token=None)
+    assert (response.status, response.headers["location"]) == (301, location)
+
+
+@pytest.mark.parametrize("token, owner, auth, status", [
+    (None, OWNER, None, 401),
+    (None, OWNER, "Bearer " + TOKEN_A, 401),
+    (None, OWNER, "Basic %%%", 401),
+    (None, OWNER, basic("octorg"), 401),
+    (TOKEN_BAD, OWNER, None, 401),
+    (TOKEN_B, OWNER, None, 404),
+    (TOKEN_A, "not-octorg", None, 404),
+])
+def test_project_page_access(hub, github, demo, token, owner, auth, status):
+    response = hub.request("/simple/demo-pkg/", token=token, owner=owner, auth=auth)
+    assert response.status == status
+    assert response.headers["content-type"] == pypihub.TEXT_PLAIN
+    assert response.body.endswith(b".\n") and b"Traceback" not in response.body
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Basic realm="pypihub", charset="UTF-8"'
+
+
+def test_token_b_sees_public_repo_but_not_private(hub, github, demo):
+    github.add_repo("open-pkg", private=False).add_release("v1", {"open_pkg-1.0-py3-none-any.whl": b"o"})
+    assert hub.request("/simple/open-pkg/", token=TOKEN_B).status == 200
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404
+
+
+def test_owner_allow_list(make_hub, github, demo):
+    hub = make_hub(owners=("OctOrg",))
+    assert hub.request("/simple/demo-pkg/").status == 200
+    response = hub.request("/simple/demo-pkg/", owner="elsewhere")
+    assert response.status == 403
+    assert github.graphql_calls == [(TOKEN_A, "query FindRepo")]
+
+
+@pytest.mark.parametrize("fault, status", [
+    (500, 502), (502, 502), (503, 502), (504, 504), (429, 429), (403, 429), ("garbage", 502),
+])
+def test_github_faults(hub, github, demo, fault, status):
+    github.faults.append(fault)
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == status
+    if status == 429:
+        assert response.headers["retry-after"] == "7"
+    assert hub.request("/simple/demo-pkg/").status == 200  # and the server keeps serving
+
+
+def test_github_timeout_is_504(make_hub, github, demo):
+    hub = make_hub(upstream_timeout=0.5)
+    github.faults.append("timeout")
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == 504
+
+
+def test_github_unreachable_is_502(make_hub, github, demo):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    hub = make_hub(graphql_url=f"http://127.0.0.1:{closed_port}/graphql")
+    assert hub.request("/simple/demo-pkg/").status == 502
+
+
+def test_primary_rate_limit_is_429_with_retry_after(hub, github, demo):
+    github.rate_limited = True
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == 429
+    assert 1700 <= int(response.headers["retry-after"]) <= 1800
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_get_405(hub, method):
+    response = hub.request("/simple/demo-pkg/", method=method)
+    assert response.status == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_head_is_get_without_body(hub, github, demo):
+    get = hub.request("/simple/demo-pkg/")
+    head = hub.request("/simple/demo-pkg/", method="HEAD")
+    assert head.status == 200 and head.body == b""
+    assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in get.headers.items() if k != "date"}
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/nope", 404), ("/simple/not%20valid/", 404), ("/simple/a/b", 404), ("/asset/x", 404),
+    ("/asset/%zz/f.whl", 400), ("/simple/%00/", 400), ("/asset/RA_1/..", 400),
+    ("/asset/RA_1/readme.txt", 404), ("/asset/bad%20id/demo-1.0.tar.gz", 404), ("/simple/%C3%A9/", 404),
+    ("/simple/" + "a" * 300 + "/", 404),
+])
+def test_bad_paths_are_4xx(hub, github, path, status):
+    response = hub.request(path)
+    assert response.status == status, response
+    assert hub.request("/healthz", token=None).body == b"ok\n"
+
+
+def test_home_and_root_pages(hub, github, demo):
+    home = hub.request("/", token=None)
+    assert home.status == 200 and "simple/" in [h for h, _, _ in home.links()]
+    assert hub.request("/simple/", token=None).status == 401
+
+
+def test_access_log_has_one_line_per_request_without_token(hub, github, demo):
+    hub.request("/simple/demo-pkg/")
+    hub.request("/simple/demo-pkg/", token=TOKEN_BAD)
+    assert len(hub.logs) == 2
+    assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and hub.logs[0].endswith("gh=1")
+    assert " 401 " in hub.logs[1]
+
+
+def test_log_lines_cannot_be_forged(hub):
+    hub.request("/simple/x%0aFAKE/", token=None)
+    connection = socket.create_connection(("127.0.0.1", hub.port))
+    connection.sendall(b"GET /\x1b[31mred HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.recv(4096)
+    connection.close()
+    assert all("\n" not in line and "\x1b" not in line for line in hub.logs)
+
+
+# --- Content negotiation and JSON (PEP 691 / 700) ---
+
+
+@pytest.mark.parametrize("accept, query, media", [
+    (None, "", "text/html"),
+    (PIP_ACCEPT, "", pypihub.JSON_V1),
+    (UV_ACCEPT, "", pypihub.JSON_V1),
+    ("application/vnd.pypi.simple.latest+html", "", pypihub.HTML_V1),
+    ("text/html", "?format=application/vnd.pypi.simple.v1%2Bjson", pypihub.JSON_V1),
+    (PIP_ACCEPT, "?format=text/html", "text/html"),
+])
+def test_negotiated_pages(hub, github, demo, accept, query, media):
+    response = hub.request("/simple/demo-pkg/" + query, headers={"Accept": accept} if accept else {})
+    assert response.status == 200
+    assert response.headers["content-type"] == media
+    assert "Accept" in response.headers["vary"]
+
+
+def test_html_and_json_list_the_same_files(hub, github, demo):
+    as_html = hub.request("/simple/demo-pkg/", headers={"Accept": "text/html"})
+    as_json = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT})
+    page = as_json.json()
+    assert [(h, t) for h, t, _ in as_html.links()] == [(f["url"], f["filename"]) for f in page["files"]]
+    assert page["meta"]["api-version"] == parse_meta(as_html.body.decode())["pypi:repository-version"] == "1.1"
+    assert page["name"] == "demo-pkg" and page["versions"] == ["1.0", "2.0"]
+    wheel = next(f for f in page["files"] if f["filename"] == "demo_pkg-1.0-py3-none-any.whl")
+    assert wheel["hashes"] == {} and wheel["size"] == len(demo[1]["demo_pkg-1.0-py3-none-any.whl"])
+    assert wheel["upload-time"] == "2026-01-10T12:00:00Z"
+
+
+def test_unacceptable_media_type_is_406(hub, github, demo):
+    response = hub.request("/simple/demo-pkg/", headers={"Accept": "application/json"})
+    assert response.status == 406
+    assert github.graphql_calls == []
+
+
+def test_etag_and_304(hub, github, demo):
+    first = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT})
+    assert first.headers["cache-control"] == "private, max-age=60"
+    again = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT, "If-None-Match": first.headers["etag"]})
+    assert again.status == 304 and again.body == b"" and again.headers["etag"] == first.headers["etag"]
+    other_type = hub.request("/simple/demo-pkg/", headers={"Accept": "text/html", "If-None-Match": first.headers["etag"]})
+    assert other_type.status == 200
+
+
+# --- Caching ---
+
+
+def test_cache_never_answers_another_token(hub, github, demo):
+    assert hub.request("/simple/demo-pkg/").status == 200  # A warms the cache
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_BAD).status == 401
+    assert [t for t, _ in github.graphql_calls] == [TOKEN_A, TOKEN_B, TOKEN_B, TOKEN_BAD]  # B: repo, then owner index
+
+
+def test_cache_keys_hold_no_token(hub, github, demo):
+    hub.request("/simple/demo-pkg/")
+    keys = repr(list(hub.server.listings._entries)) + repr(list(hub.server.links._entries))
+    assert TOKEN_A not in keys and "demo-pkg" in keys
+
+
+def test_warm_listing_costs_nothing_until_ttl(hub, github, demo, clock):
+    for _ in range(3):
+        assert hub.request("/simple/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == 1
+    clock.advance(61)
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == 2
+
+
+def test_concurrent_cold_requests_are_coalesced(hub, github, demo):
+    github.gate = threading.Event()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(hub.request("/simple/demo-pkg/").status)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while hub.server.listings.stats["coalesced"] < 19 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    github.gate.set()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 20
+    assert len(github.graphql_calls) == 1
+
+
+def test_stale_listing_served_when_github_fails(hub, github, demo, clock):
+    assert hub.request("/simple/demo-pkg/").status == 200
+    clock.advance(120)
+    github.faults.append(502)
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == 200 and len(project_files(response)) == 4
+    assert any("stale" in line for line in hub.logs)
+    clock.advance(600)
+    github.faults.append(502)
+    assert hub.request("/simple/demo-pkg/").status == 502
+
+
+# --- Root index ---
+
+
+def test_root_lists_owner_projects_by_their_real_names(hub, github, demo):
+    github.add_repo("py-tools").add_release("v1", {"acme_tools-1.0-py3-none-any.whl": b"t"})
+    github.add_repo("website").add_release("v1", {"site.zip.txt": b"x", "logo.png": b"p"})
+    github.add_repo("no-releases")
+    github.add_repo("other-owner-pkg", owner="elsewhere").add_release("v1", {"x-1.0-py3-none-any.whl": b"x"})
+    github.add_repo("secret", readers=(), writers=()).add_release("v1", {"secret-1.0-py3-none-any.whl": b"s"})
+    as_html = hub.request("/simple/")
+    assert [(h, t) for h, t, _ in as_html.links()] == [("acme-tools/", "acme-tools"), ("demo-pkg/", "demo-pkg")]
+    as_json = hub.request("/simple/", headers={"Accept": UV_ACCEPT})
+    assert as_json.headers["content-type"] == pypihub.JSON_V1
+    assert as_json.json() == {"meta": {"api-version": "1.1"}, "projects": [{"name": "acme-tools"}, {"name": "demo-pkg"}]}
+    assert len(github.graphql_calls) == 1  # the second answer came from the cache
+
+
+def test_project_in_differently_named_repo_is_found_through_owner_index(hub, github, demo):
+    github.add_repo("py-tools").add_release("v1", {"acme_tools-1.0-py3-none-any.whl": b"t"})
+    response = hub.request("/simple/acme-tools/")
+    assert project_files(response) == ["acme_tools-1.0-py3-none-any.whl"]
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query OwnerProjects", "query FindRepo"]
+    assert hub.request("/simple/no-such-thing/").status == 404
+    assert [op for _, op in github.graphql_calls][3:] == ["query FindRepo"]  # the owner index is cached
+
+
+def test_root_pages_through_repositories(hub, github):
+    for n in range(130):
+        github.add_repo(f"r{n}").add_release("v1", {f"p{n}-1.0-py3-none-any.whl": b"x"})
+    projects = hub.request("/simple/", headers={"Accept": pypihub.JSON_V1}).json()["projects"]
+    assert len(projects) == 130
+    assert [op for _, op in github.graphql_calls] == ["query OwnerProjects"] * 2
+
+
+# --- Hostile names from GitHub ---
+
+
+def test_names_from_github_are_escaped(hub, github):
+    evil = 'evil-1.0-py3-none-any.whl"><img src=x onerror=alert(1)>'
+    repo = github.add_repo("evil")
+    repo.add_release("v1", {evil: b"x", "evil-1.0-py3-none-any.whl": b"ok"})
+    page = hub.request("/simple/evil/")
+    assert b"<img" not in page.body
+    assert project_files(page) == ["evil-1.0-py3-none-any.whl"]  # not a valid wheel name: left out
+    # Asset names with a CR/LF cannot reach a header either.
+    repo.add_release("v2", {"evil-2.0\r\nSet-Cookie: x=1-py3-none-any.whl": b"x"})
+    assert "set-cookie" not in hub.request("/simple/evil/?x=1").headers
+
+
+# --- Real pip and uv through PyPIHub ---
+
+
+def pip_env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_INPUT="1", PIP_KEYRING_PROVIDER="disabled", UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+               UV_PYTHON_DOWNLOADS="never", HOME=str(tmp_path))
+    return env
+
+
+def run(args: list[str], tmp_path: Path, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=180, env=kwargs.pop("env", pip_env(tmp_path)), **kwargs)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def fresh_venv(tmp_path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    return tmp_path / "venv" / "bin" / "python"
+
+
+def test_pip_download_through_pypihub(hub, github, demo, tmp_path):
+    _, files = demo
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(tmp_path / "dl"),
+         "--index-url", hub.index_url(), "demo-pkg==1.0"], tmp_path)
+    wheel = "demo_pkg-1.0-py3-none-any.whl"
+    assert (tmp_path / "dl" / wheel).read_bytes() == files[wheel]
+    assert len(github.graphql_calls) == 1
+    assert github.downloads == [(wheel, None)]
+
+
+def test_pip_install_into_fresh_venv(hub, github, demo, tmp_path):
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
+         "--index-url", hub.index_url(), "demo-pkg"], tmp_path)
+    result = run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path)
+    assert result.stdout.strip() == "2.0"  # the newest non-draft version
+
+
+def test_pip_without_access_fails_cleanly(hub, github, demo, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
+                             "--index-url", hub.index_url(token=TOKEN_B), "demo-pkg"],
+                            capture_output=True, text=True, timeout=120, env=pip_env(tmp_path))
+    assert result.returncode != 0
+    assert "No matching distribution found for demo-pkg" in result.stderr
+    assert github.downloads == []
+
+
+def uv_path() -> str | None:
+    return shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+
+
+needs_uv = pytest.mark.skipif(uv_path() is None, reason="uv is not installed (.ci/run installs it)")
+
+
+@needs_uv
+def test_uv_pip_install_with_credentials_in_url(hub, github, demo, tmp_path):
+    python = fresh_venv(tmp_path)
+    run([uv_path(), "pip", "install", "--python", str(python), "--index-url", hub.index_url(), "demo-pkg==1.0"], tmp_path)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "1.0"
+
+
+@needs_uv
+def test_uv_exclude_newer_respects_upload_time(hub, github, demo, tmp_path):
+    python = fresh_venv(tmp_path)
+    run([uv_path(), "pip", "install", "--python", str(python), "--index-url", hub.index_url(),
+         "--exclude-newer", "2026-02-01T00:00:00Z", "demo-pkg"], tmp_path)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "1.0"
+
+
+@needs_uv
+def test_uv_named_index_with_env_credentials(hub, github, demo, tmp_path):
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f"""
+[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = ["demo-pkg==2.0"]
+
+[[tool.uv.index]]
+name = "pypihub"
+url = "{hub.url}/simple/"
+default = true
+""")
+    env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": TOKEN_A}
+    run([uv_path(), "sync", "--python", sys.executable], tmp_path, cwd=project, env=env)
+    venv_python = project / ".venv" / "bin" / "python"
+    assert run([str(venv_python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0"
+    assert TOKEN_A not in (project / "uv.lock").read_text()
+    python = fresh_venv(tmp_path / "second")
+    run([uv_path(), "pip", "install", "--python", str(python), "demo-pkg==1.0"], tmp_path, cwd=project, env=env)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "1.0"
