@@ -29,8 +29,10 @@ import http.client
 import ipaddress
 import json
 import os
+import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -78,6 +80,22 @@ LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when hande
 ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
 ROOT_RELEASES = 5  # ... and the 5 newest releases of each
 CANDIDATE_ALIASES = ("c0", "c1", "c2")
+MAX_RETRIES = 2  # for connection errors and 5xx from GitHub; queries are idempotent
+RETRY_BASE_DELAY = 0.25
+RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
+MAX_TARGET = 8192  # longest request target served
+DOWNLOAD_CHUNK = 64 * 1024
+SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
+FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
+FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
+                              "ETag", "Last-Modified")
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
+           b"Too many connections; try again.\n")
+HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
+                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
 
 ASSET_FIELDS = """
 fragment AssetFields on ReleaseAsset { id name size createdAt url }
@@ -203,8 +221,20 @@ class TooManyRequests(PyPIHubError):
     status = 429
 
 
+class URITooLong(PyPIHubError):
+    status = 414
+
+
 class BadGateway(PyPIHubError):
     status = 502
+
+
+class Unavailable(BadGateway):
+    """GitHub could not be reached or answered 5xx: worth another try."""
+
+
+class ExpiredLink(BadGateway):
+    """The download host refused a signed URL (expired or revoked)."""
 
 
 class GatewayTimeout(PyPIHubError):
@@ -252,6 +282,17 @@ class AssetLink:
     owner: str
     filename: str
     url: str
+
+
+@dataclasses.dataclass
+class Answer:
+    """What the handler sends: a status, headers, and a body or an upstream stream to copy."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stream: Any = None
+    length: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,6 +565,8 @@ def http_failure(status: int, headers: Mapping[str, str], now: float) -> PyPIHub
         return Forbidden("GitHub refused this token access.")
     if status == 504:
         return GatewayTimeout("GitHub timed out.")
+    if status in (500, 502, 503):
+        return Unavailable(f"GitHub answered HTTP {status}.")
     return BadGateway(f"GitHub answered HTTP {status}.")
 
 
@@ -601,42 +644,100 @@ def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
 class GitHub:
     """One caller's conversation with GitHub's GraphQL API: their token, their calls."""
 
-    def __init__(self, url: str, token: str, timeout: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, url: str, token: str, timeout: float, clock: Callable[[], float] = time.time,
+                 observe: Callable[[str, Mapping[str, str]], None] | None = None) -> None:
         self.url, self._token, self.timeout, self.clock = url, token, timeout, clock
+        self.observe = observe or (lambda outcome, headers: None)
         self.calls = 0
 
-    def query(self, query: str, variables: Mapping[str, Any]) -> dict:
-        body = json.dumps({"query": query, "variables": dict(variables)}).encode()
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Authorization": f"bearer {self._token}",
-            "User-Agent": USER_AGENT,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        })
-        self.calls += 1
-        headers, payload = self._send(request)
-        try:
-            answer = json.loads(payload)
-        except ValueError:
-            raise BadGateway("GitHub's answer was not JSON.") from None
-        return graphql_data(answer, headers, self.clock())
+    def redact(self, text: str) -> str:
+        return text.replace(self._token, "[token]")
 
-    def _send(self, request: urllib.request.Request) -> tuple[dict, bytes]:
+    def query(self, query: str, variables: Mapping[str, Any]) -> dict:
+        """The query's data; connection failures and 5xx are retried (queries are idempotent)."""
+        body = json.dumps({"query": query, "variables": dict(variables)}).encode()
+        deadline = time.monotonic() + self.timeout
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                return self._attempt(body, deadline)
+            except Unavailable:
+                pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** attempt  # jittered backoff
+                if attempt == MAX_RETRIES or time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, body: bytes, deadline: float) -> dict:
+        self.calls += 1
+        headers: dict[str, str] = {}
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return {k.lower(): v for k, v in response.headers.items()}, response.read(MAX_GITHUB_ANSWER)
+            headers, payload = self._send(body, deadline - time.monotonic())
+            data = graphql_data(parse_json(payload), headers, self.clock())
+        except PyPIHubError as exc:
+            self.observe(type(exc).__name__, headers)
+            raise
+        self.observe("ok", headers)
+        return data
+
+    def _send(self, body: bytes, timeout: float) -> tuple[dict[str, str], bytes]:
+        if timeout <= 0:
+            raise GatewayTimeout("GitHub did not answer in time.")
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT,
+            "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return lower_keys(response.headers), response.read(MAX_GITHUB_ANSWER)
         except urllib.error.HTTPError as exc:
-            headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+            headers = lower_keys(exc.headers or {})
             exc.close()
             raise http_failure(exc.code, headers, self.clock()) from None
-        except (socket.timeout, TimeoutError):
-            raise GatewayTimeout("GitHub did not answer in time.") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-                raise GatewayTimeout("GitHub did not answer in time.") from None
-            raise BadGateway("Could not reach GitHub.") from None
-        except (OSError, http.client.HTTPException):
-            raise BadGateway("Could not reach GitHub.") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise network_failure(exc) from None
+
+
+def lower_keys(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def parse_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise BadGateway("GitHub's answer was not JSON.") from None
+
+
+def network_failure(exc: BaseException) -> PyPIHubError:
+    """Our answer when a request to GitHub failed below HTTP."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return GatewayTimeout("GitHub did not answer in time.")
+    return Unavailable("Could not reach GitHub.")
+
+
+def open_download(url: str, method: str, forward: Mapping[str, str], timeout: float) -> Answer:
+    """Stream a signed download URL (--proxy-downloads); the caller closes answer.stream."""
+    request = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT, **forward})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        headers = lower_keys(exc.headers or {})
+        exc.close()
+        if exc.code in (304, 412, 416):  # answers to the client's own conditions and ranges
+            return Answer(exc.code, b"", forwarded_headers(headers))
+        if exc.code in (400, 401, 403, 404, 410):
+            raise ExpiredLink(f"The download host answered HTTP {exc.code}.") from None
+        raise BadGateway(f"The download host answered HTTP {exc.code}.") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise network_failure(exc) from None
+    headers = lower_keys(response.headers)
+    return Answer(response.status, b"", forwarded_headers(headers), stream=response,
+                  length=int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None)
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    kept = [(name, headers[name.lower()]) for name in FORWARDED_DOWNLOAD_HEADERS if headers.get(name.lower())]
+    return [(n, v) for n, v in kept if "\r" not in v and "\n" not in v]
 
 
 def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
@@ -839,14 +940,56 @@ class Settings:
     cache_ttl: float = 60.0
     stale_ttl: float = 600.0
     cache_size: int = 1024
+    proxy_downloads: bool = False
+    max_connections: int = 200
     idle_timeout: float = 30.0
+    log_format: str = "text"
 
 
-@dataclasses.dataclass
-class Answer:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+class Metrics:
+    """Counters for /metrics (Prometheus text format 0.0.4). Labels never hold a token or a name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.durations: dict[str, list[float]] = {}  # endpoint -> bucket counts + [sum, count]
+        self.github_calls: dict[str, int] = {}
+        self.rate_limit_remaining: float | None = None
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[endpoint, status] = self.requests.get((endpoint, status), 0) + 1
+            row = self.durations.setdefault(endpoint, [0.0] * (len(DURATION_BUCKETS) + 2))
+            for i, bound in enumerate(DURATION_BUCKETS):
+                row[i] += seconds <= bound
+            row[-2] += seconds
+            row[-1] += 1
+
+    def observe_github(self, outcome: str, remaining: float | None) -> None:
+        with self._lock:
+            self.github_calls[outcome] = self.github_calls.get(outcome, 0) + 1
+            if remaining is not None:
+                self.rate_limit_remaining = remaining
+
+    def render(self, gauges: Mapping[str, float]) -> bytes:
+        with self._lock:
+            lines = ["# TYPE pypihub_requests_total counter"]
+            lines += [f'pypihub_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())]
+            lines += ["# TYPE pypihub_request_duration_seconds histogram"]
+            for endpoint, row in sorted(self.durations.items()):
+                lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{b}"}} {int(n)}'
+                          for b, n in zip(DURATION_BUCKETS, row)]
+                lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {int(row[-1])}',
+                          f'pypihub_request_duration_seconds_sum{{endpoint="{endpoint}"}} {row[-2]:.6f}',
+                          f'pypihub_request_duration_seconds_count{{endpoint="{endpoint}"}} {int(row[-1])}']
+            lines += ["# TYPE pypihub_github_calls_total counter"]
+            lines += [f'pypihub_github_calls_total{{outcome="{o}"}} {n}' for o, n in sorted(self.github_calls.items())]
+            if self.rate_limit_remaining is not None:
+                gauges = {**gauges, "pypihub_github_rate_limit_remaining": self.rate_limit_remaining}
+        for name, value in gauges.items():
+            lines += [f"# TYPE {name.split('{')[0]} {'counter' if name.endswith('_total') or '_total{' in name else 'gauge'}",
+                      f"{name} {value:g}"]
+        return ("\n".join(lines) + "\n").encode()
 
 
 class PyPIHubServer(ThreadingHTTPServer):
@@ -854,21 +997,34 @@ class PyPIHubServer(ThreadingHTTPServer):
     request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 log: Callable[[str], None] | None = None) -> None:
+                 sink: Callable[[str], None] | None = None) -> None:
         self.settings, self.clock = settings, clock
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
         self.listings = Cache(settings.cache_ttl, settings.stale_ttl, settings.cache_size, clock)
         self.links = Cache(settings.cache_ttl, 0, settings.cache_size * 64, clock)
+        self.metrics = Metrics()
         self._key_salt = secrets.token_bytes(32)
+        self._state = threading.Condition()
+        self.connections = self.busy = 0
+        self.stopping = False
+        self._last_rate_warning = 0.0
         self.tls = tls_context(settings) if settings.certfile else None
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
         super().__init__((settings.host, settings.port), Handler)
 
-    def token_key(self, token: str) -> str:
-        """A keyed hash of the token: cache keys never hold the token itself."""
-        return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
+    # Logging: one line per event, text or JSON (--log-format).
+    def emit(self, text: str, record: Mapping[str, Any]) -> None:
+        if self.settings.log_format == "json":
+            moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
+            self.sink(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
+        else:
+            self.sink(sanitize_log(text))
 
+    def log(self, message: str) -> None:
+        self.emit(message, {"message": message})
+
+    # Connections: a cap, and a drain for graceful shutdown.
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
         if self.tls is not None:
@@ -877,9 +1033,71 @@ class PyPIHubServer(ThreadingHTTPServer):
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._state:
+            full = self.connections >= self.settings.max_connections
+            self.connections += not full
+        if full:
+            return self.refuse(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._state:
+                self.connections -= 1
+
+    def refuse(self, sock: socket.socket) -> None:
+        """Answer 503 from the accept loop without blocking it, then close."""
+        self.metrics.observe_request("refused", 503, 0.0)
+        if self.tls is None:
+            try:
+                sock.setblocking(False)
+                sock.recv(65536)  # what already arrived, so closing does not reset the connection
+            except OSError:
+                pass
+            try:
+                sock.send(REFUSAL)
+            except OSError:
+                pass
+        self.shutdown_request(sock)
+
+    def track(self, delta: int) -> None:
+        with self._state:
+            self.busy += delta
+            self._state.notify_all()
+
+    def drain(self, grace: float) -> bool:
+        """Wait up to `grace` seconds for requests in progress to finish."""
+        deadline = time.monotonic() + grace
+        with self._state:
+            self.stopping = True
+            while self.busy and deadline > time.monotonic():
+                self._state.wait(deadline - time.monotonic())
+            return self.busy == 0
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         kind = sys.exc_info()[0]
         self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
+
+    # GitHub, through the caches.
+    def github(self, token: str) -> GitHub:
+        settings = self.settings
+        return GitHub(settings.graphql_url, token, settings.upstream_timeout, self.clock, self.observe_github)
+
+    def observe_github(self, outcome: str, headers: Mapping[str, str]) -> None:
+        remaining = headers.get("x-ratelimit-remaining", "")
+        self.metrics.observe_github(outcome, float(remaining) if remaining.isdigit() else None)
+        now = self.clock()
+        if remaining.isdigit() and int(remaining) < RATE_LIMIT_LOW and now - self._last_rate_warning > 60:
+            self._last_rate_warning = now
+            self.log(f"WARNING: a caller's GitHub token has {remaining} rate-limit points left "
+                     f"(resets at epoch {headers.get('x-ratelimit-reset', '?')})")
+
+    def token_key(self, token: str) -> str:
+        """A keyed hash of the token: cache keys never hold the token itself."""
+        return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
@@ -899,14 +1117,23 @@ class PyPIHubServer(ThreadingHTTPServer):
                 lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
                 self.links.put(("link", self.token_key(token), asset.id), link, lifetime)
 
-    def asset_link(self, github: GitHub, creds: Credentials, node_id: str) -> AssetLink:
+    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, fresh: bool = False) -> AssetLink:
         key = ("link", self.token_key(creds.token), node_id)
-        link = self.links.get(key)
+        link = None if fresh else self.links.get(key)
         return link if link is not None else fetch_asset_link(github, node_id)
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         key = ("projects", self.token_key(creds.token), creds.owner.lower())
         return self.listings.fetch(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
+
+    def render_metrics(self) -> bytes:
+        gauges: dict[str, float] = {"pypihub_open_connections": self.connections,
+                                    "pypihub_requests_in_progress": self.busy}
+        for name, cache in (("listings", self.listings), ("links", self.links)):
+            gauges[f'pypihub_cache_entries{{cache="{name}"}}'] = len(cache)
+            for stat, value in cache.stats.items():
+                gauges[f'pypihub_cache_{stat}_total{{cache="{name}"}}'] = value
+        return self.metrics.render(gauges)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -934,22 +1161,32 @@ class Handler(BaseHTTPRequestHandler):
 
     # Every method is routed here; the answer is rendered in one place.
     def do_GET(self) -> None:
-        self.respond()
+        self.server.track(+1)
+        try:
+            self.respond()
+        finally:
+            self.server.track(-1)
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
 
     def respond(self) -> None:
-        started, self.github = time.perf_counter(), None
+        started, self.github, self.endpoint = time.perf_counter(), None, "invalid"
         try:
             answer = self.route()
         except PyPIHubError as exc:
             answer = error_answer(exc)
         except Exception:
-            self.log_message("internal error: %s", traceback.format_exc())
+            details = traceback.format_exc()
+            self.server.log(f"internal error: {self.github.redact(details) if self.github else details}")
             answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
-        calls = self.github.calls if self.github else 0
-        self.log_access(answer.status, (time.perf_counter() - started) * 1000, calls)
-        self.send_answer(answer)
+        if self.server.stopping:
+            self.close_connection = True
+        self.log_access(answer.status, time.perf_counter() - started)
+        try:
+            self.send_answer(answer)
+        finally:
+            if answer.stream is not None:
+                answer.stream.close()
 
     def route(self) -> Answer:
         has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers
@@ -959,26 +1196,34 @@ class Handler(BaseHTTPRequestHandler):
             raise MethodNotAllowed(f"{self.command} is not supported here; use GET or HEAD.")
         if has_body:
             raise BadRequest("GET and HEAD requests take no body.")
-        split = urllib.parse.urlsplit(self.path)
         if not self.path.startswith("/"):
             raise BadRequest("The request target must be a path.")
+        if len(self.path) > MAX_TARGET:
+            raise URITooLong("The request target is too long.")
+        split = urllib.parse.urlsplit(self.path)
         segments = [unquote_segment(s) for s in split.path.split("/")[1:]]
         if any(s in (".", "..") for s in segments):
             raise BadRequest("The path may not contain . or .. segments.")
         return self.dispatch(segments, urllib.parse.parse_qs(split.query))
 
     def dispatch(self, segments: list[str], query: dict[str, list[str]]) -> Answer:
+        self.endpoint = {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
         if segments == [""]:
             return html_answer(render_home())
         if segments == ["healthz"]:
             return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
+        if segments == ["metrics"]:
+            return Answer(200, self.server.render_metrics(), [("Content-Type", METRICS_TYPE)])
         if segments == ["simple"]:
             return redirect("simple/")
         if segments == ["simple", ""]:
+            self.endpoint = "root"
             return self.root_page(query)
         if segments[0] == "simple" and (len(segments) == 2 or segments[2:] == [""]):
+            self.endpoint = "project"
             return self.project_page(segments[1], slash=len(segments) == 3, query=query)
         if len(segments) == 3 and segments[0] == "asset":
+            self.endpoint = "asset"
             return self.asset(segments[1], segments[2])
         raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
 
@@ -1007,21 +1252,33 @@ class Handler(BaseHTTPRequestHandler):
         if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(filename) is None:
             raise NotFound("No such file.")
         creds = self.credentials()
-        link = self.server.asset_link(self.github, creds, node_id)
+        link = self.checked_link(creds, node_id, filename, fresh=False)
+        if not self.server.settings.proxy_downloads:
+            return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
+        try:
+            return self.download(link)
+        except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
+            return self.download(self.checked_link(creds, node_id, filename, fresh=True))
+
+    def checked_link(self, creds: Credentials, node_id: str, filename: str, fresh: bool) -> AssetLink:
+        link = self.server.asset_link(self.github, creds, node_id, fresh)
         # Another owner's asset is answered exactly like a missing one.
         if link.owner.lower() != creds.owner.lower() or link.filename != filename:
             raise NotFound("No such file, or not visible to this token.")
         if not is_safe_url(link.url):
             raise BadGateway("GitHub gave a download URL that cannot be used.")
-        return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
+        return link
+
+    def download(self, link: AssetLink) -> Answer:
+        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
+        return open_download(link.url, self.command, forward, self.server.settings.upstream_timeout)
 
     def credentials(self) -> Credentials:
         creds = parse_credentials(self.headers.get("Authorization"))
         owners = self.server.settings.owners
         if owners and creds.owner.lower() not in {o.lower() for o in owners}:
             raise Forbidden("This index does not serve that owner.")
-        self.github = GitHub(self.server.settings.graphql_url, creds.token,
-                             self.server.settings.upstream_timeout, self.server.clock)
+        self.github = self.server.github(creds.token)
         return creds
 
     def accept(self, query: dict[str, list[str]]) -> str | None:
@@ -1045,35 +1302,45 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in answer.headers:
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name} has a line break")
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        length = len(answer.body) if answer.stream is None else answer.length
+        if length is None:
+            self.close_connection = True  # the end of the body is the end of the connection
+        else:
+            self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD" and answer.status not in (204, 304):
-            self.wfile.write(answer.body)
+            if answer.stream is None:
+                self.wfile.write(answer.body)
+            else:
+                shutil.copyfileobj(answer.stream, self.wfile, DOWNLOAD_CHUNK)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""
         self.close_connection = True
         error = PyPIHubError(message or http.HTTPStatus(code).phrase)
         error.status = code
-        self.log_access(code, 0.0, 0)
+        self.endpoint = "invalid"
+        self.log_access(code, 0.0)
         self.send_answer(error_answer(error))
 
-    def log_access(self, status: int, millis: float, calls: int) -> None:
-        line = f'{self.client_address[0]} "{getattr(self, "command", None) or "-"} {getattr(self, "path", "") or "-"}" {status} {millis:.1f}ms gh={calls}'
-        self.server.log(sanitize_log(line))
+    def log_access(self, status: int, seconds: float) -> None:
+        calls = self.github.calls if getattr(self, "github", None) else 0
+        method, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or "-"
+        client = self.client_address[0]
+        self.server.metrics.observe_request(getattr(self, "endpoint", "invalid"), status, seconds)
+        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls}',
+                         {"client": client, "method": method, "path": path, "status": status,
+                          "ms": round(seconds * 1000, 1), "github_calls": calls})
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.log(sanitize_log(f"{self.client_address[0]} {format % args}"))
-
-
-HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
-                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
+        self.server.log(f"{self.client_address[0]} {format % args}")
 
 
 def sanitize_log(text: str) -> str:
@@ -1122,7 +1389,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--stale-ttl", type=float, metavar="SECONDS",
         help="serve a listing this long past its TTL when GitHub fails (default 600)")
     add("--cache-size", type=int, metavar="N", help="listings kept at most (default 1024)")
+    add("--proxy-downloads", action="store_const", const=True,
+        help="stream files through PyPIHub instead of redirecting clients to GitHub's download host")
+    add("--max-connections", type=int, metavar="N", help="open connections served at once; more get 503 (default 200)")
     add("--idle-timeout", type=float, metavar="SECONDS", help="close idle connections after (default 30)")
+    add("--log-format", choices=("text", "json"), help="access and event log format (default text)")
     add("--config", metavar="FILE", help="TOML file in the original PyPIHub layout (Python 3.11+)")
     add("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -1208,7 +1479,9 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
         return parse_rules(value)
     if field.name == "owners":
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
-    kind = {"port": int, "cache_size": int}.get(field.name)
+    if field.name == "proxy_downloads":
+        return value is True or str(value).lower() in ("1", "true", "yes", "on")
+    kind = {"port": int, "cache_size": int, "max_connections": int}.get(field.name)
     if kind or field.name.endswith(("_timeout", "_ttl")):
         return (kind or float)(value)
     return str(value)
@@ -1234,15 +1507,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if not server.tls and not is_loopback(settings.host):
         server.log("WARNING: serving beyond loopback without TLS: GitHub tokens will cross the network "
                    "in clear. Use --certfile/--keyfile or put a TLS proxy in front.")
+    # shutdown() waits for serve_forever() to return, so it must run in another thread.
     stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    server.log("pypihub stopped")
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+    server.server_close()  # stop accepting; requests in progress may finish
+    drained = server.drain(SHUTDOWN_GRACE)
+    server.log("pypihub stopped" if drained else f"pypihub stopped; {server.busy} request(s) cut off")
     return 0
 
 

@@ -415,7 +415,7 @@ class Hub:
     def __init__(self, settings: pypihub.Settings, clock: Clock) -> None:
         self.logs: list[str] = []
         self.clock = clock
-        self.server = pypihub.PyPIHubServer(settings, clock=clock, log=self.logs.append)
+        self.server = pypihub.PyPIHubServer(settings, clock=clock, sink=self.logs.append)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
@@ -677,8 +677,9 @@ def test_unquote_segment_refuses(segment):
     (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1060"}, pypihub.TooManyRequests, "60"),
     (429, {}, pypihub.TooManyRequests, "60"),
     (403, {}, pypihub.Forbidden, None),
-    (500, {}, pypihub.BadGateway, None),
-    (502, {}, pypihub.BadGateway, None),
+    (500, {}, pypihub.Unavailable, None),
+    (502, {}, pypihub.Unavailable, None),
+    (503, {}, pypihub.Unavailable, None),
     (504, {}, pypihub.GatewayTimeout, None),
     (404, {}, pypihub.BadGateway, None),
 ])
@@ -986,13 +987,16 @@ def test_owner_allow_list(make_hub, github, demo):
     assert github.graphql_calls == [(TOKEN_A, "query FindRepo")]
 
 
-@pytest.mark.parametrize("fault, status", [
-    (500, 502), (502, 502), (503, 502), (504, 504), (429, 429), (403, 429), ("garbage", 502),
+@pytest.mark.parametrize("faults, status, calls", [
+    ([500, 500, 500], 502, 3), ([502, 503, 502], 502, 3),  # retried twice, then given up
+    ([500], 200, 2), ([503, 502], 200, 3),  # retries that succeed
+    ([504], 504, 1), ([429], 429, 1), ([403], 429, 1), (["garbage"], 502, 1), ([404], 502, 1),
 ])
-def test_github_faults(hub, github, demo, fault, status):
-    github.faults.append(fault)
+def test_github_faults(hub, github, demo, faults, status, calls):
+    github.faults.extend(faults)
     response = hub.request("/simple/demo-pkg/")
     assert response.status == status
+    assert len(github.graphql_calls) == calls and hub.logs[0].endswith(f"gh={calls}")
     if status == 429:
         assert response.headers["retry-after"] == "7"
     assert hub.request("/simple/demo-pkg/").status == 200  # and the server keeps serving
@@ -1158,12 +1162,12 @@ def test_concurrent_cold_requests_are_coalesced(hub, github, demo):
 def test_stale_listing_served_when_github_fails(hub, github, demo, clock):
     assert hub.request("/simple/demo-pkg/").status == 200
     clock.advance(120)
-    github.faults.append(502)
+    github.faults.extend([502] * 3)  # more than the retries
     response = hub.request("/simple/demo-pkg/")
     assert response.status == 200 and len(project_files(response)) == 4
     assert any("stale" in line for line in hub.logs)
     clock.advance(600)
-    github.faults.append(502)
+    github.faults.extend([502] * 3)  # more than the retries
     assert hub.request("/simple/demo-pkg/").status == 502
 
 
@@ -1311,3 +1315,96 @@ default = true
     python = fresh_venv(tmp_path / "second")
     run([uv_path(), "pip", "install", "--python", str(python), "demo-pkg==1.0"], tmp_path, cwd=project, env=env)
     assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "1.0"
+
+
+# --- Shipping: the script, the zipapp, the installed command ---
+
+ZIPAPP_COMMAND_PREFIX = 'python3 -c "import zipapp'
+
+
+def readme_zipapp_command() -> str:
+    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]
+    return next(line for line in lines if line.startswith(ZIPAPP_COMMAND_PREFIX))
+
+
+@pytest.fixture(scope="module")
+def zipapp_file(tmp_path_factory) -> Path:
+    """pypihub.pyz, built by README's own command in a copy of the checkout."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    for name in ("pypihub.py", "README.md", "test_pypihub.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, checkout / name)
+    command = readme_zipapp_command().replace("python3 ", f"{sys.executable} ", 1)
+    subprocess.run(command, shell=True, cwd=checkout, check=True, timeout=60)
+    with zipfile.ZipFile(checkout / "pypihub.pyz") as archive:
+        assert sorted(archive.namelist()) == ["__main__.py", "pypihub.py"]
+    return checkout / "pypihub.pyz"
+
+
+def entry_points(zipapp_file: Path) -> list[list[str]]:
+    return [[sys.executable, str(ROOT / "pypihub.py")], [sys.executable, str(zipapp_file)]]
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["script", "zipapp"])
+@pytest.mark.parametrize("args, code, output", [
+    (["--version"], 0, f"pypihub {pypihub.__version__}"),
+    (["--help"], 0, "--graphql-url"),
+    (["--repo-map", "nothing"], 1, "REGEX=REPLACEMENT"),
+    (["--port", "not-a-port"], 2, "invalid int value"),
+])
+def test_entry_points_exit_codes(zipapp_file, kind, args, code, output):
+    result = subprocess.run(entry_points(zipapp_file)[kind] + args, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYPIHUB_PORT": ""})
+    assert result.returncode == code
+    assert output in result.stdout + result.stderr
+
+
+def serve(command: list[str], github: FakeGitHub) -> tuple[subprocess.Popen, str]:
+    """Start PyPIHub as its own process on a free port; return it and its base URL."""
+    process = subprocess.Popen(command + ["--host", "127.0.0.1", "--port", "0", "--graphql-url", github.graphql_url],
+                               stderr=subprocess.PIPE, text=True)
+    first = process.stderr.readline()
+    port = first.split("http://127.0.0.1:")[1].split("/")[0]
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["script", "zipapp"])
+def test_served_process_installs_with_pip_and_stops_on_sigterm(zipapp_file, kind, github, demo, tmp_path):
+    process, url = serve(entry_points(zipapp_file)[kind], github)
+    try:
+        index = url.replace("http://", f"http://{OWNER}:{TOKEN_A}@") + "/simple/"
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path), "--index-url", index,
+             "demo-pkg==2.0"], tmp_path)
+        wheel = "demo_pkg-2.0-py3-none-any.whl"
+        assert (tmp_path / wheel).read_bytes() == demo[1][wheel]
+    finally:
+        process.terminate()  # SIGTERM: stop accepting, exit 0
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "pypihub stopped" in errors and TOKEN_A not in errors
+    assert '"GET /simple/demo-pkg/" 200' in errors
+
+
+def test_pip_install_dot_provides_the_command(tmp_path):
+    python = fresh_venv(tmp_path)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("pypihub.py", "README.md", "LICENSE", "pyproject.toml"):
+        shutil.copy(ROOT / name, checkout / name)
+    # Build here (setuptools is a test tool), then install the wheel into a venv that has nothing.
+    run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(tmp_path / "dist"),
+         str(checkout)], tmp_path)
+    wheel = next((tmp_path / "dist").glob("pypihub-*.whl"))
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", str(wheel)], tmp_path)
+    result = run([str(python.parent / "pypihub"), "--version"], tmp_path)
+    assert result.stdout.strip() == f"pypihub {pypihub.__version__}"
+
+
+@pytest.mark.skipif(shutil.which("vermin", path=str(Path(sys.executable).parent)) is None and shutil.which("vermin") is None,
+                    reason="vermin is not installed (.ci/run installs it)")
+def test_vermin_gate_catches_newer_python(tmp_path):
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent)) or shutil.which("vermin")
+    command = [vermin, "--target=3.9-", "--no-tips", "--violations", "--eval-annotations"]
+    assert subprocess.run(command + [str(ROOT / "pypihub.py")], capture_output=True).returncode == 0
+    newer = tmp_path / "pypihub.py"
+    newer.write_text((ROOT / "pypihub.py").read_text() + "\nmatch 1:\n    case _:\n        pass\n")
+    assert subprocess.run(command + [str(newer)], capture_output=True).returncode != 0
