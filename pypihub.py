@@ -1145,7 +1145,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # answer even a garbled request line with a status line
     server_version = f"pypihub/{__version__}"
+    sys_version = ""  # no need to advertise the Python version
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: PyPIHubServer
 
@@ -1198,6 +1200,8 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("GET and HEAD requests take no body.")
         if not self.path.startswith("/"):
             raise BadRequest("The request target must be a path.")
+        if not self.path.isascii() or not self.path.isprintable() or " " in self.path:
+            raise BadRequest("The request target must be printable ASCII; percent-encode the rest.")
         if len(self.path) > MAX_TARGET:
             raise URITooLong("The request target is too long.")
         split = urllib.parse.urlsplit(self.path)

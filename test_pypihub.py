@@ -18,6 +18,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -171,6 +172,7 @@ class FakeGitHub:
         self.crashes: list[str] = []
         self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage"
         self.rate_limited = False
+        self.remaining = 4999  # x-ratelimit-remaining on successful answers
         self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
         self.latency = 0.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
@@ -342,7 +344,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
             github.crashes.append(repr(exc))
             raise
-        self.reply_json(200, answer, {**reset, "x-ratelimit-remaining": "4999"})
+        self.reply_json(200, answer, {**reset, "x-ratelimit-remaining": str(github.remaining)})
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
@@ -1224,7 +1226,9 @@ def test_names_from_github_are_escaped(hub, github):
 
 
 def pip_env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    # No PIP_*/UV_* settings, and no CA-bundle variables that would override pip's --cert.
+    ca_variables = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) and k not in ca_variables}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                PIP_NO_INPUT="1", PIP_KEYRING_PROVIDER="disabled", UV_CACHE_DIR=str(tmp_path / "uv-cache"),
                UV_PYTHON_DOWNLOADS="never", HOME=str(tmp_path))
@@ -1408,3 +1412,305 @@ def test_vermin_gate_catches_newer_python(tmp_path):
     newer = tmp_path / "pypihub.py"
     newer.write_text((ROOT / "pypihub.py").read_text() + "\nmatch 1:\n    case _:\n        pass\n")
     assert subprocess.run(command + [str(newer)], capture_output=True).returncode != 0
+
+
+# --- Proxy downloads (--proxy-downloads) ---
+
+
+def asset_path(page: Response, filename: str) -> str:
+    href = next(h for h, t, _ in page.links() if t == filename)
+    return urllib.parse.urljoin("/simple/demo-pkg/", href)
+
+
+def test_proxy_streams_bytes_and_forwards_range_and_head(make_hub, github, demo):
+    repo, files = demo
+    big = os.urandom(3 * 1024 * 1024 + 7)
+    repo.add_release("v4", {"demo_pkg-4.0-py3-none-any.whl": big}, created="2026-06-01T00:00:00Z")
+    hub = make_hub(proxy_downloads=True)
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-4.0-py3-none-any.whl")
+    whole = hub.request(path)
+    assert whole.status == 200 and whole.body == big
+    assert whole.headers["content-length"] == str(len(big)) and "location" not in whole.headers
+    part = hub.request(path, headers={"Range": "bytes=100-199"})
+    assert part.status == 206 and part.body == big[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(big)}"
+    head = hub.request(path, method="HEAD")
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(big))
+    assert head.headers["etag"] == whole.headers["etag"] and head.headers["accept-ranges"] == "bytes"
+    assert github.downloads == [("demo_pkg-4.0-py3-none-any.whl", None), ("demo_pkg-4.0-py3-none-any.whl", "bytes=100-199")]
+    assert len(github.graphql_calls) == 1  # the listing; every download used its signed URL
+
+
+def test_proxy_asks_github_again_when_signed_url_is_refused(make_hub, github, demo):
+    hub = make_hub(proxy_downloads=True)
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-1.0-py3-none-any.whl")
+    github.secret = os.urandom(16)  # every URL signed so far is now refused
+    response = hub.request(path)
+    assert response.status == 200 and response.body == demo[1]["demo_pkg-1.0-py3-none-any.whl"]
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query Asset"]
+
+
+def test_pip_installs_through_proxy_mode(make_hub, github, demo, tmp_path):
+    hub = make_hub(proxy_downloads=True)
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
+         "--index-url", hub.index_url(), "demo-pkg==1.0"], tmp_path)
+    wheel = "demo_pkg-1.0-py3-none-any.whl"
+    assert (tmp_path / "dl" / wheel).read_bytes() == demo[1][wheel]
+
+
+# --- Connections: the cap, idle and slow clients ---
+
+
+def test_connection_cap_answers_503(make_hub, github):
+    hub = make_hub(max_connections=3)
+    idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(3)]
+    assert hub.request("/healthz", token=None).status == 503
+    idle.pop().close()
+    deadline = time.monotonic() + 10
+    while hub.server.connections >= 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hub.request("/healthz", token=None).status == 200
+    for sock in idle:
+        sock.close()
+
+
+def test_idle_connection_is_closed_after_timeout(make_hub):
+    hub = make_hub(idle_timeout=0.3)
+    with socket.create_connection(("127.0.0.1", hub.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never finishes the request
+        assert sock.recv(4096) == b""  # the server gave up on it
+
+
+def test_slowloris_does_not_stop_normal_requests(make_hub, github, demo):
+    hub = make_hub()
+    slow = []
+    for n in range(50):
+        sock = socket.create_connection(("127.0.0.1", hub.port))
+        sock.sendall(b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\nX-Slow-%d: " % n)
+        slow.append(sock)
+    started = time.monotonic()
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert time.monotonic() - started < 5  # generous: it would hang if slow clients blocked it
+    for sock in slow:
+        sock.close()
+
+
+# --- Operations: health, metrics, logs ---
+
+
+def test_healthz_needs_no_auth_and_no_github(hub, github):
+    response = hub.request("/healthz", token=None)
+    assert (response.status, response.body) == (200, b"ok\n")
+    assert github.graphql_calls == []
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics(hub, github, demo):
+    hub.request("/simple/demo-pkg/")
+    hub.request("/simple/demo-pkg/")
+    hub.request("/simple/demo-pkg/", token=TOKEN_BAD)
+    github.faults.extend([500])
+    hub.request("/simple/demo-pkg/", token=TOKEN_B)
+    response = hub.request("/metrics", token=None)
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    samples = parse_metrics(response.body.decode())
+    assert samples['pypihub_requests_total{endpoint="project",status="200"}'] == 2
+    assert samples['pypihub_requests_total{endpoint="project",status="401"}'] == 1
+    assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 4
+    assert samples['pypihub_github_calls_total{outcome="ok"}'] == 3  # A, then B's repo and owner lookups
+    assert samples['pypihub_github_calls_total{outcome="Unauthorized"}'] == 1
+    assert samples['pypihub_github_calls_total{outcome="Unavailable"}'] == 1
+    assert samples['pypihub_cache_hits_total{cache="listings"}'] == 1
+    assert samples['pypihub_cache_entries{cache="listings"}'] >= 1
+    assert samples["pypihub_github_rate_limit_remaining"] == 4999
+    assert samples["pypihub_open_connections"] == 1
+    assert b"demo" not in response.body and OWNER.encode() not in response.body
+
+
+def test_json_access_log(make_hub, github, demo):
+    hub = make_hub(log_format="json")
+    hub.request("/simple/demo-pkg/")
+    hub.request("/simple/x%0a/", token=None)
+    records = [json.loads(line) for line in hub.logs]
+    assert {k: records[0][k] for k in ("client", "method", "path", "status", "github_calls")} == \
+        {"client": "127.0.0.1", "method": "GET", "path": "/simple/demo-pkg/", "status": 200, "github_calls": 1}
+    assert records[1]["path"] == "/simple/x%0a/" and records[1]["status"] == 400
+
+
+def test_low_rate_limit_is_logged(hub, github, demo):
+    github.remaining = 120
+    hub.request("/simple/demo-pkg/")
+    assert any("WARNING" in line and "120 rate-limit points" in line for line in hub.logs)
+
+
+def test_upstream_timeout_answers_504_in_time(make_hub, github, demo):
+    hub = make_hub(upstream_timeout=0.5)
+    github.faults.append("timeout")  # the fake sits on the answer for 3 s
+    started = time.monotonic()
+    assert hub.request("/simple/demo-pkg/").status == 504
+    assert time.monotonic() - started < 2.5
+
+
+def test_graceful_shutdown_finishes_requests_in_flight(github, demo):
+    process, url = serve([sys.executable, str(ROOT / "pypihub.py")], github)
+    github.gate = threading.Event()
+    results = []
+
+    def slow_request():
+        connection = http.client.HTTPConnection(urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port, timeout=30)
+        connection.request("GET", "/simple/demo-pkg/", headers={"Authorization": basic(f"{OWNER}:{TOKEN_A}")})
+        results.append(connection.getresponse().status)
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not github.graphql_calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.terminate()
+    while time.monotonic() < deadline:  # wait until it stops accepting
+        try:
+            socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(url).port), timeout=1).close()
+            time.sleep(0.01)
+        except OSError:
+            break
+    github.gate.set()
+    thread.join(30)
+    _, errors = process.communicate(timeout=30)
+    assert results == [200]
+    assert process.returncode == 0 and "pypihub stopped" in errors
+
+
+# --- TLS ---
+
+
+@pytest.fixture
+def certificate(tmp_path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_with_pip_and_a_silent_client(make_hub, github, demo, certificate, tmp_path):
+    cert, key = certificate
+    hub = make_hub(certfile=str(cert), keyfile=str(key))
+    silent = socket.create_connection(("127.0.0.1", hub.port))  # connects, never says a word
+    try:
+        index = f"https://{OWNER}:{TOKEN_A}@127.0.0.1:{hub.port}/simple/"
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--cert", str(cert), "-d", str(tmp_path / "dl"),
+             "--index-url", index, "demo-pkg==1.0"], tmp_path)
+        wheel = "demo_pkg-1.0-py3-none-any.whl"
+        assert (tmp_path / "dl" / wheel).read_bytes() == demo[1][wheel]
+    finally:
+        silent.close()
+    import ssl
+    assert hub.server.tls.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_plain_http_beyond_loopback_warns(github, tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / "pypihub.py"), "--host", "0.0.0.0", "--port", "0",
+                                "--graphql-url", github.graphql_url], stderr=subprocess.PIPE, text=True)
+    try:
+        process.stderr.readline()
+        assert "tokens will cross the network in clear" in process.stderr.readline()
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+# --- Hostile input ---
+
+
+def raw_exchange(port: int, payload: bytes, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", answer)]
+
+
+AUTH_A = basic(f"{OWNER}:{TOKEN_A}").encode()
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", [414]),
+    (b"GET /simple/" + b"a" * 9000 + b"/ HTTP/1.1\r\nHost: x\r\n\r\n", [414]),
+    (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", [431]),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", [431]),
+    (b"GET /simple/%zz/ HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
+    (b"GET /asset/%00/x.whl HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
+    (b"GET /simple/../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
+    (b"GET /simple/\xc3\xa9\xff/ HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
+    (b"GET /simple/demo-pkg/ HTTP/1.1\r\nAuthorization: Basic %%%\r\n\r\n", [401]),
+    (b"GET /simple/demo-pkg/ HTTP/1.1\r\nAuthorization: Basic b2N0b3Jn\r\n\r\n", [401]),
+    (b"BREW /simple/ HTTP/1.1\r\nHost: x\r\n\r\n", [501]),
+    (b"DELETE /simple/ HTTP/1.1\r\nHost: x\r\n\r\n", [405]),
+    (b"GET /simple/demo-pkg/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", [400]),
+    (b"POST /simple/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", [405]),
+    (b"GET http://evil.example/simple/ HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
+    (b"GARBAGE\r\n\r\n", [400]),
+    (b"GET / HTTP/9.9\r\n\r\n", [505]),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /simple/demo-pkg/ HTTP/1.1\r\nAuthorization: " + AUTH_A
+     + b"\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n", [200, 200, 404]),
+])
+def test_hostile_requests_get_clear_4xx(hub, github, demo, payload, expected):
+    assert statuses(raw_exchange(hub.port, payload)) == expected
+    assert hub.request("/healthz", token=None).status == 200
+    assert not any("internal error" in line for line in hub.logs)
+
+
+FUZZ_PARTS = {
+    "method": [b"GET", b"HEAD", b"POST", b"PUT", b"get", b"G\x00T", b"", b"OPTIONS", b"\xff\xfe"],
+    "path": [b"/", b"/simple/", b"/simple/demo-pkg/", b"/simple/Demo_Pkg", b"/asset/RA_x/demo-1.0.tar.gz",
+             b"/simple/%", b"/simple/%00/", b"/../..", b"/simple/\xe2\x82\xac/", b"//", b"/asset//", b"*",
+             b"/simple/a%2F..%2F/", b"/metrics?x=%zz", b"/simple/demo-pkg/?format=%ff", b"/" + b"x" * 9000],
+    "version": [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1", b"", b"FTP/1.1"],
+    "header": [b"Authorization: " + AUTH_A, b"Authorization: Basic !!", b"Authorization: Basic", b"Accept: \xff",
+               b"Accept: application/vnd.pypi.simple.v1+json;q=x", b"Content-Length: -1", b"Content-Length: 3",
+               b"Transfer-Encoding: chunked", b"If-None-Match: *", b"Range: bytes=9-1", b"Host", b": empty",
+               b"X-Long: " + b"y" * 5000, b"Authorization: Basic " + base64.b64encode(b"o:\x00\x01")],
+}
+
+
+def test_fuzz_then_pip_still_installs(hub, github, demo, tmp_path):
+    rng = __import__("random").Random(20261126)
+    seen = []
+    for _ in range(2000):
+        headers = rng.sample(FUZZ_PARTS["header"], rng.randint(0, 3))
+        request = b" ".join([rng.choice(FUZZ_PARTS["method"]), rng.choice(FUZZ_PARTS["path"]), rng.choice(FUZZ_PARTS["version"])])
+        payload = b"\r\n".join([request, *headers]) + b"\r\n\r\n" + (b"abc" if rng.random() < 0.2 else b"")
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+            sock.sendall(payload)
+            try:
+                first = sock.recv(64)
+            except (ConnectionResetError, socket.timeout):
+                first = b""
+        seen += statuses(first)
+    assert seen and all(status < 500 or status in (501, 505) for status in seen), sorted(set(seen))
+    assert not any("internal error" in line or "Traceback" in line for line in hub.logs)
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
+         "--index-url", hub.index_url(), "demo-pkg==2.0"], tmp_path)
