@@ -22,6 +22,7 @@ import base64
 import binascii
 import dataclasses
 import datetime
+import functools
 import hashlib
 import hmac
 import html
@@ -32,7 +33,6 @@ import os
 import random
 import re
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -72,6 +72,7 @@ NODE_ID_RE = re.compile(r"[A-Za-z0-9_+/=-]{1,200}")
 VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
 NORMALIZE_RE = re.compile(r"[-_.]+")
 PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 USER_AGENT = f"pypihub/{__version__}"
@@ -84,7 +85,7 @@ MAX_RETRIES = 2  # for connection errors and 5xx from GitHub; queries are idempo
 RETRY_BASE_DELAY = 0.25
 RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
 MAX_TARGET = 8192  # longest request target served
-DOWNLOAD_CHUNK = 64 * 1024
+DOWNLOAD_CHUNK = 1024 * 1024  # per proxied download: memory stays flat whatever the file size
 SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
 FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
 FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
@@ -273,6 +274,8 @@ class Listing:
     owner: str
     repo: str
     files: tuple[Asset, ...]
+    # Rendered pages by media type: a cached listing is rendered once, not on every hit.
+    pages: dict[str, tuple[bytes, str]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,6 +430,7 @@ def match_quality(ranges: list[tuple[str, float]], offered: str) -> tuple[float,
     return best
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few Accept strings over and over
 def negotiate(accept: str | None) -> str:
     """The media type to answer with (PEP 691), or NotAcceptable."""
     ranges = parse_accept(accept or "*/*")
@@ -445,7 +449,7 @@ def unquote_segment(segment: str) -> str:
         text = urllib.parse.unquote(segment, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest("The path is not UTF-8.") from None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if CONTROL_RE.search(text):
         raise BadRequest("The path has control characters.")
     return text
 
@@ -509,6 +513,15 @@ def render_project_json(listing: Listing) -> bytes:
     versions = sorted({a.version for a in listing.files}, key=version_key)
     page = {"meta": {"api-version": API_VERSION}, "name": listing.project, "versions": versions, "files": files}
     return json.dumps(page, indent=1).encode()
+
+
+def rendered_page(listing: Listing, media: str) -> tuple[bytes, str]:
+    """The listing's page in `media` and its ETag, rendered once per listing."""
+    page = listing.pages.get(media)
+    if page is None:
+        body = render_project_json(listing) if media == JSON_V1 else render_project_html(listing)
+        page = listing.pages[media] = (body, quote_etag(body + media.encode()))
+    return page
 
 
 def render_root_html(projects: Sequence[str]) -> bytes:
@@ -1101,11 +1114,13 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
-        load = lambda: fetch_listing(github, creds.owner, project, self.settings.repo_map,  # noqa: E731
-                                     lambda: self.projects(github, creds))
-        listing = self.listings.fetch(key, load, self.log)
-        self.remember_links(creds.token, listing)
-        return listing
+        def load() -> Listing:
+            listing = fetch_listing(github, creds.owner, project, self.settings.repo_map,
+                                    lambda: self.projects(github, creds))
+            self.remember_links(creds.token, listing)
+            return listing
+
+        return self.listings.fetch(key, load, self.log)
 
     def remember_links(self, token: str, listing: Listing) -> None:
         """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
@@ -1241,16 +1256,15 @@ class Handler(BaseHTTPRequestHandler):
             return redirect(("../" if slash else "") + canonical + "/" + suffix)
         creds = self.credentials()
         media = negotiate(self.accept(query))
-        listing = self.server.listing(self.github, creds, canonical)
-        body = render_project_json(listing) if media == JSON_V1 else render_project_html(listing)
-        return self.page_answer(media, body)
+        body, etag = rendered_page(self.server.listing(self.github, creds, canonical), media)
+        return self.page_answer(media, body, etag)
 
     def root_page(self, query: dict[str, list[str]]) -> Answer:
         creds = self.credentials()
         media = negotiate(self.accept(query))
         projects = sorted(self.server.projects(self.github, creds))
         body = render_root_json(projects) if media == JSON_V1 else render_root_html(projects)
-        return self.page_answer(media, body)
+        return self.page_answer(media, body, quote_etag(body + media.encode()))
 
     def asset(self, node_id: str, filename: str) -> Answer:
         if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(filename) is None:
@@ -1289,8 +1303,7 @@ class Handler(BaseHTTPRequestHandler):
         # PEP 691: a ?format= parameter stands in for the Accept header.
         return query["format"][0] if query.get("format") else self.headers.get("Accept")
 
-    def page_answer(self, media: str, body: bytes) -> Answer:
-        etag = quote_etag(body + media.encode())
+    def page_answer(self, media: str, body: bytes, etag: str) -> Answer:
         headers = [("Content-Type", media), ("Vary", "Accept, Authorization"), ("ETag", etag),
                    ("Cache-Control", f"private, max-age={int(self.server.settings.cache_ttl)}")]
         if media != JSON_V1:
@@ -1320,7 +1333,7 @@ class Handler(BaseHTTPRequestHandler):
             if answer.stream is None:
                 self.wfile.write(answer.body)
             else:
-                shutil.copyfileobj(answer.stream, self.wfile, DOWNLOAD_CHUNK)
+                copy_stream(answer.stream, self.wfile)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""
@@ -1347,8 +1360,18 @@ class Handler(BaseHTTPRequestHandler):
         self.server.log(f"{self.client_address[0]} {format % args}")
 
 
+def copy_stream(source: Any, target: Any) -> None:
+    """Copy through one reused buffer: no allocation per chunk, constant memory."""
+    buffer = bytearray(DOWNLOAD_CHUNK)
+    view = memoryview(buffer)
+    while count := source.readinto(buffer):
+        target.write(view[:count])
+
+
 def sanitize_log(text: str) -> str:
     """One printable line: controls escaped, so a request cannot forge log lines."""
+    if text.isascii() and text.isprintable():
+        return text
     return "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text)
 
 

@@ -200,9 +200,11 @@ class FakeGitHub:
         self.repos[(owner.lower(), name.lower())] = repo
         return repo
 
-    def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes, created: str) -> dict:
+    def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes | Path, created: str) -> dict:
+        """An asset whose bytes are `content`, or the file at that path (for big ones)."""
         node_id = self.new_id("RA")
-        asset = {"__typename": "ReleaseAsset", "id": node_id, "name": filename, "size": len(content),
+        size = content.stat().st_size if isinstance(content, Path) else len(content)
+        asset = {"__typename": "ReleaseAsset", "id": node_id, "name": filename, "size": size,
                  "createdAt": created, "updatedAt": created, "contentType": "application/octet-stream",
                  "downloadCount": 0, "content": content, "release": release, "repo": repo,
                  "url": lambda info: self.signed_url(node_id),
@@ -371,19 +373,37 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.reply(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
         if expired:
             return self.reply(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
-        content, byte_range = asset["content"], self.headers.get("Range")
+        content, byte_range, size = asset["content"], self.headers.get("Range"), asset["size"]
         if self.command == "GET":
             with github.lock:
                 github.downloads.append((asset["name"], byte_range))
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{hashlib.md5(content).hexdigest()}"'}
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{node_id[-12:]}-{size}"'}
+        lo, hi, status = 0, size - 1, 200
         if byte_range and byte_range.startswith("bytes="):
             first, _, last = byte_range[len("bytes="):].partition("-")
             if not first:
-                first, last = str(max(0, len(content) - int(last))), str(len(content) - 1)
-            lo, hi = int(first), min(int(last) if last else len(content) - 1, len(content) - 1)
-            headers["Content-Range"] = f"bytes {lo}-{hi}/{len(content)}"
-            return self.reply(206, content[lo:hi + 1], headers)
-        self.reply(200, content, headers)
+                first, last = str(max(0, size - int(last))), str(size - 1)
+            lo, hi, status = int(first), min(int(last) if last else size - 1, size - 1), 206
+            headers["Content-Range"] = f"bytes {lo}-{hi}/{size}"
+        if isinstance(content, bytes):
+            return self.reply(status, content[lo:hi + 1], headers)
+        self.send_file(status, content, lo, hi - lo + 1, headers)
+
+    def send_file(self, status: int, path: Path, offset: int, length: int, headers: dict) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(length)}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        with open(path, "rb") as file:
+            file.seek(offset)
+            while length > 0:
+                chunk = file.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                length -= len(chunk)
 
 
 # --- Fixtures ---

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""PyPIHub benchmark: the test suite's fake GitHub (with a per-call latency), PyPIHub as its own
+process, and a load generator; prints one table.
+
+    python3 bench/run.py [--latency 0.15] [--seconds 5] [--big-mib 1024]
+
+Load comes from wrk and downloads from curl when they are installed (apt-get install wrk curl).
+Needs the test tools (python3 -m pip install '.[test]'); compares against pypiserver serving the
+same files from disk when it is installed (python3 -m pip install pypiserver). Everything runs on
+loopback. Numbers measure this machine; README quotes them with the machine they came from.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import test_pypihub as t  # noqa: E402  (the fake GitHub and wheel builder the tests use)
+
+PROJECT = "demo-pkg"
+
+
+def start_pypihub(github: t.FakeGitHub, *flags: str) -> tuple[subprocess.Popen, int]:
+    command = [sys.executable, str(ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
+               "--graphql-url", github.graphql_url, *flags]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    port = int(re.search(r":(\d+)/simple/", process.stderr.readline()).group(1))
+    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # drain the log
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+def auth(token: str = t.TOKEN_A) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{t.OWNER}:{token}".encode()).decode(),
+            "Accept": t.PIP_ACCEPT}
+
+
+def timed_get(port: int, path: str, headers: dict) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    started = time.perf_counter()
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+    connection.close()
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def load(port: int, path: str, headers: dict, connections: int, seconds: float) -> tuple[float, float]:
+    """Requests/s and p99 latency with `connections` keep-alive clients for `seconds`: wrk when
+    installed (a C client that does not compete for a Python interpreter), else Python threads."""
+    if shutil.which("wrk"):
+        return load_with_wrk(port, path, headers, connections, seconds)
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    deadline = time.perf_counter() + seconds
+
+    def client(mine: list[float]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while (now := time.perf_counter()) < deadline:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - now)
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(mine,)) for mine in latencies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [x for mine in latencies for x in mine]
+    return len(every) / seconds, percentile(every, 0.99)
+
+
+def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> tuple[float, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
+    return rps, float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def pip_download(port: int, target: Path) -> None:
+    index = f"http://{t.OWNER}:{t.TOKEN_A}@127.0.0.1:{port}/simple/"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(target), "--index-url", index,
+                    f"{PROJECT}==1.0"], check=True, capture_output=True, env=t.pip_env(target))
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {key: int(re.search(rf"{key}:\s+(\d+)", status).group(1)) for key in ("VmRSS", "VmHWM")}
+
+
+def stream(url: str, headers: dict) -> float:
+    """MiB/s of a whole download by curl (its own process, so no client shares our interpreter)."""
+    command = ["curl", "-sS", "--fail", "-o", os.devnull, "-w", "%{speed_download}", url]
+    command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout) / (1 << 20)
+
+
+def new_github(latency: float, work: Path, big_mib: int) -> t.FakeGitHub:
+    github = t.FakeGitHub().start()
+    github.latency = latency
+    repo = github.add_repo(PROJECT)
+    for version in ("1.0", "2.0"):
+        name, content = t.make_wheel(PROJECT, version)
+        (work / name).write_bytes(content)
+        repo.add_release(f"v{version}", {name: content})
+    big = work / "big.bin"
+    with open(big, "wb") as file:
+        file.truncate(big_mib << 20)
+    repo.add_release("big", {f"{PROJECT.replace('-', '_')}-9.0-py3-none-any.whl": big})
+    for n in range(60):
+        github.tokens[f"ghp_bench{n:04d}"] = f"user{n}"
+        repo.readers.add(f"ghp_bench{n:04d}")
+    return github
+
+
+def measure_calls(github: t.FakeGitHub, port: int, work: Path) -> dict[str, object]:
+    rows: dict[str, object] = {}
+    before = len(github.graphql_calls)
+    pip_download(port, work / "cold")
+    rows["GraphQL calls, cold pip download (listing + file)"] = len(github.graphql_calls) - before
+    before = len(github.graphql_calls)
+    pip_download(port, work / "warm")
+    rows["GraphQL calls, warm pip download (within TTL)"] = len(github.graphql_calls) - before
+    before = len(github.graphql_calls)
+    threads = [threading.Thread(target=timed_get, args=(port, f"/simple/{PROJECT}/", auth("ghp_bench0050")))
+               for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows["GraphQL calls, 50 concurrent cold requests (one token)"] = len(github.graphql_calls) - before
+    return rows
+
+
+def measure_latency(port: int) -> dict[str, object]:
+    cold = [timed_get(port, f"/simple/{PROJECT}/", auth(f"ghp_bench{n:04d}")) for n in range(30)]
+    warm = [timed_get(port, f"/simple/{PROJECT}/", auth()) for _ in range(300)]
+    ms = lambda x: f"{x * 1000:.1f} ms"  # noqa: E731
+    return {"cold /simple/<project>/ median / p99 (new connection each)":
+            f"{ms(statistics.median(cold))} / {ms(percentile(cold, 0.99))}",
+            "warm /simple/<project>/ median / p99 (new connection each)":
+            f"{ms(statistics.median(warm))} / {ms(percentile(warm, 0.99))}"}
+
+
+def measure_throughput(port: int, seconds: float, label: str, headers: dict, path: str) -> dict[str, object]:
+    rows = {}
+    for connections in (16, 64):
+        rps, p99 = load(port, path, headers, connections, seconds)
+        rows[f"{label}: warm req/s at {connections} keep-alive connections (p99)"] = f"{rps:.0f} ({p99 * 1000:.1f} ms)"
+    return rows
+
+
+def measure_pypiserver(work: Path, seconds: float) -> dict[str, object]:
+    try:
+        import pypiserver  # noqa: F401
+    except ImportError:
+        return {"pypiserver": "not installed (python3 -m pip install pypiserver to compare)"}
+    files = work / "pypiserver"
+    files.mkdir()
+    for wheel in work.glob("*.whl"):
+        shutil.copy(wheel, files)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
+                                "-a", ".", "-P", ".", str(files)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # until it answers
+            try:
+                timed_get(port, f"/simple/{PROJECT}/", {})
+                break
+            except (OSError, AssertionError):
+                time.sleep(0.05)
+        return measure_throughput(port, seconds, "pypiserver (same files, from disk)", {}, f"/simple/{PROJECT}/")
+    finally:
+        stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure_proxy(github: t.FakeGitHub, work: Path, big_mib: int) -> dict[str, object]:
+    process, port = start_pypihub(github, "--proxy-downloads")
+    try:
+        page = http.client.HTTPConnection("127.0.0.1", port)
+        page.request("GET", f"/simple/{PROJECT}/", headers={**auth(), "Accept": "text/html"})
+        href = next(h for h, text, _ in t.parse_links(page.getresponse().read().decode()) if "9.0" in text)
+        path = urllib.parse.urljoin(f"/simple/{PROJECT}/", href)
+        node_id = next(a for a in github.assets.values() if "9.0" in a["name"])["id"]
+        stream(github.signed_url(node_id), {})  # warm-up: the first read of the file is slower
+        before = rss_kib(process.pid)
+        direct_rate = proxied_rate = 0.0
+        for _ in range(3):  # best of three, alternating
+            direct_rate = max(direct_rate, stream(github.signed_url(node_id), {}))
+            proxied_rate = max(proxied_rate, stream(f"http://127.0.0.1:{port}{path}", auth()))
+        after = rss_kib(process.pid)
+    finally:
+        stop(process)
+    growth = max(0, after["VmHWM"] - before["VmRSS"]) / 1024
+    return {f"{big_mib} MiB download, direct from the download host": f"{direct_rate:.0f} MiB/s",
+            f"{big_mib} MiB download through --proxy-downloads": f"{proxied_rate:.0f} MiB/s ({proxied_rate / direct_rate:.0%} of direct)",
+            "PyPIHub peak RSS growth during it": f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.15, help="seconds per fake GraphQL call (default 0.15)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
+    parser.add_argument("--big-mib", type=int, default=1024, help="size of the proxied asset (default 1024)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        github = new_github(args.latency, work, args.big_mib)
+        process, port = start_pypihub(github)
+        try:
+            rows = {**measure_calls(github, port, work), **measure_latency(port),
+                    **measure_throughput(port, args.seconds, "PyPIHub", auth(), f"/simple/{PROJECT}/")}
+        finally:
+            stop(process)
+        rows.update(measure_pypiserver(work, args.seconds))
+        rows.update(measure_proxy(github, work, args.big_mib))
+        github.stop()
+    print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
+    print(f"machine: {machine()}\n")
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"| {key.ljust(width)} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
