@@ -22,11 +22,13 @@ import base64
 import binascii
 import dataclasses
 import datetime
+import email.parser
 import functools
 import hashlib
 import hmac
 import html
 import http.client
+import io
 import ipaddress
 import json
 import os
@@ -43,6 +45,8 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+import zlib
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
@@ -95,11 +99,21 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
            b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
            b"Too many connections; try again.\n")
+REST_MAX_PAGES = 30  # digests: at most 3,000 releases are looked through
+REST_ACCEPT = "application/vnd.github+json"
+REST_API_VERSION = "2022-11-28"
+DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
+METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
+RANGE_BLOCK = 64 * 1024  # bytes asked for per Range request when reading a wheel's metadata
+MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
+MAX_METADATA = 4 * 1024 * 1024
+IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
+METADATA_TYPE = "text/plain; charset=utf-8"
 HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
 
 ASSET_FIELDS = """
-fragment AssetFields on ReleaseAsset { id name size createdAt url }
+fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
 """
 RELEASE_FIELDS = """
 fragment ReleaseFields on Release {
@@ -150,13 +164,18 @@ query MoreAssets($id: ID!, $after: String!) {
 }
 """
 ASSET_QUERY = """
-query Asset($id: ID!) {
+query Asset($id: ID!, $metadataName: String!) {
   node(id: $id) {
     __typename
     ... on ReleaseAsset {
       name
+      size
       url
-      release { isDraft repository { owner { login } } }
+      release {
+        isDraft
+        repository { owner { login } }
+        releaseAssets(first: 1, name: $metadataName) { nodes { name url } }
+      }
     }
   }
 }
@@ -266,6 +285,9 @@ class Asset:
     size: int
     upload_time: str  # PEP 700 form: yyyy-mm-ddThh:mm:ssZ
     url: str  # GitHub's temporary download URL
+    updated: str = ""  # with id and size, what a cached digest is valid for
+    sha256: str | None = None  # from GitHub's REST digest, when it has one
+    metadata_url: str | None = None  # a sibling <wheel>.metadata asset, served instead of extracting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +307,8 @@ class AssetLink:
     owner: str
     filename: str
     url: str
+    size: int = 0
+    metadata_url: str | None = None
 
 
 @dataclasses.dataclass
@@ -296,6 +320,15 @@ class Answer:
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     stream: Any = None
     length: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreMetadata:
+    """A wheel's METADATA file (PEP 658), exactly as in the wheel."""
+
+    data: bytes
+    sha256: str
+    requires_python: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,46 +519,73 @@ HTML_PAGE = """<!DOCTYPE html>
 """
 
 
-def render_html(title: str, links: Iterable[tuple[str, str]]) -> bytes:
-    """A PEP 503 page: one anchor per (href, text), every name escaped."""
+def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]]) -> bytes:
+    """A PEP 503 page: one anchor per (href, text, attributes), every name and value escaped."""
     anchors = "\n".join(
-        f'    <a href="{html.escape(href)}">{html.escape(text)}</a><br>' for href, text in links
+        f'    <a href="{html.escape(href)}"{html_attributes(attrs)}>{html.escape(text)}</a><br>'
+        for href, text, attrs in links
     )
     return HTML_PAGE.format(api=API_VERSION, title=html.escape(title), links=anchors).encode()
 
 
-def render_project_html(listing: Listing) -> bytes:
-    return render_html(f"Links for {listing.project}", ((asset_href(a), a.filename) for a in listing.files))
+def html_attributes(attrs: Mapping[str, str]) -> str:
+    return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
 
 
-def render_project_json(listing: Listing) -> bytes:
-    """PEP 691 project page with the PEP 700 fields (versions, size, upload-time)."""
-    files = [
-        {
-            "filename": a.filename,
-            "url": asset_href(a),
-            "hashes": {},  # GraphQL gives no digest; never invent one
-            "size": a.size,
-            "upload-time": a.upload_time,
-        }
-        for a in listing.files
-    ]
+def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, str]:
+    """PEP 503 data- attributes: Requires-Python once known, and PEP 658/714 metadata for wheels."""
+    attrs = {}
+    if metadata is not None and metadata.requires_python:
+        attrs["data-requires-python"] = metadata.requires_python
+    if asset.filename.endswith(".whl"):
+        value = f"sha256={metadata.sha256}" if metadata else "true"
+        attrs["data-core-metadata"] = attrs["data-dist-info-metadata"] = value
+    return attrs
+
+
+def render_project_html(listing: Listing, metadata: Mapping[str, CoreMetadata]) -> bytes:
+    links = ((asset_href(a) + (f"#sha256={a.sha256}" if a.sha256 else ""), a.filename,
+              file_attributes(a, metadata.get(a.id))) for a in listing.files)
+    return render_html(f"Links for {listing.project}", links)
+
+
+def json_file(asset: Asset, metadata: CoreMetadata | None) -> dict[str, Any]:
+    """One PEP 691 file entry with the PEP 700 and PEP 714 fields."""
+    entry: dict[str, Any] = {
+        "filename": asset.filename,
+        "url": asset_href(asset),
+        "hashes": {"sha256": asset.sha256} if asset.sha256 else {},  # never invented
+        "size": asset.size,
+        "upload-time": asset.upload_time,
+    }
+    if metadata is not None and metadata.requires_python:
+        entry["requires-python"] = metadata.requires_python
+    if asset.filename.endswith(".whl"):
+        # PEP 714: only "core-metadata" in JSON; pip 22.3 to 23.1 crash on "dist-info-metadata" here.
+        entry["core-metadata"] = {"sha256": metadata.sha256} if metadata else True
+    return entry
+
+
+def render_project_json(listing: Listing, metadata: Mapping[str, CoreMetadata]) -> bytes:
     versions = sorted({a.version for a in listing.files}, key=version_key)
-    page = {"meta": {"api-version": API_VERSION}, "name": listing.project, "versions": versions, "files": files}
+    page = {"meta": {"api-version": API_VERSION}, "name": listing.project, "versions": versions,
+            "files": [json_file(a, metadata.get(a.id)) for a in listing.files]}
     return json.dumps(page, indent=1).encode()
 
 
-def rendered_page(listing: Listing, media: str) -> tuple[bytes, str]:
-    """The listing's page in `media` and its ETag, rendered once per listing."""
-    page = listing.pages.get(media)
+def rendered_page(listing: Listing, media: str, metadata: Mapping[str, CoreMetadata]) -> tuple[bytes, str]:
+    """The page in `media` and its ETag, rendered once per listing and state of known metadata."""
+    key = f"{media} {len(metadata)}"
+    page = listing.pages.get(key)
     if page is None:
-        body = render_project_json(listing) if media == JSON_V1 else render_project_html(listing)
-        page = listing.pages[media] = (body, quote_etag(body + media.encode()))
+        render = render_project_json if media == JSON_V1 else render_project_html
+        body = render(listing, metadata)
+        page = listing.pages[key] = (body, quote_etag(body + media.encode()))
     return page
 
 
 def render_root_html(projects: Sequence[str]) -> bytes:
-    return render_html("Simple index", ((f"{urllib.parse.quote(p)}/", p) for p in projects))
+    return render_html("Simple index", ((f"{urllib.parse.quote(p)}/", p, {}) for p in projects))
 
 
 def render_root_json(projects: Sequence[str]) -> bytes:
@@ -614,14 +674,17 @@ def next_cursor(connection: dict) -> str | None:
 
 def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
     """The assets that are distributions of `project`, first (newest) of each filename, sorted."""
+    nodes = list(nodes)
+    # PEP 658: a release may carry <wheel>.metadata next to the wheel; it is served, not listed.
+    siblings = {str(n.get("name")): str(n.get("url")) for n in reversed(nodes) if str(n.get("name")).endswith(METADATA_SUFFIX)}
     found: dict[str, Asset] = {}
     for node in nodes:
         try:
             name, dist = node["name"], parse_distribution(node["name"])
             if dist is None or dist.project != project or name in found:
                 continue
-            found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
-                                upload_time(node["createdAt"]), node["url"])
+            found[name] = Asset(node["id"], name, dist.version, int(node["size"]), upload_time(node["createdAt"]),
+                                node["url"], str(node.get("updatedAt", "")), None, siblings.get(name + METADATA_SUFFIX))
         except (KeyError, TypeError, ValueError):
             raise BadGateway("GitHub's answer had an unexpected shape.") from None
     return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
@@ -636,6 +699,46 @@ def repo_projects(repo: dict) -> set[str]:
                 dist = parse_distribution(str(asset.get("name")))
                 names |= {dist.project} if dist else set()
     return names
+
+
+def rest_base(graphql_url: str) -> str:
+    """GitHub's REST root for a GraphQL endpoint: api.github.com, or GHES's /api/v3."""
+    if graphql_url.endswith("/api/graphql"):
+        return graphql_url[: -len("graphql")] + "v3"
+    return graphql_url[: -len("/graphql")] if graphql_url.endswith("/graphql") else graphql_url.rstrip("/")
+
+
+def parse_digest(value: Any) -> str | None:
+    """The hex sha256 of a REST asset's digest ("sha256:<hex>"); None when GitHub has none."""
+    match = DIGEST_RE.fullmatch(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def has_next_page(link_header: str) -> bool:
+    """Whether a REST Link header (RFC 8288) points to a next page."""
+    return any('rel="next"' in part for part in link_header.split(","))
+
+
+def wheel_metadata_member(names: Iterable[str], filename: str) -> str:
+    """The archive path of a wheel's METADATA: <name>-<version>.dist-info/METADATA (PEP 427)."""
+    candidates = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+    dist = parse_distribution(filename)
+    matching = [n for n in candidates if dist and dist_info_matches(n.split("/")[0], dist)]
+    if len(matching) == 1 or len(candidates) == 1:
+        return (matching or candidates)[0]
+    raise BadGateway("The wheel has no single .dist-info/METADATA.")
+
+
+def dist_info_matches(directory: str, dist: Distribution) -> bool:
+    name, _, version = directory[: -len(".dist-info")].rpartition("-")
+    return normalize(name) == dist.project and version == dist.version
+
+
+def parse_core_metadata(data: bytes) -> CoreMetadata:
+    """A METADATA file with its sha256 and its Requires-Python, if any."""
+    headers = email.parser.BytesHeaderParser().parsebytes(data)
+    requires = headers.get("Requires-Python")
+    return CoreMetadata(data, hashlib.sha256(data).hexdigest(), str(requires).strip() if requires else None)
 
 
 def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
@@ -655,58 +758,79 @@ def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
 
 
 class GitHub:
-    """One caller's conversation with GitHub's GraphQL API: their token, their calls."""
+    """One caller's conversation with GitHub's APIs: their token, their calls."""
 
     def __init__(self, url: str, token: str, timeout: float, clock: Callable[[], float] = time.time,
-                 observe: Callable[[str, Mapping[str, str]], None] | None = None) -> None:
+                 observe: Callable[[str, str, Mapping[str, str]], None] | None = None, rest_url: str = "") -> None:
         self.url, self._token, self.timeout, self.clock = url, token, timeout, clock
-        self.observe = observe or (lambda outcome, headers: None)
-        self.calls = 0
+        self.rest_url = rest_url or rest_base(url)
+        self.observe = observe or (lambda api, outcome, headers: None)
+        self.calls = self.rest_calls = 0
+        self._headers: dict[str, str] = {}
 
     def redact(self, text: str) -> str:
         return text.replace(self._token, "[token]")
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict:
-        """The query's data; connection failures and 5xx are retried (queries are idempotent)."""
+        """The query's data."""
         body = json.dumps({"query": query, "variables": dict(variables)}).encode()
+        request = self._request(self.url, body)
+        return self._retrying("graphql", lambda timeout: graphql_data(*self._open(request, timeout), self.clock()))
+
+    def rest(self, path: str) -> tuple[Any, dict[str, str]]:
+        """A REST GET: the decoded answer and its headers."""
+        request = self._request(self.rest_url + path, None)
+        return self._retrying("rest", lambda timeout: self._open(request, timeout))
+
+    def _request(self, url: str, body: bytes | None) -> urllib.request.Request:
+        headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT}
+        if body is None:
+            headers.update({"Accept": REST_ACCEPT, "X-GitHub-Api-Version": REST_API_VERSION})
+        else:
+            headers.update({"Accept": "application/json", "Content-Type": "application/json"})
+        return urllib.request.Request(url, data=body, method="GET" if body is None else "POST", headers=headers)
+
+    def _retrying(self, api: str, attempt: Callable[[float], Any]) -> Any:
+        """attempt(timeout), retried on connection failures and 5xx (every call here is idempotent)."""
         deadline = time.monotonic() + self.timeout
-        for attempt in range(MAX_RETRIES + 1):
+        for tries in range(MAX_RETRIES + 1):
             try:
-                return self._attempt(body, deadline)
+                return self._observed(api, attempt, deadline)
             except Unavailable:
-                pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** attempt  # jittered backoff
-                if attempt == MAX_RETRIES or time.monotonic() + pause >= deadline:
+                pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** tries  # jittered backoff
+                if tries == MAX_RETRIES or time.monotonic() + pause >= deadline:
                     raise
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _attempt(self, body: bytes, deadline: float) -> dict:
-        self.calls += 1
-        headers: dict[str, str] = {}
+    def _observed(self, api: str, attempt: Callable[[float], Any], deadline: float) -> Any:
+        if api == "rest":
+            self.rest_calls += 1
+        else:
+            self.calls += 1
+        self._headers = {}
         try:
-            headers, payload = self._send(body, deadline - time.monotonic())
-            data = graphql_data(parse_json(payload), headers, self.clock())
+            result = attempt(deadline - time.monotonic())
         except PyPIHubError as exc:
-            self.observe(type(exc).__name__, headers)
+            self.observe(api, type(exc).__name__, self._headers)
             raise
-        self.observe("ok", headers)
-        return data
+        self.observe(api, "ok", self._headers)
+        return result
 
-    def _send(self, body: bytes, timeout: float) -> tuple[dict[str, str], bytes]:
+    def _open(self, request: urllib.request.Request, timeout: float) -> tuple[Any, dict[str, str]]:
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT,
-            "Content-Type": "application/json", "Accept": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return lower_keys(response.headers), response.read(MAX_GITHUB_ANSWER)
+                self._headers = lower_keys(response.headers)
+                payload = response.read(MAX_GITHUB_ANSWER)
         except urllib.error.HTTPError as exc:
-            headers = lower_keys(exc.headers or {})
+            self._headers = lower_keys(exc.headers or {})
             exc.close()
-            raise http_failure(exc.code, headers, self.clock()) from None
+            raise http_failure(exc.code, self._headers, self.clock()) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise network_failure(exc) from None
+        return parse_json(payload), self._headers
 
 
 def lower_keys(headers: Any) -> dict[str, str]:
@@ -728,24 +852,109 @@ def network_failure(exc: BaseException) -> PyPIHubError:
     return Unavailable("Could not reach GitHub.")
 
 
-def open_download(url: str, method: str, forward: Mapping[str, str], timeout: float) -> Answer:
-    """Stream a signed download URL (--proxy-downloads); the caller closes answer.stream."""
-    request = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT, **forward})
+def open_url(url: str, method: str, headers: Mapping[str, str], timeout: float,
+             passthrough: Iterable[int] = ()) -> tuple[int, dict[str, str], Any]:
+    """Open a signed download URL: (status, headers, response); statuses in `passthrough`
+    come back without a body, a refusal raises ExpiredLink."""
+    request = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT, **headers})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        headers = lower_keys(exc.headers or {})
+        found = lower_keys(exc.headers or {})
         exc.close()
-        if exc.code in (304, 412, 416):  # answers to the client's own conditions and ranges
-            return Answer(exc.code, b"", forwarded_headers(headers))
+        if exc.code in passthrough:
+            return exc.code, found, None
         if exc.code in (400, 401, 403, 404, 410):
             raise ExpiredLink(f"The download host answered HTTP {exc.code}.") from None
         raise BadGateway(f"The download host answered HTTP {exc.code}.") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise network_failure(exc) from None
-    headers = lower_keys(response.headers)
-    return Answer(response.status, b"", forwarded_headers(headers), stream=response,
-                  length=int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None)
+    return response.status, lower_keys(response.headers), response
+
+
+def open_download(url: str, method: str, forward: Mapping[str, str], timeout: float) -> Answer:
+    """Stream a signed download URL (--proxy-downloads); the caller closes answer.stream."""
+    # 304, 412 and 416 answer the client's own conditions and ranges: passed on as they are.
+    status, headers, response = open_url(url, method, forward, timeout, passthrough=(304, 412, 416))
+    length = headers.get("content-length", "")
+    return Answer(status, b"", forwarded_headers(headers), stream=response,
+                  length=int(length) if length.isdigit() and response is not None else None)
+
+
+def fetch_small(url: str, timeout: float, limit: int) -> bytes:
+    """A whole, small download (a .metadata asset); larger than `limit` is refused."""
+    _, _, response = open_url(url, "GET", {}, timeout)
+    with response:
+        data = response.read(limit + 1)
+    if len(data) > limit:
+        raise BadGateway("The file is larger than expected.")
+    return data
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable view of a remote file through HTTP Range requests.
+
+    zipfile reads a wheel's end (central directory) and then one member, so PEP 658 metadata
+    costs two or three small requests instead of the whole wheel. Reads are widened to
+    RANGE_BLOCK; a host that ignores Range is read whole once, up to MAX_FULL_WHEEL."""
+
+    def __init__(self, url: str, size: int, timeout: float) -> None:
+        super().__init__()
+        self.url, self.size, self.timeout = url, size, timeout
+        self.position = self.requests = 0
+        self._start, self._data = 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self.size, self.position + len(buffer))
+        if end <= self.position:
+            return 0
+        if not self._start <= self.position < end <= self._start + len(self._data):
+            self._fetch(self.position, end)
+        chunk = self._data[self.position - self._start: end - self._start]
+        buffer[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
+
+    def _fetch(self, start: int, end: int) -> None:
+        high = min(self.size, max(end, start + RANGE_BLOCK))
+        low = max(0, min(start, high - RANGE_BLOCK))
+        self.requests += 1
+        status, _, response = open_url(self.url, "GET", {"Range": f"bytes={low}-{high - 1}"}, self.timeout)
+        with response:
+            if status == 206:
+                self._start, self._data = low, response.read(high - low)
+            elif self.size <= MAX_FULL_WHEEL:  # Range ignored: the whole file, once
+                self._start, self._data = 0, response.read(MAX_FULL_WHEEL)
+            else:
+                raise BadGateway("The download host refuses Range requests and the wheel is too large.")
+
+
+def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
+    """The wheel's .dist-info/METADATA, byte for byte, read through Range requests."""
+    if link.metadata_url:
+        return fetch_small(link.metadata_url, timeout, MAX_METADATA)
+    try:
+        with zipfile.ZipFile(RangeFile(link.url, link.size, timeout)) as wheel:
+            info = wheel.getinfo(wheel_metadata_member(wheel.namelist(), link.filename))
+            if info.file_size > MAX_METADATA:
+                raise BadGateway("The wheel's METADATA is too large.")
+            return wheel.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError, RuntimeError):
+        raise BadGateway("The file is not a readable wheel.") from None
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -807,10 +1016,10 @@ def fetch_listing(github: GitHub, owner: str, project: str, rules: Sequence[Repo
     return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
 
 
-def fetch_asset_link(github: GitHub, node_id: str) -> AssetLink:
-    """Owner, name and temporary URL of a release asset, looked up by node id."""
+def fetch_asset_link(github: GitHub, node_id: str, filename: str) -> AssetLink:
+    """Owner, name, size and temporary URL of a release asset, looked up by node id."""
     try:
-        node = github.query(ASSET_QUERY, {"id": node_id}).get("node")
+        node = github.query(ASSET_QUERY, {"id": node_id, "metadataName": filename + METADATA_SUFFIX}).get("node")
     except NotFound:
         node = None
     if not isinstance(node, dict) or node.get("__typename") != "ReleaseAsset":
@@ -820,9 +1029,28 @@ def fetch_asset_link(github: GitHub, node_id: str) -> AssetLink:
         owner = release["repository"]["owner"]["login"]
         if release["isDraft"]:
             raise NotFound("No such file, or not visible to this token.")
-        return AssetLink(str(owner), str(node["name"]), str(node["url"]))
-    except (KeyError, TypeError):
+        siblings = connection_nodes(release.get("releaseAssets") or {"nodes": []})
+        metadata_url = next((str(n["url"]) for n in siblings if n.get("name") == filename + METADATA_SUFFIX), None)
+        return AssetLink(str(owner), str(node["name"]), str(node["url"]), int(node["size"]), metadata_url)
+    except (KeyError, TypeError, ValueError):
         raise BadGateway("GitHub's answer had an unexpected shape.") from None
+
+
+def fetch_digests(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, str | None]:
+    """sha256 digests by asset node id from GitHub's REST releases list (GraphQL has none),
+    newest releases first, paging only while some wanted asset is still unseen."""
+    found: dict[str, str | None] = {}
+    path = f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}/releases?per_page=100&page="
+    for page in range(1, REST_MAX_PAGES + 1):
+        releases, headers = github.rest(f"{path}{page}")
+        if not isinstance(releases, list):
+            raise BadGateway("GitHub's releases answer had an unexpected shape.")
+        for release in releases:
+            for asset in (release.get("assets") or []) if isinstance(release, dict) else []:
+                found[str(asset.get("node_id"))] = parse_digest(asset.get("digest"))
+        if wanted <= found.keys() or not has_next_page(headers.get("link", "")):
+            break
+    return found
 
 
 def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
@@ -945,6 +1173,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3141
     graphql_url: str = "https://api.github.com/graphql"
+    rest_url: str = ""  # derived from graphql_url when empty
+    hashes: bool = True
     owners: tuple[str, ...] = ()
     repo_map: tuple[RepoRule, ...] = ()
     certfile: str | None = None
@@ -966,7 +1196,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, int], int] = {}
         self.durations: dict[str, list[float]] = {}  # endpoint -> bucket counts + [sum, count]
-        self.github_calls: dict[str, int] = {}
+        self.github_calls: dict[tuple[str, str], int] = {}
         self.rate_limit_remaining: float | None = None
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
@@ -978,9 +1208,9 @@ class Metrics:
             row[-2] += seconds
             row[-1] += 1
 
-    def observe_github(self, outcome: str, remaining: float | None) -> None:
+    def observe_github(self, api: str, outcome: str, remaining: float | None) -> None:
         with self._lock:
-            self.github_calls[outcome] = self.github_calls.get(outcome, 0) + 1
+            self.github_calls[api, outcome] = self.github_calls.get((api, outcome), 0) + 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
 
@@ -996,7 +1226,7 @@ class Metrics:
                           f'pypihub_request_duration_seconds_sum{{endpoint="{endpoint}"}} {row[-2]:.6f}',
                           f'pypihub_request_duration_seconds_count{{endpoint="{endpoint}"}} {int(row[-1])}']
             lines += ["# TYPE pypihub_github_calls_total counter"]
-            lines += [f'pypihub_github_calls_total{{outcome="{o}"}} {n}' for o, n in sorted(self.github_calls.items())]
+            lines += [f'pypihub_github_calls_total{{api="{a}",outcome="{o}"}} {n}' for (a, o), n in sorted(self.github_calls.items())]
             if self.rate_limit_remaining is not None:
                 gauges = {**gauges, "pypihub_github_rate_limit_remaining": self.rate_limit_remaining}
         for name, value in gauges.items():
@@ -1015,6 +1245,10 @@ class PyPIHubServer(ThreadingHTTPServer):
         self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
         self.listings = Cache(settings.cache_ttl, settings.stale_ttl, settings.cache_size, clock)
         self.links = Cache(settings.cache_ttl, 0, settings.cache_size * 64, clock)
+        # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
+        # handed out only for assets the caller's own listing or node lookup has shown it.
+        self.digests = Cache(IMMUTABLE_TTL, 0, settings.cache_size * 64, clock)
+        self.metadata = Cache(IMMUTABLE_TTL, 0, settings.cache_size * 16, clock)
         self.metrics = Metrics()
         self._key_salt = secrets.token_bytes(32)
         self._state = threading.Condition()
@@ -1097,11 +1331,12 @@ class PyPIHubServer(ThreadingHTTPServer):
     # GitHub, through the caches.
     def github(self, token: str) -> GitHub:
         settings = self.settings
-        return GitHub(settings.graphql_url, token, settings.upstream_timeout, self.clock, self.observe_github)
+        return GitHub(settings.graphql_url, token, settings.upstream_timeout, self.clock, self.observe_github,
+                      settings.rest_url)
 
-    def observe_github(self, outcome: str, headers: Mapping[str, str]) -> None:
-        remaining = headers.get("x-ratelimit-remaining", "")
-        self.metrics.observe_github(outcome, float(remaining) if remaining.isdigit() else None)
+    def observe_github(self, api: str, outcome: str, headers: Mapping[str, str]) -> None:
+        remaining = headers.get("x-ratelimit-remaining", "") if api == "graphql" else ""  # REST's budget differs
+        self.metrics.observe_github(api, outcome, float(remaining) if remaining.isdigit() else None)
         now = self.clock()
         if remaining.isdigit() and int(remaining) < RATE_LIMIT_LOW and now - self._last_rate_warning > 60:
             self._last_rate_warning = now
@@ -1117,10 +1352,27 @@ class PyPIHubServer(ThreadingHTTPServer):
         def load() -> Listing:
             listing = fetch_listing(github, creds.owner, project, self.settings.repo_map,
                                     lambda: self.projects(github, creds))
+            listing = self.with_digests(github, listing) if self.settings.hashes else listing
             self.remember_links(creds.token, listing)
             return listing
 
         return self.listings.fetch(key, load, self.log)
+
+    def with_digests(self, github: GitHub, listing: Listing) -> Listing:
+        """The listing with sha256 digests: cached ones, then GitHub's REST list for the rest."""
+        key = lambda a: ("digest", a.id, a.updated, a.size)  # noqa: E731
+        unknown = {a.id for a in listing.files if self.digests.get(key(a)) is None}
+        if unknown:
+            try:
+                found = fetch_digests(github, listing.owner, listing.repo, unknown)
+            except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
+                self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
+                found = {}
+            for asset in listing.files:
+                if asset.id in found:
+                    self.digests.put(key(asset), found[asset.id] or "")  # "": GitHub has none
+        files = tuple(dataclasses.replace(a, sha256=self.digests.get(key(a)) or None) for a in listing.files)
+        return dataclasses.replace(listing, files=files, pages={})
 
     def remember_links(self, token: str, listing: Listing) -> None:
         """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
@@ -1128,14 +1380,20 @@ class PyPIHubServer(ThreadingHTTPServer):
         for asset in listing.files:
             expiry = signed_url_expiry(asset.url)
             if expiry is not None and expiry - LINK_SAFETY_MARGIN > now:
-                link = AssetLink(listing.owner, asset.filename, asset.url)
+                link = AssetLink(listing.owner, asset.filename, asset.url, asset.size, asset.metadata_url)
                 lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
                 self.links.put(("link", self.token_key(token), asset.id), link, lifetime)
 
-    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, fresh: bool = False) -> AssetLink:
+    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
+                   fresh: bool = False) -> AssetLink:
         key = ("link", self.token_key(creds.token), node_id)
         link = None if fresh else self.links.get(key)
-        return link if link is not None else fetch_asset_link(github, node_id)
+        return link if link is not None else fetch_asset_link(github, node_id, filename)
+
+    def known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
+        """The wheels of a listing whose METADATA has been read already."""
+        found = ((a.id, self.metadata.get(("metadata", a.id))) for a in listing.files if a.filename.endswith(".whl"))
+        return {asset_id: metadata for asset_id, metadata in found if metadata is not None}
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         key = ("projects", self.token_key(creds.token), creds.owner.lower())
@@ -1256,7 +1514,8 @@ class Handler(BaseHTTPRequestHandler):
             return redirect(("../" if slash else "") + canonical + "/" + suffix)
         creds = self.credentials()
         media = negotiate(self.accept(query))
-        body, etag = rendered_page(self.server.listing(self.github, creds, canonical), media)
+        listing = self.server.listing(self.github, creds, canonical)
+        body, etag = rendered_page(listing, media, self.server.known_metadata(listing))
         return self.page_answer(media, body, etag)
 
     def root_page(self, query: dict[str, list[str]]) -> Answer:
@@ -1267,9 +1526,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.page_answer(media, body, quote_etag(body + media.encode()))
 
     def asset(self, node_id: str, filename: str) -> Answer:
-        if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(filename) is None:
+        wheel = filename[: -len(METADATA_SUFFIX)] if filename.endswith(".whl" + METADATA_SUFFIX) else None
+        if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(wheel or filename) is None:
             raise NotFound("No such file.")
         creds = self.credentials()
+        if wheel:
+            return self.core_metadata(creds, node_id, wheel)
         link = self.checked_link(creds, node_id, filename, fresh=False)
         if not self.server.settings.proxy_downloads:
             return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
@@ -1278,8 +1540,24 @@ class Handler(BaseHTTPRequestHandler):
         except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
             return self.download(self.checked_link(creds, node_id, filename, fresh=True))
 
+    def core_metadata(self, creds: Credentials, node_id: str, wheel: str) -> Answer:
+        """PEP 658: the wheel's METADATA, read from GitHub once per asset, after the same checks
+        as the wheel itself."""
+        link = self.checked_link(creds, node_id, wheel, fresh=False)
+        metadata = self.server.metadata.get(("metadata", node_id))
+        if metadata is None:
+            timeout = self.server.settings.upstream_timeout
+            try:
+                data = read_wheel_metadata(link, timeout)
+            except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
+                data = read_wheel_metadata(self.checked_link(creds, node_id, wheel, fresh=True), timeout)
+            metadata = parse_core_metadata(data)
+            self.server.metadata.put(("metadata", node_id), metadata)
+        return Answer(200, metadata.data, [("Content-Type", METADATA_TYPE), ("ETag", f'"{metadata.sha256[:32]}"'),
+                                           ("Cache-Control", "private, max-age=86400")])
+
     def checked_link(self, creds: Credentials, node_id: str, filename: str, fresh: bool) -> AssetLink:
-        link = self.server.asset_link(self.github, creds, node_id, fresh)
+        link = self.server.asset_link(self.github, creds, node_id, filename, fresh)
         # Another owner's asset is answered exactly like a missing one.
         if link.owner.lower() != creds.owner.lower() or link.filename != filename:
             raise NotFound("No such file, or not visible to this token.")
@@ -1345,13 +1623,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_answer(error_answer(error))
 
     def log_access(self, status: int, seconds: float) -> None:
-        calls = self.github.calls if getattr(self, "github", None) else 0
+        github = getattr(self, "github", None)
+        calls, rest = (github.calls, github.rest_calls) if github else (0, 0)
         method, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or "-"
         client = self.client_address[0]
         self.server.metrics.observe_request(getattr(self, "endpoint", "invalid"), status, seconds)
-        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls}',
+        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls} rest={rest}',
                          {"client": client, "method": method, "path": path, "status": status,
-                          "ms": round(seconds * 1000, 1), "github_calls": calls})
+                          "ms": round(seconds * 1000, 1), "github_calls": calls, "rest_calls": rest})
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
@@ -1406,6 +1685,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--port", type=int, help="port to listen on (default 3141)")
     add("--graphql-url", help="GitHub GraphQL endpoint (default https://api.github.com/graphql; "
                               "GitHub Enterprise Server: https://HOST/api/graphql)")
+    add("--rest-url", help="GitHub REST API root (default: derived from --graphql-url; "
+                           "https://HOST/api/graphql gives https://HOST/api/v3)")
+    add("--no-hashes", dest="hashes", action="store_const", const=False,
+        help="do not look up sha256 digests through GitHub's REST API")
     add("--owner", action="append", metavar="LOGIN", help="serve only this owner (repeatable; default any)")
     add("--repo-map", action="append", metavar="REGEX=REPLACEMENT",
         help="turn a project name into a repo name with re.sub (repeatable, applied in order)")
@@ -1424,6 +1707,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", metavar="FILE", help="TOML file in the original PyPIHub layout (Python 3.11+)")
     add("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 class ConfigError(Exception):
@@ -1458,12 +1744,22 @@ def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def env_values(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Values from PYPIHUB_<FLAG> variables: --graphql-url is PYPIHUB_GRAPHQL_URL, --no-hashes
+    PYPIHUB_NO_HASHES=1; repeatable flags take a space-separated list."""
     values: dict[str, Any] = {}
     for action in parser._actions:
-        name = f"PYPIHUB_{action.dest.upper()}"
-        if action.dest not in ("help", "version") and environ.get(name):
-            raw = environ[name]
-            values[action.dest] = raw.split() if action.default is None and isinstance(action, argparse._AppendAction) else raw
+        if action.dest in ("help", "version"):
+            continue
+        raw = environ.get("PYPIHUB_" + action.option_strings[-1].lstrip("-").replace("-", "_").upper(), "")
+        if not raw:
+            continue
+        if isinstance(action, argparse._AppendAction):
+            values[action.dest] = raw.split()
+        elif isinstance(action, argparse._StoreConstAction):
+            if raw.lower() in TRUE_WORDS:
+                values[action.dest] = action.const
+        else:
+            values[action.dest] = raw
     return values
 
 
@@ -1506,8 +1802,8 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
         return parse_rules(value)
     if field.name == "owners":
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
-    if field.name == "proxy_downloads":
-        return value is True or str(value).lower() in ("1", "true", "yes", "on")
+    if field.name in ("proxy_downloads", "hashes"):
+        return value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
     kind = {"port": int, "cache_size": int, "max_connections": int}.get(field.name)
     if kind or field.name.endswith(("_timeout", "_ttl")):
         return (kind or float)(value)

@@ -48,13 +48,15 @@ ALL_TOKENS = (TOKEN_A, TOKEN_B, TOKEN_BAD)
 # --- Building distributions ---
 
 
-def make_wheel(name: str, version: str, value: str = "", requires_python: str | None = None) -> tuple[str, bytes]:
+def make_wheel(name: str, version: str, value: str = "", requires_python: str | None = None,
+               requires: tuple[str, ...] = ()) -> tuple[str, bytes]:
     """A real, installable pure-Python wheel with one module."""
     module = name.replace("-", "_")
     dist_info = f"{module}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     if requires_python:
         metadata += f"Requires-Python: {requires_python}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{module}/__init__.py": f"VALUE = {value or version!r}\n",
         f"{dist_info}/METADATA": metadata,
@@ -70,6 +72,11 @@ def make_wheel(name: str, version: str, value: str = "", requires_python: str | 
         for path, text in files.items():
             archive.writestr(path, text)
     return f"{module}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def wheel_metadata(content: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA")))
 
 
 # --- A fake GitHub ---
@@ -168,6 +175,10 @@ class FakeGitHub:
         self.lock = threading.Lock()
         self.graphql_calls: list[tuple[str, str]] = []  # (token, operation)
         self.downloads: list[tuple[str, str | None]] = []  # (filename, Range)
+        self.bytes_served = 0  # by the download host
+        self.rest_calls: list[tuple[str, str]] = []  # (token, path)
+        self.rest_enabled = True  # False: an older GitHub Enterprise Server without these endpoints
+        self.ignore_range = False
         self.invalid_queries: list[tuple[str, list[str]]] = []
         self.crashes: list[str] = []
         self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage"
@@ -207,6 +218,8 @@ class FakeGitHub:
         asset = {"__typename": "ReleaseAsset", "id": node_id, "name": filename, "size": size,
                  "createdAt": created, "updatedAt": created, "contentType": "application/octet-stream",
                  "downloadCount": 0, "content": content, "release": release, "repo": repo,
+                 # GitHub's REST digest; assets uploaded before June 2025 have none (as big test files here).
+                 "digest": f"sha256:{hashlib.sha256(content).hexdigest()}" if isinstance(content, bytes) else None,
                  "url": lambda info: self.signed_url(node_id),
                  "downloadUrl": f"{self.base}/{repo.owner}/{repo.name}/releases/download/{release['tagName']}/{urllib.parse.quote(filename)}"}
         release["assets"].append(asset)
@@ -352,10 +365,34 @@ class FakeHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path.startswith("/download/"):
             return self.download(urllib.parse.unquote(path[len("/download/"):]), dict(urllib.parse.parse_qsl(query)))
+        if path.startswith("/repos/"):
+            return self.rest(path, dict(urllib.parse.parse_qsl(query)))
         # The browser URL (downloadUrl): GitHub answers 404 to token requests for private repos.
         self.reply(404, b"Not Found")
 
     do_HEAD = do_GET
+
+    def rest(self, path: str, query: dict) -> None:
+        """GET /repos/{owner}/{repo}/releases: releases with their assets' digests, paged."""
+        github = self.github
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        with github.lock:
+            github.rest_calls.append((token, self.path))
+        if token not in github.tokens:
+            return self.reply_json(401, {"message": "Bad credentials"})
+        parts = [urllib.parse.unquote(p) for p in path.split("/")]
+        repo = github.repos.get((parts[2].lower(), parts[3].lower())) if len(parts) == 5 and parts[4] == "releases" else None
+        if not github.rest_enabled or repo is None or not repo.visible_to(token):
+            return self.reply_json(404, {"message": "Not Found"})
+        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
+        releases = [r for r in repo.releases if not r["isDraft"] or token in repo.writers]
+        window = releases[(page - 1) * per_page: page * per_page]
+        payload = [{"tag_name": r["tagName"], "draft": r["isDraft"], "assets": [
+            {"node_id": a["id"], "name": a["name"], "size": a["size"], "digest": a["digest"], "state": "uploaded",
+             "updated_at": a["updatedAt"]} for a in r["assets"]]} for r in window]
+        more = page * per_page < len(releases)
+        link = f'<{github.base}{path}?per_page={per_page}&page={page + 1}>; rel="next"' if more else ""
+        self.reply_json(200, payload, {"Link": link, "x-ratelimit-resource": "core"} if link else {"x-ratelimit-resource": "core"})
 
     def download(self, node_id: str, query: dict) -> None:
         github = self.github
@@ -379,12 +416,15 @@ class FakeHandler(BaseHTTPRequestHandler):
                 github.downloads.append((asset["name"], byte_range))
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{node_id[-12:]}-{size}"'}
         lo, hi, status = 0, size - 1, 200
-        if byte_range and byte_range.startswith("bytes="):
+        if byte_range and byte_range.startswith("bytes=") and not github.ignore_range:
             first, _, last = byte_range[len("bytes="):].partition("-")
             if not first:
                 first, last = str(max(0, size - int(last))), str(size - 1)
             lo, hi, status = int(first), min(int(last) if last else size - 1, size - 1), 206
             headers["Content-Range"] = f"bytes {lo}-{hi}/{size}"
+        if self.command == "GET":
+            with github.lock:
+                github.bytes_served += hi - lo + 1
         if isinstance(content, bytes):
             return self.reply(status, content[lo:hi + 1], headers)
         self.send_file(status, content, lo, hi - lo + 1, headers)
@@ -422,8 +462,15 @@ class Clock:
         self.offset += seconds
 
 
+@pytest.fixture(scope="session")
+def schema():
+    """GitHub's schema, built once (both for executing and for check_graphql's validation)."""
+    assert schema_errors("query { viewer { login } }") == []
+    return github_schema()
+
+
 @pytest.fixture
-def github():
+def github(schema):
     fake = FakeGitHub().start()
     yield fake
     fake.stop()
@@ -528,7 +575,7 @@ def make_hub(github, clock):
 
     def start(**overrides) -> Hub:
         settings = pypihub.Settings(**{"host": "127.0.0.1", "port": 0, "graphql_url": github.graphql_url,
-                                       "upstream_timeout": 2.0, **overrides})
+                                       "upstream_timeout": 5.0, **overrides})
         hub = Hub(settings, clock)
         hubs.append(hub)
         return hub
@@ -741,7 +788,7 @@ HOSTILE = pypihub.Asset('RA_1/+="', 'demo-1.0-py3-none-any.whl"><script>x</scrip
 
 def test_render_html_escapes_and_links():
     plain = pypihub.Asset("RA_kw1", "demo-1.0+local-py3-none-any.whl", "1.0+local", 5, "2026-01-01T00:00:00Z", "https://x")
-    text = pypihub.render_project_html(listing_of(plain, HOSTILE)).decode()
+    text = pypihub.render_project_html(listing_of(plain, HOSTILE), {}).decode()
     assert "<script>" not in text
     links = parse_links(text)
     assert [t for _, t, _ in links] == [plain.filename, HOSTILE.filename]
@@ -755,12 +802,13 @@ def test_render_html_escapes_and_links():
 def test_render_json_is_pep_691_and_700():
     older = pypihub.Asset("RA_2", "demo-1.9.tar.gz", "1.9", 7, "2026-01-01T00:00:00Z", "https://x")
     newer = pypihub.Asset("RA_3", "demo-1.10-py3-none-any.whl", "1.10", 9, "2026-02-01T00:00:00Z", "https://x")
-    page = json.loads(pypihub.render_project_json(listing_of(older, newer, HOSTILE)))
+    page = json.loads(pypihub.render_project_json(listing_of(older, newer, HOSTILE), {}))
     assert page["meta"] == {"api-version": "1.1"}
     assert page["name"] == "demo"
     assert page["versions"] == ["1.0", "1.9", "1.10"]
     assert page["files"][0] == {"filename": "demo-1.9.tar.gz", "url": "../../asset/RA_2/demo-1.9.tar.gz",
                                 "hashes": {}, "size": 7, "upload-time": "2026-01-01T00:00:00Z"}
+    assert page["files"][1]["core-metadata"] is True and "dist-info-metadata" not in page["files"][1]
     assert page["files"][2]["filename"] == HOSTILE.filename
 
 
@@ -870,7 +918,9 @@ def test_project_page_lists_python_files_of_non_draft_releases(hub, github, demo
     assert project_files(response) == ["demo_pkg-1.0-py3-none-any.whl", "demo_pkg-1.0.tar.gz",
                                        "demo_pkg-2.0-py3-none-any.whl", "demo_pkg-2.0.tar.gz"]
     for href, text, _ in response.links():
-        assert href.startswith("../../asset/") and href.endswith("/" + urllib.parse.quote(text, safe=""))
+        url, _, fragment = href.partition("#")
+        assert url.startswith("../../asset/") and url.endswith("/" + urllib.parse.quote(text, safe=""))
+        assert fragment.startswith("sha256=")
     assert parse_meta(response.body.decode()) == {"pypi:repository-version": "1.1"}
     assert len(github.graphql_calls) == 1
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -908,7 +958,7 @@ def test_cold_listing_then_download_costs_one_graphql_call(hub, github, demo):
     for href, _, _ in page.links():
         assert hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href)).status == 302
     assert len(github.graphql_calls) == 1
-    assert "gh=1" in hub.logs[0] and all("gh=0" in line for line in hub.logs[1:])
+    assert "gh=1 rest=1" in hub.logs[0] and all("gh=0 rest=0" in line for line in hub.logs[1:])
 
 
 def test_download_falls_back_to_node_lookup_when_link_is_stale(hub, github, demo, clock):
@@ -1018,7 +1068,7 @@ def test_github_faults(hub, github, demo, faults, status, calls):
     github.faults.extend(faults)
     response = hub.request("/simple/demo-pkg/")
     assert response.status == status
-    assert len(github.graphql_calls) == calls and hub.logs[0].endswith(f"gh={calls}")
+    assert len(github.graphql_calls) == calls and f"gh={calls} " in hub.logs[0]
     if status == 429:
         assert response.headers["retry-after"] == "7"
     assert hub.request("/simple/demo-pkg/").status == 200  # and the server keeps serving
@@ -1082,7 +1132,7 @@ def test_access_log_has_one_line_per_request_without_token(hub, github, demo):
     hub.request("/simple/demo-pkg/")
     hub.request("/simple/demo-pkg/", token=TOKEN_BAD)
     assert len(hub.logs) == 2
-    assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and hub.logs[0].endswith("gh=1")
+    assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and hub.logs[0].endswith("gh=1 rest=1")
     assert " 401 " in hub.logs[1]
 
 
@@ -1117,11 +1167,12 @@ def test_html_and_json_list_the_same_files(hub, github, demo):
     as_html = hub.request("/simple/demo-pkg/", headers={"Accept": "text/html"})
     as_json = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT})
     page = as_json.json()
-    assert [(h, t) for h, t, _ in as_html.links()] == [(f["url"], f["filename"]) for f in page["files"]]
+    assert [(h.split("#")[0], t) for h, t, _ in as_html.links()] == [(f["url"], f["filename"]) for f in page["files"]]
     assert page["meta"]["api-version"] == parse_meta(as_html.body.decode())["pypi:repository-version"] == "1.1"
     assert page["name"] == "demo-pkg" and page["versions"] == ["1.0", "2.0"]
     wheel = next(f for f in page["files"] if f["filename"] == "demo_pkg-1.0-py3-none-any.whl")
-    assert wheel["hashes"] == {} and wheel["size"] == len(demo[1]["demo_pkg-1.0-py3-none-any.whl"])
+    content = demo[1]["demo_pkg-1.0-py3-none-any.whl"]
+    assert wheel["hashes"] == {"sha256": hashlib.sha256(content).hexdigest()} and wheel["size"] == len(content)
     assert wheel["upload-time"] == "2026-01-10T12:00:00Z"
 
 
@@ -1273,7 +1324,10 @@ def test_pip_download_through_pypihub(hub, github, demo, tmp_path):
     wheel = "demo_pkg-1.0-py3-none-any.whl"
     assert (tmp_path / "dl" / wheel).read_bytes() == files[wheel]
     assert len(github.graphql_calls) == 1
-    assert github.downloads == [(wheel, None)]
+    # The wheel was downloaded in full once; a pip with PEP 714 support also read the advertised
+    # .metadata first, which PyPIHub got with one Range request.
+    assert full_downloads(github) == [wheel]
+    assert github.downloads in ([(wheel, None)], [(wheel, f"bytes=0-{len(files[wheel]) - 1}"), (wheel, None)])
 
 
 def test_pip_install_into_fresh_venv(hub, github, demo, tmp_path):
@@ -1546,9 +1600,10 @@ def test_metrics(hub, github, demo):
     assert samples['pypihub_requests_total{endpoint="project",status="200"}'] == 2
     assert samples['pypihub_requests_total{endpoint="project",status="401"}'] == 1
     assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 4
-    assert samples['pypihub_github_calls_total{outcome="ok"}'] == 3  # A, then B's repo and owner lookups
-    assert samples['pypihub_github_calls_total{outcome="Unauthorized"}'] == 1
-    assert samples['pypihub_github_calls_total{outcome="Unavailable"}'] == 1
+    assert samples['pypihub_github_calls_total{api="graphql",outcome="ok"}'] == 3  # A; B's repo and owner lookups
+    assert samples['pypihub_github_calls_total{api="graphql",outcome="Unauthorized"}'] == 1
+    assert samples['pypihub_github_calls_total{api="graphql",outcome="Unavailable"}'] == 1
+    assert samples['pypihub_github_calls_total{api="rest",outcome="ok"}'] == 1  # A's digests
     assert samples['pypihub_cache_hits_total{cache="listings"}'] == 1
     assert samples['pypihub_cache_entries{cache="listings"}'] >= 1
     assert samples["pypihub_github_rate_limit_remaining"] == 4999
@@ -1563,6 +1618,7 @@ def test_json_access_log(make_hub, github, demo):
     records = [json.loads(line) for line in hub.logs]
     assert {k: records[0][k] for k in ("client", "method", "path", "status", "github_calls")} == \
         {"client": "127.0.0.1", "method": "GET", "path": "/simple/demo-pkg/", "status": 200, "github_calls": 1}
+    assert records[0]["rest_calls"] == 1
     assert records[1]["path"] == "/simple/x%0a/" and records[1]["status"] == 400
 
 
@@ -1734,3 +1790,242 @@ def test_fuzz_then_pip_still_installs(hub, github, demo, tmp_path):
     assert not any("internal error" in line or "Traceback" in line for line in hub.logs)
     run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
          "--index-url", hub.index_url(), "demo-pkg==2.0"], tmp_path)
+
+
+# --- Hashes from GitHub's digests, PEP 658 metadata ---
+
+
+@pytest.mark.parametrize("graphql_url, expected", [
+    ("https://api.github.com/graphql", "https://api.github.com"),
+    ("https://ghe.example.com/api/graphql", "https://ghe.example.com/api/v3"),
+    ("http://127.0.0.1:8000/graphql", "http://127.0.0.1:8000"),
+])
+def test_rest_base(graphql_url, expected):
+    assert pypihub.rest_base(graphql_url) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("sha256:" + "a" * 64, "a" * 64), (None, None), ("sha256:XYZ", None), ("md5:" + "a" * 32, None),
+    ("sha256:" + "A" * 64, None), (42, None),
+])
+def test_parse_digest(value, expected):
+    assert pypihub.parse_digest(value) == expected
+
+
+@pytest.mark.parametrize("link, expected", [
+    ('<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last"', True),
+    ('<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first"', False),
+    ("", False),
+])
+def test_has_next_page(link, expected):
+    assert pypihub.has_next_page(link) is expected
+
+
+@pytest.mark.parametrize("names, filename, expected", [
+    (["foo/__init__.py", "foo-1.0.dist-info/METADATA"], "foo-1.0-py3-none-any.whl", "foo-1.0.dist-info/METADATA"),
+    (["Foo_Bar-2.0.dist-info/METADATA", "vendored-9.dist-info/METADATA"], "foo_bar-2.0-py3-none-any.whl",
+     "Foo_Bar-2.0.dist-info/METADATA"),
+    (["x/foo-1.0.dist-info/METADATA", "foo-1.0.dist-info/METADATA"], "foo-1.0-py3-none-any.whl", "foo-1.0.dist-info/METADATA"),
+])
+def test_wheel_metadata_member(names, filename, expected):
+    assert pypihub.wheel_metadata_member(names, filename) == expected
+
+
+@pytest.mark.parametrize("names", [[], ["foo/__init__.py"], ["a-1.dist-info/METADATA", "b-1.dist-info/METADATA"]])
+def test_wheel_metadata_member_refuses(names):
+    with pytest.raises(pypihub.BadGateway):
+        pypihub.wheel_metadata_member(names, "foo-1.0-py3-none-any.whl")
+
+
+def test_render_hashes_metadata_and_requires_python():
+    wheel = pypihub.Asset("RA_1", "demo-1.0-py3-none-any.whl", "1.0", 5, "2026-01-01T00:00:00Z", "u", sha256="ab" * 32)
+    sdist = pypihub.Asset("RA_2", "demo-1.0.tar.gz", "1.0", 5, "2026-01-01T00:00:00Z", "u")
+    metadata = pypihub.parse_core_metadata(b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Python: >=3.9,<4\n")
+    text = pypihub.render_project_html(listing_of(wheel, sdist), {"RA_1": metadata}).decode()
+    (href, _, attrs), (sdist_href, _, sdist_attrs) = parse_links(text)
+    assert href.endswith("#sha256=" + "ab" * 32) and "#" not in sdist_href
+    assert attrs["data-requires-python"] == ">=3.9,<4" and 'data-requires-python="&gt;=3.9,&lt;4"' in text
+    assert attrs["data-core-metadata"] == attrs["data-dist-info-metadata"] == f"sha256={metadata.sha256}"
+    assert "data-core-metadata" not in sdist_attrs
+    files = json.loads(pypihub.render_project_json(listing_of(wheel, sdist), {"RA_1": metadata}))["files"]
+    assert files[0]["hashes"] == {"sha256": "ab" * 32} and files[1]["hashes"] == {}
+    assert files[0]["core-metadata"] == {"sha256": metadata.sha256} and "dist-info-metadata" not in files[0]
+    assert files[0]["requires-python"] == ">=3.9,<4" and "core-metadata" not in files[1]
+
+
+def test_digests_appear_in_html_and_json(hub, github, demo):
+    repo, files = demo
+    old_name, old = make_wheel("demo-pkg", "0.9")
+    release = repo.add_release("v0.9", {old_name: old}, created="2025-01-01T00:00:00Z")
+    release["assets"][0]["digest"] = None  # uploaded before GitHub computed digests
+    expected = {**{n: hashlib.sha256(c).hexdigest() for n, c in files.items()},
+                "demo_pkg-1.0.tar.gz": hashlib.sha256(b"sdist 1.0").hexdigest(),
+                "demo_pkg-2.0.tar.gz": hashlib.sha256(b"sdist 2.0").hexdigest()}
+    as_html = hub.request("/simple/demo-pkg/")
+    found = {text: href.partition("#sha256=")[2] or None for href, text, _ in as_html.links()}
+    assert found == {**expected, old_name: None}
+    as_json = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).json()
+    assert {f["filename"]: f["hashes"].get("sha256") for f in as_json["files"]} == found
+    assert len(github.rest_calls) == 1 and github.rest_calls[0][0] == TOKEN_A
+
+
+def test_digests_are_fetched_once_per_asset(hub, github, demo, clock):
+    hub.request("/simple/demo-pkg/")
+    clock.advance(hub.server.settings.cache_ttl + 1)
+    page = hub.request("/simple/demo-pkg/")
+    assert all("#sha256=" in href for href, _, _ in page.links())
+    assert len(github.graphql_calls) == 2 and len(github.rest_calls) == 1
+
+
+def test_digests_page_through_rest_only_as_far_as_needed(hub, github):
+    repo = github.add_repo("many")
+    for n in range(150):
+        repo.add_release(f"v{n}", {f"many-1.{n}-py3-none-any.whl": b"w%d" % n})
+    page = hub.request("/simple/many/", headers={"Accept": PIP_ACCEPT}).json()
+    assert all(f["hashes"] for f in page["files"]) and len(page["files"]) == 150
+    assert len(github.rest_calls) == 2  # 150 releases: two pages of 100
+    repo.add_release("v-new", {"many-2.0-py3-none-any.whl": b"new"})
+    hub.clock.advance(61)
+    page = hub.request("/simple/many/", headers={"Accept": PIP_ACCEPT}).json()
+    assert all(f["hashes"] for f in page["files"]) and len(github.rest_calls) == 3  # the newest page only
+
+
+def test_no_hashes_flag(make_hub, github, demo):
+    hub = make_hub(hashes=False)
+    page = hub.request("/simple/demo-pkg/")
+    assert all("#" not in href for href, _, _ in page.links())
+    assert github.rest_calls == []
+
+
+def test_listing_works_without_rest_api(hub, github, demo):
+    github.rest_enabled = False
+    page = hub.request("/simple/demo-pkg/")
+    assert page.status == 200 and len(page.links()) == 4
+    assert all("#" not in href for href, _, _ in page.links())
+    assert any("no sha256 digests" in line for line in hub.logs)
+
+
+def test_pip_rejects_a_tampered_file(hub, github, demo, tmp_path):
+    repo, files = demo
+    asset = next(a for r in repo.releases for a in r["assets"] if a["name"] == "demo_pkg-2.0-py3-none-any.whl")
+    asset["content"] = asset["content"].replace(b"VALUE", b"EVIL!")  # same size, other bytes
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
+                             "--index-url", hub.index_url(), "demo-pkg==2.0"],
+                            capture_output=True, text=True, timeout=120, env=pip_env(tmp_path))
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr
+    assert not (tmp_path / "dl" / "demo_pkg-2.0-py3-none-any.whl").exists()
+
+
+def metadata_path(page: Response, filename: str) -> str:
+    href = next(h for h, t, _ in page.links() if t == filename)
+    return urllib.parse.urljoin("/simple/demo-pkg/", href.split("#")[0]) + ".metadata"
+
+
+def test_metadata_is_the_wheels_metadata_read_with_few_ranges(hub, github, demo):
+    repo, files = demo
+    padding = os.urandom(300_000)  # a wheel bigger than one Range block
+    name, content = make_wheel("demo-pkg", "5.0", requires_python=">=3.8")
+    buffer = io.BytesIO(content)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("demo_pkg/blob.bin", padding)
+    content = buffer.getvalue()
+    repo.add_release("v5", {name: content}, created="2026-07-01T00:00:00Z")
+    page = hub.request("/simple/demo-pkg/")
+    assert next(a for _, t, a in page.links() if t == name)["data-core-metadata"] == "true"
+    response = hub.request(metadata_path(page, name))
+    assert response.status == 200 and response.body == wheel_metadata(content)
+    ranges = [r for n, r in github.downloads if n == name]
+    assert len(ranges) <= 3 and all(r and r.startswith("bytes=") for r in ranges)
+    assert github.bytes_served < len(content) / 2
+    again = hub.request(metadata_path(page, name))  # cached: GitHub is not asked again
+    assert again.body == response.body and len(github.downloads) == len(ranges)
+    digest = hashlib.sha256(response.body).hexdigest()
+    attrs = next(a for _, t, a in hub.request("/simple/demo-pkg/").links() if t == name)
+    assert attrs["data-core-metadata"] == f"sha256={digest}" and attrs["data-requires-python"] == ">=3.8"
+
+
+def test_metadata_without_range_support_reads_the_wheel_whole(hub, github, demo):
+    github.ignore_range = True
+    page = hub.request("/simple/demo-pkg/")
+    response = hub.request(metadata_path(page, "demo_pkg-1.0-py3-none-any.whl"))
+    assert response.body == wheel_metadata(demo[1]["demo_pkg-1.0-py3-none-any.whl"])
+
+
+def test_metadata_sibling_asset_is_served_and_not_listed(hub, make_hub, github, demo):
+    repo, _ = demo
+    name, content = make_wheel("demo-pkg", "6.0")
+    repo.add_release("v6", {name: content, name + ".metadata": wheel_metadata(content)}, created="2026-08-01T00:00:00Z")
+    page = hub.request("/simple/demo-pkg/")
+    assert name + ".metadata" not in [t for _, t, _ in page.links()]
+    assert hub.request(metadata_path(page, name)).body == wheel_metadata(content)
+    assert [n for n, _ in github.downloads] == [name + ".metadata"]  # the wheel was not touched
+    # Without a listing first, the node lookup finds the sibling too.
+    assert make_hub().request(metadata_path(page, name)).body == wheel_metadata(content)
+
+
+def test_metadata_is_checked_like_the_wheel(hub, github, demo):
+    page = hub.request("/simple/demo-pkg/")
+    path = metadata_path(page, "demo_pkg-1.0-py3-none-any.whl")
+    assert hub.request(path, token=TOKEN_B).status == 404
+    assert hub.request(path, owner="elsewhere").status == 404
+    assert hub.request(path, token=None).status == 401
+    sdist = next(h for h, t, _ in page.links() if t.endswith(".tar.gz")).split("#")[0]
+    assert hub.request(urllib.parse.urljoin("/simple/demo-pkg/", sdist) + ".metadata").status == 404
+
+
+@pytest.fixture
+def many_versions(github):
+    """top 1..20: every version but 1.0 needs a project that does not exist, so resolvers must
+    read the metadata of 20 versions and install only top 1.0."""
+    repo = github.add_repo("top")
+    for n in range(1, 21):
+        requires = () if n == 1 else ("missing-dependency>=1",)
+        name, content = make_wheel("top", f"{n}.0", requires=requires)
+        repo.add_release(f"v{n}", {name: content}, created=f"2026-01-{n:02d}T00:00:00Z")
+    return repo
+
+
+def full_downloads(github: FakeGitHub) -> list[str]:
+    return [name for name, byte_range in github.downloads if byte_range is None]
+
+
+def pip_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+    return tuple(int(p) for p in re.findall(r"\d+", version("pip"))[:2])
+
+
+@pytest.mark.skipif(pip_version() < (23, 2), reason="pip reads PEP 714 core-metadata from 23.2 on")
+def test_pip_resolves_many_versions_through_metadata(hub, github, many_versions, tmp_path):
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--index-url", hub.index_url(), "top"], tmp_path)
+    assert run([str(python), "-c", "import top; print(top.VALUE)"], tmp_path).stdout.strip() == "1.0"
+    assert full_downloads(github) == ["top-1.0-py3-none-any.whl"]
+    assert len({n for n, r in github.downloads if r}) == 20  # every version's metadata, read by PyPIHub
+
+
+@needs_uv
+def test_uv_resolves_many_versions_through_metadata(hub, github, many_versions, tmp_path):
+    python = fresh_venv(tmp_path)
+    run([uv_path(), "pip", "install", "--python", str(python), "--index-url", hub.index_url(), "top"], tmp_path)
+    assert run([str(python), "-c", "import top; print(top.VALUE)"], tmp_path).stdout.strip() == "1.0"
+    assert full_downloads(github) == ["top-1.0-py3-none-any.whl"]
+
+
+def old_python() -> str | None:
+    """A Python 3.9 whose ensurepip bundles pip 23.0.1, as an old jump host has."""
+    pyenv = sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.9*/bin/python3.9"))
+    for candidate in [*pyenv, shutil.which("python3.9")]:
+        if candidate and subprocess.run([candidate, "-c", "import ensurepip"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(old_python() is None, reason="no Python 3.9 on this machine")
+def test_old_pip_from_python_39_installs(hub, github, demo, tmp_path):
+    venv = tmp_path / "old"
+    subprocess.run([old_python(), "-m", "venv", str(venv)], check=True, capture_output=True)  # bundled pip, offline
+    python = venv / "bin" / "python"
+    version = run([str(python), "-m", "pip", "--version"], tmp_path).stdout
+    run([str(python), "-m", "pip", "install", "--index-url", hub.index_url(), "demo-pkg"], tmp_path)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0", version
