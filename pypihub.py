@@ -104,7 +104,8 @@ REST_ACCEPT = "application/vnd.github+json"
 REST_API_VERSION = "2022-11-28"
 DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
-RANGE_BLOCK = 64 * 1024  # bytes asked for per Range request when reading a wheel's metadata
+RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
+RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
 MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
 MAX_METADATA = 4 * 1024 * 1024
 IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
@@ -896,7 +897,7 @@ class RangeFile(io.RawIOBase):
 
     zipfile reads a wheel's end (central directory) and then one member, so PEP 658 metadata
     costs two or three small requests instead of the whole wheel. Reads are widened to
-    RANGE_BLOCK; a host that ignores Range is read whole once, up to MAX_FULL_WHEEL."""
+    RANGE_TAIL, then RANGE_BLOCK; a host that ignores Range is read whole once, up to MAX_FULL_WHEEL."""
 
     def __init__(self, url: str, size: int, timeout: float) -> None:
         super().__init__()
@@ -930,8 +931,9 @@ class RangeFile(io.RawIOBase):
         return len(chunk)
 
     def _fetch(self, start: int, end: int) -> None:
-        high = min(self.size, max(end, start + RANGE_BLOCK))
-        low = max(0, min(start, high - RANGE_BLOCK))
+        block = RANGE_BLOCK if self.requests else RANGE_TAIL
+        high = min(self.size, max(end, start + block))
+        low = max(0, min(start, high - block))
         self.requests += 1
         status, _, response = open_url(self.url, "GET", {"Range": f"bytes={low}-{high - 1}"}, self.timeout)
         with response:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import io
+import json
 import os
 import platform
 import re
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +147,51 @@ def new_github(latency: float, work: Path, big_mib: int) -> t.FakeGitHub:
     return github
 
 
+def add_wide_project(github: t.FakeGitHub) -> None:
+    """150 releases, each a ~300 kB wheel and an sdist: a long-lived project."""
+    repo = github.add_repo("wide", readers=tuple(github.tokens))
+    for n in range(150):
+        name, content = t.make_wheel("wide", f"1.{n}")
+        buffer = io.BytesIO(content)
+        with zipfile.ZipFile(buffer, "a") as archive:
+            archive.writestr("wide/data.bin", os.urandom(300_000))
+        repo.add_release(f"v1.{n}", {name: buffer.getvalue(), f"wide-1.{n}.tar.gz": b"sdist"})
+
+
+def counters(github: t.FakeGitHub) -> tuple[int, int, int, int]:
+    return len(github.graphql_calls), len(github.rest_calls), github.bytes_served, len(github.downloads)
+
+
+def measure_wide(github: t.FakeGitHub, port: int) -> dict[str, object]:
+    """Issue 7: GitHub work for listing a 150-release project and reading every wheel's metadata."""
+    rows: dict[str, object] = {}
+
+    def step(label: str, token: str, metadata: bool = False) -> None:
+        before = counters(github)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/simple/wide/", headers=auth(token))
+        page = json.loads(connection.getresponse().read())
+        hashed = sum(bool(f["hashes"]) for f in page["files"])
+        for entry in page["files"] if metadata else []:
+            if entry["filename"].endswith(".whl"):
+                url = urllib.parse.urljoin("/simple/wide/", entry["url"]) + ".metadata"
+                connection.request("GET", url, headers=auth(token))
+                connection.getresponse().read()
+        connection.close()
+        graphql, rest, sent, requests = (b - a for a, b in zip(before, counters(github)))
+        rows[label] = (f"GraphQL {graphql}, REST {rest}, download host {requests} requests / "
+                       f"{sent / 1024:.0f} KiB; {hashed}/{len(page['files'])} files hashed")
+
+    step("150 releases: cold listing", "ghp_bench0051")
+    step("150 releases: warm listing (same token, within TTL)", "ghp_bench0051")
+    step("150 releases: another token's cold listing (digests cached per asset)", "ghp_bench0052")
+    step("150 releases: listing + .metadata of all 150 wheels, cold", "ghp_bench0053", metadata=True)
+    step("150 releases: listing + .metadata of all 150 wheels, warm", "ghp_bench0053", metadata=True)
+    wheel_bytes = sum(a["size"] for a in github.assets.values() if a["name"].startswith("wide-") and a["name"].endswith(".whl"))
+    rows["150 releases: all wheels downloaded whole, for comparison"] = f"{wheel_bytes / 1024:.0f} KiB"
+    return rows
+
+
 def measure_calls(github: t.FakeGitHub, port: int, work: Path) -> dict[str, object]:
     rows: dict[str, object] = {}
     before = len(github.graphql_calls)
@@ -249,9 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         github = new_github(args.latency, work, args.big_mib)
+        add_wide_project(github)
         process, port = start_pypihub(github)
         try:
-            rows = {**measure_calls(github, port, work), **measure_latency(port),
+            rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port),
                     **measure_throughput(port, args.seconds, "PyPIHub", auth(), f"/simple/{PROJECT}/")}
         finally:
             stop(process)
