@@ -1370,6 +1370,32 @@ def test_uv_exclude_newer_respects_upload_time(hub, github, demo, tmp_path):
 
 
 @needs_uv
+def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
+    """README's dependency-confusion-safe setup: an explicit index that only pinned packages use."""
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f"""
+[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = ["demo-pkg"]
+
+[[tool.uv.index]]
+name = "pypihub"
+url = "{hub.url}/simple/"
+explicit = true
+
+[tool.uv.sources]
+demo-pkg = {{ index = "pypihub" }}
+""")
+    env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": TOKEN_A}
+    run([uv_path(), "sync", "--python", sys.executable], tmp_path, cwd=project, env=env)
+    venv_python = project / ".venv" / "bin" / "python"
+    assert run([str(venv_python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0"
+
+
+@needs_uv
 def test_uv_named_index_with_env_credentials(hub, github, demo, tmp_path):
     project = tmp_path / "app"
     project.mkdir()
