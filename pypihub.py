@@ -2,8 +2,10 @@
 
 Serves ``/simple/<project>/`` for the repo ``<owner>/<project>`` and ``/asset/<id>/<file>``
 for its files, using each caller's own GitHub token: HTTP Basic Auth with user = the repo's
-owner and password = the token.  The token is forwarded to GitHub's GraphQL API, so GitHub's
-access rules apply unchanged.  Nothing is stored but short-lived, per-token caches in memory.
+owner and password = the token.  The token is forwarded to GitHub's GraphQL API (and REST API,
+for sha256 digests and uploads), so GitHub's access rules apply unchanged.  Wheels get PEP 658
+metadata, read from the wheel with HTTP Range requests; ``POST /legacy/`` takes ``twine upload``
+and ``uv publish`` into GitHub Releases.  Nothing is stored but bounded caches in memory.
 
 Run:      python pypihub.py --port 8080        (Python 3.9+, standard library only)
 Use:      pip install --index-url http://OWNER:TOKEN@localhost:8080/simple/ PROJECT
@@ -22,7 +24,9 @@ import base64
 import binascii
 import dataclasses
 import datetime
+import email.message
 import email.parser
+import email.utils
 import functools
 import hashlib
 import hmac
@@ -36,6 +40,7 @@ import random
 import re
 import secrets
 import signal
+import tempfile
 import socket
 import ssl
 import sys
@@ -110,6 +115,10 @@ MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is re
 MAX_METADATA = 4 * 1024 * 1024
 IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
 METADATA_TYPE = "text/plain; charset=utf-8"
+UPLOAD_CHUNK = 256 * 1024
+MAX_PART_HEADERS = 16 * 1024
+MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
+UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
 
@@ -246,6 +255,14 @@ class URITooLong(PyPIHubError):
     status = 414
 
 
+class PayloadTooLarge(PyPIHubError):
+    status = 413
+
+
+class LengthRequired(PyPIHubError):
+    status = 411
+
+
 class BadGateway(PyPIHubError):
     status = 502
 
@@ -321,6 +338,7 @@ class Answer:
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     stream: Any = None
     length: int | None = None
+    reason: str | None = None  # a status line phrase other than the standard one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -609,6 +627,79 @@ def render_home() -> bytes:
 """.encode()
 
 
+# --- Pure logic: uploads ---
+
+
+@dataclasses.dataclass
+class Upload:
+    """A parsed legacy-API upload: its form fields and the spooled file."""
+
+    fields: dict[str, str]
+    filename: str
+    file: Any  # a SpooledTemporaryFile positioned anywhere; size and sha256 below
+    size: int
+    sha256: str
+
+
+def multipart_boundary(content_type: str | None) -> bytes:
+    """The boundary of a multipart/form-data body (RFC 7578), or BadRequest."""
+    message = email.message.Message()
+    message["Content-Type"] = content_type or ""
+    boundary = message.get_param("boundary")
+    if message.get_content_type() != "multipart/form-data" or not isinstance(boundary, str) \
+            or not 1 <= len(boundary) <= 70:
+        raise BadRequest("Uploads must be multipart/form-data with a boundary.")
+    return boundary.encode("latin-1")
+
+
+def disposition(header_block: bytes) -> tuple[str, str | None]:
+    """The form field name and, for a file, its filename, from a part's headers."""
+    message = email.parser.BytesHeaderParser().parsebytes(header_block)
+    name = message.get_param("name", header="content-disposition")
+    filename = message.get_param("filename", header="content-disposition")
+    if not isinstance(name, str):
+        raise BadRequest("A multipart part has no field name.")
+    return name, email.utils.collapse_rfc2231_value(filename) if filename is not None else None
+
+
+def is_prerelease(version: str) -> bool:
+    """PEP 440 pre- and dev-releases (GitHub marks their releases as pre-releases)."""
+    return bool(re.search(r"\d(?:[._-]?(?:a|b|c|rc|alpha|beta|pre|preview)\d*|[._-]?dev\d*)", version.lower()))
+
+
+def release_tags(version: str, template: str) -> list[str]:
+    """Tags to look for: the template's, then the bare version (an existing tag is accepted)."""
+    return list(dict.fromkeys([template.format(version=version), version]))
+
+
+def check_upload(upload: Upload) -> Distribution:
+    """Validate an upload before touching GitHub; BadRequest says what is wrong."""
+    fields = upload.fields
+    if fields.get(":action") != "file_upload":
+        raise BadRequest("Only :action=file_upload is supported.")
+    if fields.get("protocol_version", "1") != "1":
+        raise BadRequest("Only protocol_version=1 is supported.")
+    dist = parse_distribution(upload.filename)  # its character set keeps out "/", "\\" and ".."
+    if dist is None:
+        raise BadRequest(f"{upload.filename!r} is not a wheel or sdist filename.")
+    if dist.project != normalize(fields.get("name", "")):
+        raise BadRequest(f"The file {upload.filename} is not of the project {fields.get('name', '')!r}.")
+    if dist.version.lower() != fields.get("version", "").lower():
+        raise BadRequest(f"The file {upload.filename} is not of version {fields.get('version', '')!r}.")
+    if fields.get("sha256_digest", "").lower() != upload.sha256:
+        raise BadRequest("sha256_digest does not match the uploaded file.")
+    return dist
+
+
+def github_message(payload: bytes) -> str:
+    """GitHub's error message from a REST answer, as one short printable line."""
+    try:
+        message = str(json.loads(payload).get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    return sanitize_log(message)[:200] or "no reason given"
+
+
 # --- Pure logic: GitHub answers ---
 
 
@@ -629,7 +720,20 @@ def rate_limited(wait: int) -> TooManyRequests:
                            [("Retry-After", str(wait))])
 
 
-def http_failure(status: int, headers: Mapping[str, str], now: float) -> PyPIHubError:
+def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
+    """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
+    reason = github_message(payload)
+    if status in (403, 404) and not (headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0"):
+        # GitHub hides repos it will not let a token write to behind 403 or 404.
+        return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); the token needs write access to the repo's contents")
+    if status == 422:
+        if b"already_exists" in payload:
+            return BadRequest("File already exists")
+        return BadRequest(f"GitHub refused the release or file: {reason}")
+    return http_failure(status, headers, now)
+
+
+def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
     """Our answer to a GitHub HTTP error status."""
     if status == 401:
         return Unauthorized("GitHub rejected this token.")
@@ -778,10 +882,23 @@ class GitHub:
         request = self._request(self.url, body)
         return self._retrying("graphql", lambda timeout: graphql_data(*self._open(request, timeout), self.clock()))
 
-    def rest(self, path: str) -> tuple[Any, dict[str, str]]:
-        """A REST GET: the decoded answer and its headers."""
+    def rest(self, path: str, missing_ok: bool = False) -> tuple[Any, dict[str, str]]:
+        """A REST GET: the decoded answer and its headers; (None, headers) for a 404 if missing_ok."""
         request = self._request(self.rest_url + path, None)
-        return self._retrying("rest", lambda timeout: self._open(request, timeout))
+        return self._retrying("rest", lambda timeout: self._open(request, timeout, missing_ok=missing_ok))
+
+    def rest_write(self, method: str, url: str, body: Any = None, content_type: str = "",
+                   length: int | None = None) -> Any:
+        """A REST call that changes something: made once, never retried; its decoded answer."""
+        headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT,
+                   "Accept": REST_ACCEPT, "X-GitHub-Api-Version": REST_API_VERSION}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        return self._observed("rest", lambda timeout: self._open(request, timeout, writing=True)[0],
+                              time.monotonic() + self.timeout)
 
     def _request(self, url: str, body: bytes | None) -> urllib.request.Request:
         headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT}
@@ -818,7 +935,8 @@ class GitHub:
         self.observe(api, "ok", self._headers)
         return result
 
-    def _open(self, request: urllib.request.Request, timeout: float) -> tuple[Any, dict[str, str]]:
+    def _open(self, request: urllib.request.Request, timeout: float,
+              writing: bool = False, missing_ok: bool = False) -> tuple[Any, dict[str, str]]:
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
@@ -827,11 +945,15 @@ class GitHub:
                 payload = response.read(MAX_GITHUB_ANSWER)
         except urllib.error.HTTPError as exc:
             self._headers = lower_keys(exc.headers or {})
+            payload = exc.read(MAX_GITHUB_ANSWER)
             exc.close()
-            raise http_failure(exc.code, self._headers, self.clock()) from None
+            if missing_ok and exc.code == 404:
+                return None, self._headers
+            failure = write_failure if writing else http_failure
+            raise failure(exc.code, self._headers, self.clock(), payload) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise network_failure(exc) from None
-        return parse_json(payload), self._headers
+        return (parse_json(payload) if payload else None), self._headers
 
 
 def lower_keys(headers: Any) -> dict[str, str]:
@@ -1001,19 +1123,26 @@ def all_releases(github: GitHub, owner: str, repo: dict) -> list[dict]:
     return releases
 
 
+def resolve_repo(github: GitHub, owner: str, project: str, rules: Sequence[RepoRule],
+                 owner_index: Callable[[], Mapping[str, str]]) -> dict:
+    """The repo of a project, with its first page of releases: mapped or candidate names, then
+    the owner's project index (for a project kept in a differently named repo)."""
+    try:
+        return find_repo(github, owner, repo_candidates(project, rules))
+    except NotFound:
+        elsewhere = owner_index().get(project)
+        if elsewhere is None:
+            raise
+        return find_repo(github, owner, [elsewhere])
+
+
 def fetch_listing(github: GitHub, owner: str, project: str, rules: Sequence[RepoRule],
                   owner_index: Callable[[], Mapping[str, str]]) -> Listing:
     """All distributions of `project` in every non-draft release of the owner's repo.
 
     When no repo is named after the project, the owner's project index (the one /simple/
     shows) says which repo carries it, so every project listed there can be installed."""
-    try:
-        repo = find_repo(github, owner, repo_candidates(project, rules))
-    except NotFound:
-        elsewhere = owner_index().get(project)
-        if elsewhere is None:
-            raise
-        repo = find_repo(github, owner, [elsewhere])
+    repo = resolve_repo(github, owner, project, rules, owner_index)
     nodes = [a for r in all_releases(github, owner, repo) if not r.get("isDraft") for a in release_assets(github, r)]
     return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
 
@@ -1071,6 +1200,148 @@ def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
     return names
 
 
+class MultipartReader:
+    """A streaming multipart/form-data parser over a bounded stream: text fields are kept
+    (up to MAX_FORM_FIELDS bytes in all), the file is spooled to disk past 8 MiB and hashed on
+    the way, so memory stays bounded whatever its size."""
+
+    def __init__(self, stream: Any, length: int, boundary: bytes, max_file: int) -> None:
+        self.stream, self.remaining, self.max_file = stream, length, max_file
+        self.delimiter = b"\r\n--" + boundary
+        self.buffer = b"\r\n"  # so that the first boundary looks like every other
+
+    def read(self) -> Upload:
+        self._copy(lambda chunk: None)  # the preamble
+        fields: dict[str, str] = {}
+        upload = Upload(fields, "", None, 0, "")
+        while self._take(2) == b"\r\n":
+            name, filename = disposition(self._headers())
+            if filename is None:
+                fields[name] = self._field(sum(len(v) for v in fields.values()))
+            elif name == "content" and upload.file is None:
+                upload.filename, upload.file, upload.size, upload.sha256 = filename, *self._file()
+            else:
+                raise BadRequest(f"Unexpected file field {name!r}.")
+        if upload.file is None:
+            raise BadRequest("The upload has no content file.")
+        return upload
+
+    def finish(self) -> bool:
+        """Read what follows the last boundary (a short epilogue); True when the body is all read."""
+        while 0 < self.remaining <= UPLOAD_CHUNK:
+            self.remaining -= len(self.stream.read(self.remaining)) or self.remaining
+        return self.remaining == 0
+
+    def _fill(self) -> None:
+        data = self.stream.read(min(UPLOAD_CHUNK, self.remaining)) if self.remaining > 0 else b""
+        if not data:
+            raise BadRequest("The multipart body ends early.")
+        self.remaining -= len(data)
+        self.buffer += data
+
+    def _take(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            self._fill()
+        taken, self.buffer = self.buffer[:count], self.buffer[count:]
+        return taken
+
+    def _headers(self) -> bytes:
+        while b"\r\n\r\n" not in self.buffer[:MAX_PART_HEADERS]:
+            if len(self.buffer) > MAX_PART_HEADERS:
+                raise BadRequest("A multipart part has too long headers.")
+            self._fill()
+        block, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        return block + b"\r\n\r\n"
+
+    def _copy(self, write: Callable[[bytes], None]) -> None:
+        """Pass a part's bytes to write() up to the next boundary, which is consumed."""
+        keep = len(self.delimiter) - 1
+        while True:
+            index = self.buffer.find(self.delimiter)
+            if index >= 0:
+                write(self.buffer[:index])
+                self.buffer = self.buffer[index + len(self.delimiter):]
+                return
+            if len(self.buffer) > keep:
+                write(self.buffer[:-keep])
+                self.buffer = self.buffer[-keep:]
+            self._fill()
+
+    def _field(self, used: int) -> str:
+        parts: list[bytes] = []
+        self._copy(parts.append)
+        value = b"".join(parts)
+        if used + len(value) > MAX_FORM_FIELDS:
+            raise PayloadTooLarge("The upload's form fields are too large.")
+        return value.decode("utf-8", "replace")
+
+    def _file(self) -> tuple[Any, int, str]:
+        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+        digest, size = hashlib.sha256(), 0
+
+        def write(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > self.max_file:
+                raise PayloadTooLarge(f"The file is larger than this index accepts ({self.max_file} bytes).")
+            digest.update(chunk)
+            spool.write(chunk)
+
+        try:
+            self._copy(write)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool, size, digest.hexdigest()
+
+
+def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> dict | None:
+    """The release tagged with the first of `tags` that has one, or None."""
+    for tag in tags:
+        release, _ = github.rest(f"{repo_path(owner, repo)}/releases/tags/{urllib.parse.quote(tag, safe='')}",
+                                 missing_ok=True)
+        if isinstance(release, dict):
+            return release
+    return None
+
+
+def repo_path(owner: str, repo: str) -> str:
+    return f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}"
+
+
+def upload_url(release: dict, filename: str) -> str:
+    """Where GitHub takes this release's assets (uploads.github.com, or GHES's /api/uploads):
+    always from GitHub's own answer, its URI template's {?name,label} filled in."""
+    template = str(release.get("upload_url", ""))
+    base = template.split("{", 1)[0]
+    if not re.fullmatch(r"https?://[\x21-\x7e]+", base):
+        raise BadGateway("GitHub's release has no usable upload URL.")
+    return f"{base}?{urllib.parse.urlencode({'name': filename})}"
+
+
+def publish(github: GitHub, owner: str, repo: str, upload: Upload, dist: Distribution, template: str) -> None:
+    """Attach the file to the release of its version, creating the release when missing; a
+    release created here is deleted again when the upload fails."""
+    version = upload.fields["version"]
+    release = find_release(github, owner, repo, release_tags(version, template))
+    created = release is None
+    if release is None:
+        body = {"tag_name": template.format(version=version), "name": f"{dist.project} {version}",
+                "draft": False, "prerelease": is_prerelease(version)}
+        release = github.rest_write("POST", f"{github.rest_url}{repo_path(owner, repo)}/releases",
+                                    json.dumps(body).encode(), "application/json")
+    if any(a.get("name") == upload.filename for a in release.get("assets") or []):
+        raise BadRequest(f"File already exists: {upload.filename}")
+    try:
+        github.rest_write("POST", upload_url(release, upload.filename), upload.file,
+                          "application/octet-stream", upload.size)
+    except BaseException:
+        if created:
+            github.rest_write("DELETE", f"{github.rest_url}{repo_path(owner, repo)}/releases/{release.get('id')}")
+        raise
+
+
 # --- Cache ---
 
 
@@ -1099,6 +1370,10 @@ class Cache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def discard(self, key: Any) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def get(self, key: Any, max_age: float | None = None) -> Any:
         """The value stored under `key` if younger than `max_age` (default: the TTL), else None."""
@@ -1186,6 +1461,8 @@ class Settings:
     stale_ttl: float = 600.0
     cache_size: int = 1024
     proxy_downloads: bool = False
+    max_upload_size: int = 2 * 1024 ** 3  # GitHub's limit for one release asset
+    tag_template: str = "v{version}"
     max_connections: int = 200
     idle_timeout: float = 30.0
     log_format: str = "text"
@@ -1376,6 +1653,12 @@ class PyPIHubServer(ThreadingHTTPServer):
         files = tuple(dataclasses.replace(a, sha256=self.digests.get(key(a)) or None) for a in listing.files)
         return dataclasses.replace(listing, files=files, pages={})
 
+    def forget(self, creds: Credentials, project: str) -> None:
+        """Drop this token's cached listing of a project (after an upload), so the new file shows."""
+        token = self.token_key(creds.token)
+        self.listings.discard(("listing", token, creds.owner.lower(), project))
+        self.listings.discard(("projects", token, creds.owner.lower()))
+
     def remember_links(self, token: str, listing: Listing) -> None:
         """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
         now = self.clock()
@@ -1452,6 +1735,8 @@ class Handler(BaseHTTPRequestHandler):
             answer = self.route()
         except PyPIHubError as exc:
             answer = error_answer(exc)
+            if self.endpoint == "upload":  # twine shows the reason phrase, not the body (as PyPI does)
+                answer.reason = sanitize_log(exc.message)[:200]
         except Exception:
             details = traceback.format_exc()
             self.server.log(f"internal error: {self.github.redact(details) if self.github else details}")
@@ -1469,8 +1754,10 @@ class Handler(BaseHTTPRequestHandler):
         has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers
         if has_body:
             self.close_connection = True  # the body is not read, so the connection cannot be reused
+        if self.command == "POST" and urllib.parse.urlsplit(self.path).path in UPLOAD_PATHS:
+            return self.upload()
         if self.command not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{self.command} is not supported here; use GET or HEAD.")
+            raise MethodNotAllowed(f"{self.command} is not supported here; use GET or HEAD (POST / to upload).")
         if has_body:
             raise BadRequest("GET and HEAD requests take no body.")
         if not self.path.startswith("/"):
@@ -1542,6 +1829,27 @@ class Handler(BaseHTTPRequestHandler):
         except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
             return self.download(self.checked_link(creds, node_id, filename, fresh=True))
 
+    def upload(self) -> Answer:
+        """The legacy upload API of twine and uv publish: the file goes to a GitHub Release."""
+        self.endpoint = "upload"
+        creds = self.credentials()  # before a byte of the body is read
+        settings, length = self.server.settings, self.headers.get("Content-Length", "").strip()
+        if "Transfer-Encoding" in self.headers or not length.isdigit():
+            raise LengthRequired("Uploads need a Content-Length.")
+        if int(length) > settings.max_upload_size + MAX_FORM_FIELDS:
+            raise PayloadTooLarge(f"The upload is larger than this index accepts ({settings.max_upload_size} bytes).")
+        boundary = multipart_boundary(self.headers.get("Content-Type"))
+        reader = MultipartReader(self.rfile, int(length), boundary, settings.max_upload_size)
+        upload = reader.read()
+        with upload.file:
+            self.close_connection = not reader.finish()
+            dist = check_upload(upload)
+            repo = resolve_repo(self.github, creds.owner, dist.project, settings.repo_map,
+                                lambda: self.server.projects(self.github, creds))
+            publish(self.github, creds.owner, str(repo["name"]), upload, dist, settings.tag_template)
+        self.server.forget(creds, dist.project)
+        return Answer(200, b"OK\n", [("Content-Type", TEXT_PLAIN)])
+
     def core_metadata(self, creds: Credentials, node_id: str, wheel: str) -> Answer:
         """PEP 658: the wheel's METADATA, read from GitHub once per asset, after the same checks
         as the wheel itself."""
@@ -1593,7 +1901,7 @@ class Handler(BaseHTTPRequestHandler):
         return Answer(200, body, headers)
 
     def send_answer(self, answer: Answer) -> None:
-        self.send_response_only(answer.status)
+        self.send_response_only(answer.status, answer.reason)
         self.send_header("Server", self.version_string())
         self.send_header("Date", self.date_time_string())
         for name, value in answer.headers:
@@ -1703,6 +2011,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cache-size", type=int, metavar="N", help="listings kept at most (default 1024)")
     add("--proxy-downloads", action="store_const", const=True,
         help="stream files through PyPIHub instead of redirecting clients to GitHub's download host")
+    add("--max-upload-size", type=int, metavar="BYTES", help="largest file accepted by upload (default 2 GiB)")
+    add("--tag-template", metavar="TEMPLATE", help="release tag of an uploaded version (default v{version}; "
+                                                   "an existing tag {version} is used too)")
     add("--max-connections", type=int, metavar="N", help="open connections served at once; more get 503 (default 200)")
     add("--idle-timeout", type=float, metavar="SECONDS", help="close idle connections after (default 30)")
     add("--log-format", choices=("text", "json"), help="access and event log format (default text)")
@@ -1806,7 +2117,9 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
     if field.name in ("proxy_downloads", "hashes"):
         return value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
-    kind = {"port": int, "cache_size": int, "max_connections": int}.get(field.name)
+    if field.name == "tag_template" and "{version}" not in str(value):
+        raise ValueError("--tag-template must contain {version}")
+    kind = {"port": int, "cache_size": int, "max_connections": int, "max_upload_size": int}.get(field.name)
     if kind or field.name.endswith(("_timeout", "_ttl")):
         return (kind or float)(value)
     return str(value)

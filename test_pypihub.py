@@ -144,7 +144,9 @@ class FakeRepo:
 
     def add_release(self, tag: str, files: dict[str, bytes], draft: bool = False,
                     created: str = "2026-01-01T00:00:00Z") -> dict:
+        self.github.serial += 1
         release = {"__typename": "Release", "id": self.github.new_id("RE"), "tagName": tag,
+                   "databaseId": self.github.serial,
                    "isDraft": draft, "isPrerelease": False, "createdAt": created, "assets": [],
                    "repository": self.node(),
                    "releaseAssets": lambda info, **a: paginate(release["assets"], a, "releaseAssets")}
@@ -179,6 +181,8 @@ class FakeGitHub:
         self.rest_calls: list[tuple[str, str]] = []  # (token, path)
         self.rest_enabled = True  # False: an older GitHub Enterprise Server without these endpoints
         self.ignore_range = False
+        self.writes: list[tuple[str, str]] = []  # (method, path) of release and asset writes
+        self.fail_uploads = False
         self.invalid_queries: list[tuple[str, list[str]]] = []
         self.crashes: list[str] = []
         self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage"
@@ -327,6 +331,8 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.startswith(("/repos/", "/uploads/")):
+            return self.rest_write(body)
         if self.path != "/graphql":
             return self.reply_json(404, {"message": "Not Found"})
         if not self.headers.get("User-Agent"):
@@ -372,6 +378,55 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def do_DELETE(self) -> None:
+        self.rest_write(b"")
+
+    def writable_repo(self, parts: list[str]) -> "FakeRepo | None":
+        """The repo named at parts[0:2] if this token may write to it; else the error is sent."""
+        github = self.github
+        token = (self.headers.get("Authorization") or "").partition(" ")[2]
+        if token not in github.tokens:
+            return self.reply_json(401, {"message": "Bad credentials"})
+        repo = github.repos.get((parts[0].lower(), parts[1].lower()))
+        if repo is None or not repo.visible_to(token):
+            return self.reply_json(404, {"message": "Not Found"})
+        if token not in repo.writers:
+            return self.reply_json(403, {"message": "Resource not accessible by personal access token"})
+        return repo
+
+    def rest_write(self, body: bytes) -> None:
+        """POST /repos/o/r/releases, DELETE /repos/o/r/releases/ID, POST /uploads/repos/o/r/releases/ID/assets."""
+        github = self.github
+        path, _, query = self.path.partition("?")
+        with github.lock:
+            github.writes.append((self.command, path))
+        upload = path.startswith("/uploads/")
+        parts = [urllib.parse.unquote(p) for p in path.split("/")[3 if upload else 2:]]
+        repo = self.writable_repo(parts)
+        if repo is None:
+            return
+        if self.command == "POST" and parts[2:] == ["releases"]:
+            fields = json.loads(body)
+            release = repo.add_release(fields["tag_name"], {}, draft=fields.get("draft", False),
+                                       created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            release["isPrerelease"] = fields.get("prerelease", False)
+            return self.reply_json(201, rest_release(github, repo, release))
+        release = next((r for r in repo.releases if len(parts) > 3 and str(r["databaseId"]) == parts[3]), None)
+        if release is None:
+            return self.reply_json(404, {"message": "Not Found"})
+        if self.command == "DELETE":
+            repo.releases.remove(release)
+            return self.reply(204, b"")
+        name = dict(urllib.parse.parse_qsl(query)).get("name", "")
+        if github.fail_uploads:
+            return self.reply_json(500, {"message": "Server Error"})
+        if any(a["name"] == name for a in release["assets"]):
+            return self.reply_json(422, {"message": "Validation Failed", "errors": [
+                {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]})
+        asset = github.add_asset(repo, release, name, body, release["createdAt"])
+        self.reply_json(201, {"node_id": asset["id"], "name": name, "size": len(body), "state": "uploaded",
+                              "digest": asset["digest"]})
+
     def rest(self, path: str, query: dict) -> None:
         """GET /repos/{owner}/{repo}/releases: releases with their assets' digests, paged."""
         github = self.github
@@ -381,6 +436,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         if token not in github.tokens:
             return self.reply_json(401, {"message": "Bad credentials"})
         parts = [urllib.parse.unquote(p) for p in path.split("/")]
+        if len(parts) == 7 and parts[4:6] == ["releases", "tags"]:
+            return self.release_by_tag(token, parts[2], parts[3], parts[6])
         repo = github.repos.get((parts[2].lower(), parts[3].lower())) if len(parts) == 5 and parts[4] == "releases" else None
         if not github.rest_enabled or repo is None or not repo.visible_to(token):
             return self.reply_json(404, {"message": "Not Found"})
@@ -393,6 +450,13 @@ class FakeHandler(BaseHTTPRequestHandler):
         more = page * per_page < len(releases)
         link = f'<{github.base}{path}?per_page={per_page}&page={page + 1}>; rel="next"' if more else ""
         self.reply_json(200, payload, {"Link": link, "x-ratelimit-resource": "core"} if link else {"x-ratelimit-resource": "core"})
+
+    def release_by_tag(self, token: str, owner: str, name: str, tag: str) -> None:
+        repo = self.github.repos.get((owner.lower(), name.lower()))
+        release = next((r for r in repo.releases if r["tagName"] == tag and not r["isDraft"]), None) if repo else None
+        if release is None or not repo.visible_to(token):
+            return self.reply_json(404, {"message": "Not Found"})
+        self.reply_json(200, rest_release(self.github, repo, release))
 
     def download(self, node_id: str, query: dict) -> None:
         github = self.github
@@ -444,6 +508,15 @@ class FakeHandler(BaseHTTPRequestHandler):
                     break
                 self.wfile.write(chunk)
                 length -= len(chunk)
+
+
+def rest_release(github: FakeGitHub, repo: FakeRepo, release: dict) -> dict:
+    """A release as GitHub's REST API shows it."""
+    return {"id": release["databaseId"], "node_id": release["id"], "tag_name": release["tagName"],
+            "draft": release["isDraft"], "prerelease": release.get("isPrerelease", False),
+            "upload_url": f"{github.base}/uploads/repos/{repo.owner}/{repo.name}/releases/{release['databaseId']}/assets{{?name,label}}",
+            "assets": [{"node_id": a["id"], "name": a["name"], "size": a["size"], "digest": a["digest"]}
+                       for a in release["assets"]]}
 
 
 # --- Fixtures ---
@@ -1633,7 +1706,7 @@ def test_metrics(hub, github, demo):
     assert samples['pypihub_cache_hits_total{cache="listings"}'] == 1
     assert samples['pypihub_cache_entries{cache="listings"}'] >= 1
     assert samples["pypihub_github_rate_limit_remaining"] == 4999
-    assert samples["pypihub_open_connections"] == 1
+    assert 1 <= samples["pypihub_open_connections"] <= 5  # this one, and closing ones not yet counted out
     assert b"demo" not in response.body and OWNER.encode() not in response.body
 
 
@@ -2055,3 +2128,213 @@ def test_old_pip_from_python_39_installs(hub, github, demo, tmp_path):
     version = run([str(python), "-m", "pip", "--version"], tmp_path).stdout
     run([str(python), "-m", "pip", "install", "--index-url", hub.index_url(), "demo-pkg"], tmp_path)
     assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0", version
+
+
+# --- Publishing: twine upload / uv publish into GitHub Releases ---
+
+
+def make_sdist(name: str, version: str) -> tuple[str, bytes]:
+    """A minimal sdist with the PKG-INFO twine and uv read."""
+    base = f"{name.replace('-', '_')}-{version}"
+    pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    buffer = io.BytesIO()
+    import tarfile
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        folder = tarfile.TarInfo(base)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(folder)
+        info = tarfile.TarInfo(f"{base}/PKG-INFO")
+        info.size = len(pkg_info)
+        archive.addfile(info, io.BytesIO(pkg_info))
+    return f"{base}.tar.gz", buffer.getvalue()
+
+
+def multipart(fields: dict[str, str], filename: str, content: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_fields(project: str, version: str, content: bytes, **overrides: str) -> dict[str, str]:
+    return {":action": "file_upload", "protocol_version": "1", "name": project, "version": version,
+            "filetype": "bdist_wheel", "sha256_digest": hashlib.sha256(content).hexdigest(), **overrides}
+
+
+def post_upload(hub: Hub, fields: dict, filename: str, content: bytes, token: str = TOKEN_A) -> Response:
+    body, content_type = multipart(fields, filename, content)
+    connection = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
+    connection.request("POST", "/legacy/", body=body, headers={"Content-Type": content_type,
+                                                              "Authorization": basic(f"{OWNER}:{token}")})
+    answer = connection.getresponse()
+    response = Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+    connection.close()
+    hub.answers.append(response.body)
+    return response
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("1.0", False), ("1.0rc1", True), ("2.0a3", True), ("2.0b1", True), ("1.0.dev4", True), ("1.0.post1", False),
+    ("3.0.0-beta.2", True), ("1!2.0", False), ("1.0+local.3", False),
+])
+def test_is_prerelease(version, expected):
+    assert pypihub.is_prerelease(version) is expected
+
+
+@pytest.mark.parametrize("overrides, filename, message", [
+    ({":action": "submit"}, "demo_pkg-7.0-py3-none-any.whl", ":action=file_upload"),
+    ({"name": "other"}, "demo_pkg-7.0-py3-none-any.whl", "not of the project"),
+    ({"version": "7.1"}, "demo_pkg-7.0-py3-none-any.whl", "not of version"),
+    ({"sha256_digest": "0" * 64}, "demo_pkg-7.0-py3-none-any.whl", "sha256_digest does not match"),
+    ({}, "demo_pkg-7.0.exe", "not a wheel or sdist"),
+    ({}, "../demo_pkg-7.0.tar.gz", "not a wheel or sdist"),
+])
+def test_check_upload_refuses(overrides, filename, message):
+    fields = {**upload_fields("demo-pkg", "7.0", b"x"), **overrides}
+    upload = pypihub.Upload(fields, filename, None, 1, hashlib.sha256(b"x").hexdigest())
+    with pytest.raises(pypihub.BadRequest, match=message):
+        pypihub.check_upload(upload)
+
+
+def test_multipart_reader_streams_big_files_with_boundary_like_bytes():
+    content = (b"\r\n--b0undar" + os.urandom(1000)) * 700  # 700 kB, almost-boundaries everywhere
+    body, content_type = multipart(upload_fields("demo-pkg", "7.0", content), "demo_pkg-7.0.tar.gz", content)
+    reader = pypihub.MultipartReader(io.BytesIO(body), len(body), pypihub.multipart_boundary(content_type), 10 ** 7)
+    upload = reader.read()
+    assert reader.finish() and upload.filename == "demo_pkg-7.0.tar.gz" and upload.size == len(content)
+    assert upload.file.read() == content and upload.sha256 == hashlib.sha256(content).hexdigest()
+    assert upload.fields["name"] == "demo-pkg" and upload.fields[":action"] == "file_upload"
+
+
+@pytest.mark.parametrize("body, error", [
+    (b"--b0undary\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b0undary--\r\n", "no content file"),
+    (b"--b0undary\r\nContent-Disposition: form-data; name=\"content\"; filename=\"f.whl\"\r\n\r\nabc", "ends early"),
+    (b"--b0undary\r\nContent-Disposition: form-data\r\n\r\n1\r\n--b0undary--\r\n", "no field name"),
+    (b"", "ends early"),
+])
+def test_multipart_reader_refuses(body, error):
+    reader = pypihub.MultipartReader(io.BytesIO(body), len(body), b"b0undary", 10 ** 6)
+    with pytest.raises(pypihub.BadRequest, match=error):
+        reader.read()
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "multipart/form-data", "multipart/mixed; boundary=x"])
+def test_multipart_boundary_refuses(content_type):
+    with pytest.raises(pypihub.BadRequest):
+        pypihub.multipart_boundary(content_type)
+
+
+def twine_path() -> str | None:
+    return shutil.which("twine", path=str(Path(sys.executable).parent)) or shutil.which("twine")
+
+
+needs_twine = pytest.mark.skipif(twine_path() is None, reason="twine is not installed (.ci/run installs it)")
+
+
+def write_dist(tmp_path: Path, *dists: tuple[str, bytes]) -> list[str]:
+    folder = tmp_path / "dist"
+    folder.mkdir(exist_ok=True)
+    for name, content in dists:
+        (folder / name).write_bytes(content)
+    return [str(folder / name) for name, _ in dists]
+
+
+@needs_twine
+def test_twine_upload_then_pip_installs_at_once(hub, github, demo, tmp_path):
+    repo, _ = demo
+    assert hub.request("/simple/demo-pkg/").status == 200  # the listing is cached now
+    files = write_dist(tmp_path, make_wheel("demo-pkg", "3.1", value="published"), make_sdist("demo-pkg", "3.1"))
+    run([twine_path(), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url", f"{hub.url}/legacy/",
+         "-u", OWNER, "-p", TOKEN_A, *files], tmp_path)
+    release = next(r for r in repo.releases if r["tagName"] == "v3.1")
+    assert not release["isDraft"] and not release["isPrerelease"]
+    assert sorted(a["name"] for a in release["assets"]) == ["demo_pkg-3.1-py3-none-any.whl", "demo_pkg-3.1.tar.gz"]
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
+         "--index-url", hub.index_url(), "demo-pkg==3.1"], tmp_path)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "published"
+
+
+@needs_twine
+@needs_uv
+def test_duplicate_upload_is_refused_and_uv_check_url_skips_it(hub, github, demo, tmp_path):
+    files = write_dist(tmp_path, make_wheel("demo-pkg", "3.2"))
+    command = [twine_path(), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
+               f"{hub.url}/legacy/", "-u", OWNER, "-p", TOKEN_A]
+    run(command + files, tmp_path)
+    again = subprocess.run(command + files, capture_output=True, text=True, timeout=60, env=pip_env(tmp_path))
+    assert again.returncode != 0 and "File already exists" in again.stdout + again.stderr  # the reason phrase
+    # twine 7 allows --skip-existing only for PyPI; uv's --check-url asks the index and skips the file.
+    env = {**pip_env(tmp_path), "UV_PUBLISH_USERNAME": OWNER, "UV_PUBLISH_PASSWORD": TOKEN_A}
+    result = run([uv_path(), "publish", "--publish-url", f"{hub.url}/legacy/", "--check-url", hub.index_url(), *files],
+                 tmp_path, env=env)
+    assert "demo_pkg-3.2-py3-none-any.whl already exists, skipping" in result.stderr
+    assert len([r for r in demo[0].releases if r["tagName"] == "v3.2"]) == 1
+
+
+@needs_uv
+def test_uv_publish_then_pip_installs(hub, github, demo, tmp_path):
+    files = write_dist(tmp_path, make_wheel("demo-pkg", "3.3rc1", value="from uv"))
+    env = {**pip_env(tmp_path), "UV_PUBLISH_USERNAME": OWNER, "UV_PUBLISH_PASSWORD": TOKEN_A}
+    run([uv_path(), "publish", "--publish-url", f"{hub.url}/legacy/", *files], tmp_path, env=env)
+    release = next(r for r in demo[0].releases if r["tagName"] == "v3.3rc1")
+    assert release["isPrerelease"]
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "--pre", "-d", str(tmp_path / "dl"),
+         "--index-url", hub.index_url(), "demo-pkg==3.3rc1"], tmp_path)
+    assert (tmp_path / "dl" / "demo_pkg-3.3rc1-py3-none-any.whl").exists()
+
+
+def test_upload_into_an_existing_bare_version_tag(hub, github, demo):
+    repo, _ = demo
+    repo.add_release("4.0", {})
+    name, content = make_wheel("demo-pkg", "4.0")
+    response = post_upload(hub, upload_fields("demo-pkg", "4.0", content), name, content)
+    assert response.status == 200
+    assert [a["name"] for a in next(r for r in repo.releases if r["tagName"] == "4.0")["assets"]] == [name]
+    assert not any(r["tagName"] == "v4.0" for r in repo.releases)
+
+
+def test_upload_with_wrong_digest_touches_nothing(hub, github, demo):
+    name, content = make_wheel("demo-pkg", "4.1")
+    response = post_upload(hub, upload_fields("demo-pkg", "4.1", content, sha256_digest="ab" * 32), name, content)
+    assert response.status == 400 and response.body == b"sha256_digest does not match the uploaded file.\n"
+    assert github.writes == [] and github.graphql_calls == []
+
+
+def test_upload_without_write_access_is_403_with_githubs_reason(hub, github):
+    repo = github.add_repo("open-pkg", private=False, readers=(TOKEN_A,), writers=(TOKEN_A,))
+    name, content = make_wheel("open-pkg", "1.0")
+    response = post_upload(hub, upload_fields("open-pkg", "1.0", content), name, content, token=TOKEN_B)
+    assert response.status == 403
+    assert b"Resource not accessible by personal access token" in response.body
+    assert repo.releases == []
+
+
+def test_failed_upload_removes_the_release_it_created(hub, github, demo):
+    github.fail_uploads = True
+    name, content = make_wheel("demo-pkg", "4.2")
+    response = post_upload(hub, upload_fields("demo-pkg", "4.2", content), name, content)
+    assert response.status == 502
+    assert not any(r["tagName"] == "v4.2" for r in demo[0].releases)
+    assert [m for m, _ in github.writes] == ["POST", "POST", "DELETE"]  # release, asset, clean-up
+
+
+def test_upload_needs_credentials(hub, github, demo):
+    name, content = make_wheel("demo-pkg", "4.3")
+    body, content_type = multipart(upload_fields("demo-pkg", "4.3", content), name, content)
+    connection = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
+    connection.request("POST", "/legacy/", body=body, headers={"Content-Type": content_type})
+    assert connection.getresponse().status == 401
+
+
+def test_oversized_upload_is_refused_before_reading_it(make_hub, github, demo):
+    hub = make_hub(max_upload_size=1000)
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as sock:
+        sock.sendall(b"POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH_A +
+                     b"\r\nContent-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 3000000000\r\n\r\n")
+        answer = sock.recv(4096)  # answered at once, though not a byte of the 3 GB body was sent
+    assert statuses(answer) == [413]
+    name, content = make_wheel("demo-pkg", "4.4")
+    content += os.urandom(5000)  # declared small enough for the fields allowance, but the file is too big
+    response = post_upload(hub, upload_fields("demo-pkg", "4.4", content), name, content)
+    assert response.status == 413 and github.writes == []
