@@ -119,8 +119,8 @@ UPLOAD_CHUNK = 256 * 1024
 MAX_PART_HEADERS = 16 * 1024
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
 UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
-HTML_SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"),
-                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
+HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
+                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 
 ASSET_FIELDS = """
 fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
@@ -1895,7 +1895,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = [("Content-Type", media), ("Vary", "Accept, Authorization"), ("ETag", etag),
                    ("Cache-Control", f"private, max-age={int(self.server.settings.cache_ttl)}")]
         if media != JSON_V1:
-            headers += HTML_SECURITY_HEADERS
+            headers += list(HTML_SECURITY_HEADERS)
         if etag_matches(self.headers.get("If-None-Match"), etag):
             return Answer(304, b"", headers)
         return Answer(200, body, headers)

@@ -997,6 +997,7 @@ def test_project_page_lists_python_files_of_non_draft_releases(hub, github, demo
     assert parse_meta(response.body.decode()) == {"pypi:repository-version": "1.1"}
     assert len(github.graphql_calls) == 1
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def test_github_sees_bearer_token_and_user_agent(hub, github, demo):
@@ -1354,6 +1355,26 @@ def test_root_pages_through_repositories(hub, github):
 # --- Hostile names from GitHub ---
 
 
+@pytest.mark.parametrize("url, safe", [
+    ("https://objects.githubusercontent.com/a/b?X-Amz-Date=1&sig=x%20y", True),
+    ("http://127.0.0.1:9/download/x", True),
+    ("https://x/\r\nSet-Cookie: a=b", False), ("https://x/a b", False), ("javascript:alert(1)", False),
+    ("https://x/\u00e9", False), ("", False),
+])
+def test_is_safe_url(url, safe):
+    assert pypihub.is_safe_url(url) is safe
+
+
+def test_download_url_with_line_break_cannot_inject_headers(hub, github, demo):
+    repo, _ = demo
+    asset = repo.releases[-1]["assets"][0]
+    asset["url"] = lambda info: "https://evil.example/x\r\nSet-Cookie: session=stolen"
+    page = hub.request("/simple/demo-pkg/")
+    href = next(h for h, t, _ in page.links() if t == asset["name"]).split("#")[0]
+    response = hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href))
+    assert response.status == 502 and "set-cookie" not in response.headers and "location" not in response.headers
+
+
 def test_names_from_github_are_escaped(hub, github):
     evil = 'evil-1.0-py3-none-any.whl"><img src=x onerror=alert(1)>'
     repo = github.add_repo("evil")
@@ -1442,9 +1463,12 @@ def test_uv_exclude_newer_respects_upload_time(hub, github, demo, tmp_path):
     assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "1.0"
 
 
-@needs_uv
-def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
-    """README's dependency-confusion-safe setup: an explicit index that only pinned packages use."""
+def imported_value(python: Path, tmp_path: Path, module: str = "demo_pkg") -> str:
+    return run([str(python), "-c", f"import {module}; print({module}.VALUE)"], tmp_path).stdout.strip()
+
+
+def uv_project(hub: Hub, tmp_path: Path, requirement: str, index_settings: str) -> tuple[Path, dict]:
+    """A uv project whose named index "pypihub" is this PyPIHub, credentials from the environment."""
     project = tmp_path / "app"
     project.mkdir()
     (project / "pyproject.toml").write_text(f"""
@@ -1452,42 +1476,29 @@ def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
 name = "app"
 version = "0.1.0"
 requires-python = ">=3.9"
-dependencies = ["demo-pkg"]
+dependencies = ["{requirement}"]
 
 [[tool.uv.index]]
 name = "pypihub"
 url = "{hub.url}/simple/"
-explicit = true
-
-[tool.uv.sources]
-demo-pkg = {{ index = "pypihub" }}
+{index_settings}
 """)
     env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": TOKEN_A}
     run([uv_path(), "sync", "--python", sys.executable], tmp_path, cwd=project, env=env)
-    venv_python = project / ".venv" / "bin" / "python"
-    assert run([str(venv_python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0"
+    return project, env
+
+
+@needs_uv
+def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
+    """README's dependency-confusion-safe setup: an explicit index that only pinned packages use."""
+    project, _ = uv_project(hub, tmp_path, "demo-pkg", 'explicit = true\n\n[tool.uv.sources]\ndemo-pkg = { index = "pypihub" }')
+    assert imported_value(project / ".venv" / "bin" / "python", tmp_path) == "2.0"
 
 
 @needs_uv
 def test_uv_named_index_with_env_credentials(hub, github, demo, tmp_path):
-    project = tmp_path / "app"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(f"""
-[project]
-name = "app"
-version = "0.1.0"
-requires-python = ">=3.9"
-dependencies = ["demo-pkg==2.0"]
-
-[[tool.uv.index]]
-name = "pypihub"
-url = "{hub.url}/simple/"
-default = true
-""")
-    env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": TOKEN_A}
-    run([uv_path(), "sync", "--python", sys.executable], tmp_path, cwd=project, env=env)
-    venv_python = project / ".venv" / "bin" / "python"
-    assert run([str(venv_python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "2.0"
+    project, env = uv_project(hub, tmp_path, "demo-pkg==2.0", "default = true")
+    assert imported_value(project / ".venv" / "bin" / "python", tmp_path) == "2.0"
     assert TOKEN_A not in (project / "uv.lock").read_text()
     python = fresh_venv(tmp_path / "second")
     run([uv_path(), "pip", "install", "--python", str(python), "demo-pkg==1.0"], tmp_path, cwd=project, env=env)
@@ -2161,10 +2172,11 @@ def upload_fields(project: str, version: str, content: bytes, **overrides: str) 
             "filetype": "bdist_wheel", "sha256_digest": hashlib.sha256(content).hexdigest(), **overrides}
 
 
-def post_upload(hub: Hub, fields: dict, filename: str, content: bytes, token: str = TOKEN_A) -> Response:
+def post_upload(hub: Hub, fields: dict, filename: str, content: bytes, token: str = TOKEN_A,
+                path: str = "/legacy/") -> Response:
     body, content_type = multipart(fields, filename, content)
     connection = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
-    connection.request("POST", "/legacy/", body=body, headers={"Content-Type": content_type,
+    connection.request("POST", path, body=body, headers={"Content-Type": content_type,
                                                               "Authorization": basic(f"{OWNER}:{token}")})
     answer = connection.getresponse()
     response = Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
@@ -2279,16 +2291,17 @@ def test_uv_publish_then_pip_installs(hub, github, demo, tmp_path):
     run([uv_path(), "publish", "--publish-url", f"{hub.url}/legacy/", *files], tmp_path, env=env)
     release = next(r for r in demo[0].releases if r["tagName"] == "v3.3rc1")
     assert release["isPrerelease"]
-    run([sys.executable, "-m", "pip", "download", "--no-deps", "--pre", "-d", str(tmp_path / "dl"),
-         "--index-url", hub.index_url(), "demo-pkg==3.3rc1"], tmp_path)
-    assert (tmp_path / "dl" / "demo_pkg-3.3rc1-py3-none-any.whl").exists()
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--index-url", hub.index_url(),
+         "demo-pkg==3.3rc1"], tmp_path)
+    assert run([str(python), "-c", "import demo_pkg; print(demo_pkg.VALUE)"], tmp_path).stdout.strip() == "from uv"
 
 
 def test_upload_into_an_existing_bare_version_tag(hub, github, demo):
     repo, _ = demo
     repo.add_release("4.0", {})
     name, content = make_wheel("demo-pkg", "4.0")
-    response = post_upload(hub, upload_fields("demo-pkg", "4.0", content), name, content)
+    response = post_upload(hub, upload_fields("demo-pkg", "4.0", content), name, content, path="/")
     assert response.status == 200
     assert [a["name"] for a in next(r for r in repo.releases if r["tagName"] == "4.0")["assets"]] == [name]
     assert not any(r["tagName"] == "v4.0" for r in repo.releases)
