@@ -1371,6 +1371,10 @@ class Cache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def count(self, stat: str) -> None:
+        with self._lock:
+            self.stats[stat] += 1
+
     def discard(self, key: Any) -> None:
         with self._lock:
             self._entries.pop(key, None)
@@ -1400,7 +1404,7 @@ class Cache:
         """The cached value, else load() once for all concurrent callers; stale on GitHub failure."""
         value = self.get(key)
         if value is not None:
-            self.stats["hits"] += 1
+            self.count("hits")
             return value
         with self._lock:
             flight = self._flights.get(key)
@@ -1408,9 +1412,9 @@ class Cache:
             if leader:
                 flight = self._flights[key] = _Flight()
         if not leader:
-            self.stats["coalesced"] += 1
+            self.count("coalesced")
             return self._follow(flight)
-        self.stats["misses"] += 1
+        self.count("misses")
         return self._lead(key, flight, load, log)
 
     def _follow(self, flight: _Flight) -> Any:
@@ -1428,7 +1432,7 @@ class Cache:
             if flight.value is None:
                 flight.error = exc
                 raise
-            self.stats["stale"] += 1
+            self.count("stale")
             log(f"serving a stale listing: GitHub failed ({exc.status} {exc.message})")
         except BaseException as exc:
             flight.error = exc
@@ -1673,6 +1677,7 @@ class PyPIHubServer(ThreadingHTTPServer):
                    fresh: bool = False) -> AssetLink:
         key = ("link", self.token_key(creds.token), node_id)
         link = None if fresh else self.links.get(key)
+        self.links.count("misses" if link is None else "hits")
         return link if link is not None else fetch_asset_link(github, node_id, filename)
 
     def known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:

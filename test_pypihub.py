@@ -1033,6 +1033,7 @@ def test_cold_listing_then_download_costs_one_graphql_call(hub, github, demo):
         assert hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href)).status == 302
     assert len(github.graphql_calls) == 1
     assert "gh=1 rest=1" in hub.logs[0] and all("gh=0 rest=0" in line for line in hub.logs[1:])
+    assert hub.server.links.stats["hits"] == len(page.links()) == 4
 
 
 def test_download_falls_back_to_node_lookup_when_link_is_stale(hub, github, demo, clock):
@@ -1715,6 +1716,7 @@ def test_metrics(hub, github, demo):
     assert samples['pypihub_github_calls_total{api="graphql",outcome="Unavailable"}'] == 1
     assert samples['pypihub_github_calls_total{api="rest",outcome="ok"}'] == 1  # A's digests
     assert samples['pypihub_cache_hits_total{cache="listings"}'] == 1
+    assert samples['pypihub_cache_hits_total{cache="links"}'] == 0
     assert samples['pypihub_cache_entries{cache="listings"}'] >= 1
     assert samples["pypihub_github_rate_limit_remaining"] == 4999
     assert 1 <= samples["pypihub_open_connections"] <= 5  # this one, and closing ones not yet counted out
