@@ -1775,6 +1775,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(github, demo):
     _, errors = process.communicate(timeout=30)
     assert results == [200]
     assert process.returncode == 0 and "pypihub stopped" in errors
+    assert not any(token in errors for token in ALL_TOKENS)
 
 
 # --- TLS ---
