@@ -478,7 +478,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         if self.command == "GET":
             with github.lock:
                 github.downloads.append((asset["name"], byte_range))
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{node_id[-12:]}-{size}"'}
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{node_id[-12:]}-{size}"',
+                   "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"}
         lo, hi, status = 0, size - 1, 200
         if byte_range and byte_range.startswith("bytes=") and not github.ignore_range:
             first, _, last = byte_range[len("bytes="):].partition("-")
@@ -1291,6 +1292,14 @@ def test_warm_listing_costs_nothing_until_ttl(hub, github, demo, clock):
     assert len(github.graphql_calls) == 2
 
 
+def test_cache_ttl_zero_turns_caching_off(make_hub, github, demo):
+    hub = make_hub(cache_ttl=0)
+    for _ in range(3):
+        assert hub.request("/simple/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == 3 and len(hub.server.listings) == 0
+    assert hub.request("/simple/demo-pkg/").headers["cache-control"] == "private, max-age=0"
+
+
 def test_concurrent_cold_requests_are_coalesced(hub, github, demo):
     github.gate = threading.Event()
     results = []
@@ -1623,6 +1632,7 @@ def test_proxy_streams_bytes_and_forwards_range_and_head(make_hub, github, demo)
     head = hub.request(path, method="HEAD")
     assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(big))
     assert head.headers["etag"] == whole.headers["etag"] and head.headers["accept-ranges"] == "bytes"
+    assert head.headers["last-modified"] == whole.headers["last-modified"] == "Thu, 01 Jan 2026 00:00:00 GMT"
     assert github.downloads == [("demo_pkg-4.0-py3-none-any.whl", None), ("demo_pkg-4.0-py3-none-any.whl", "bytes=100-199")]
     assert len(github.graphql_calls) == 1  # the listing; every download used its signed URL
 
