@@ -1632,14 +1632,20 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
-        def load() -> Listing:
-            listing = fetch_listing(github, creds.owner, project, self.settings.repo_map,
-                                    lambda: self.projects(github, creds))
+        def load() -> Listing | NotFound:
+            try:
+                listing = fetch_listing(github, creds.owner, project, self.settings.repo_map,
+                                        lambda: self.projects(github, creds))
+            except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
+                return missing
             listing = self.with_digests(github, listing) if self.settings.hashes else listing
             self.remember_links(creds.token, listing)
             return listing
 
-        return self.listings.fetch(key, load, self.log)
+        found = self.listings.fetch(key, load, self.log)
+        if isinstance(found, NotFound):
+            raise NotFound(found.message)
+        return found
 
     def with_digests(self, github: GitHub, listing: Listing) -> Listing:
         """The listing with sha256 digests: cached ones, then GitHub's REST list for the rest."""

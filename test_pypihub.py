@@ -1273,6 +1273,7 @@ def test_etag_and_304(hub, github, demo):
 def test_cache_never_answers_another_token(hub, github, demo):
     assert hub.request("/simple/demo-pkg/").status == 200  # A warms the cache
     assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # B's own "not found", cached
     assert hub.request("/simple/demo-pkg/", token=TOKEN_BAD).status == 401
     assert [t for t, _ in github.graphql_calls] == [TOKEN_A, TOKEN_B, TOKEN_B, TOKEN_BAD]  # B: repo, then owner index
 
@@ -1352,6 +1353,8 @@ def test_project_in_differently_named_repo_is_found_through_owner_index(hub, git
     assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query OwnerProjects", "query FindRepo"]
     assert hub.request("/simple/no-such-thing/").status == 404
     assert [op for _, op in github.graphql_calls][3:] == ["query FindRepo"]  # the owner index is cached
+    assert hub.request("/simple/no-such-thing/").status == 404
+    assert len(github.graphql_calls) == 4  # and so is "not found", for this token, for the TTL
 
 
 def test_root_pages_through_repositories(hub, github):
