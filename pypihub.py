@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import dataclasses
 import datetime
 import email.message
@@ -34,6 +35,7 @@ import html
 import http.client
 import io
 import ipaddress
+import itertools
 import json
 import os
 import random
@@ -1381,13 +1383,22 @@ class Cache:
 
     def get(self, key: Any, max_age: float | None = None) -> Any:
         """The value stored under `key` if younger than `max_age` (default: the TTL), else None."""
-        max_age = self.ttl if max_age is None else max_age
         with self._lock:
-            stored, value = self._entries.get(key, (None, None))
-            if stored is None or self.clock() - stored >= max_age:
-                return None
-            self._entries.move_to_end(key)
-            return value
+            return self._fresh(key, self.ttl if max_age is None else max_age)
+
+    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """The fresh values among `keys`, under one acquisition of the lock."""
+        with self._lock:
+            found = ((key, self._fresh(key, self.ttl)) for key in keys)
+            return {key: value for key, value in found if value is not None}
+
+    def _fresh(self, key: Any, max_age: float) -> Any:
+        """get() for a caller that holds the lock."""
+        stored, value = self._entries.get(key, (None, None))
+        if stored is None or self.clock() - stored >= max_age:
+            return None
+        self._entries.move_to_end(key)
+        return value
 
     def put(self, key: Any, value: Any, lifetime: float | None = None) -> None:
         """Store `value`; with `lifetime`, it is fresh for that many seconds instead of the TTL."""
@@ -1402,20 +1413,17 @@ class Cache:
 
     def fetch(self, key: Any, load: Callable[[], Any], log: Callable[[str], None]) -> Any:
         """The cached value, else load() once for all concurrent callers; stale on GitHub failure."""
-        value = self.get(key)
-        if value is not None:
-            self.count("hits")
-            return value
-        with self._lock:
+        with self._lock:  # one acquisition on the hot path: look up, count, or join a load
+            value = self._fresh(key, self.ttl)
+            if value is not None:
+                self.stats["hits"] += 1
+                return value
             flight = self._flights.get(key)
             leader = flight is None
             if leader:
                 flight = self._flights[key] = _Flight()
-        if not leader:
-            self.count("coalesced")
-            return self._follow(flight)
-        self.count("misses")
-        return self._lead(key, flight, load, log)
+            self.stats["misses" if leader else "coalesced"] += 1
+        return self._lead(key, flight, load, log) if leader else self._follow(flight)
 
     def _follow(self, flight: _Flight) -> Any:
         flight.done.wait()
@@ -1486,8 +1494,7 @@ class Metrics:
         with self._lock:
             self.requests[endpoint, status] = self.requests.get((endpoint, status), 0) + 1
             row = self.durations.setdefault(endpoint, [0.0] * (len(DURATION_BUCKETS) + 2))
-            for i, bound in enumerate(DURATION_BUCKETS):
-                row[i] += seconds <= bound
+            row[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1  # one bucket; summed when rendered
             row[-2] += seconds
             row[-1] += 1
 
@@ -1503,8 +1510,9 @@ class Metrics:
             lines += [f'pypihub_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())]
             lines += ["# TYPE pypihub_request_duration_seconds histogram"]
             for endpoint, row in sorted(self.durations.items()):
+                cumulative = itertools.accumulate(row[: len(DURATION_BUCKETS)])
                 lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{b}"}} {int(n)}'
-                          for b, n in zip(DURATION_BUCKETS, row)]
+                          for b, n in zip(DURATION_BUCKETS, cumulative)]
                 lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {int(row[-1])}',
                           f'pypihub_request_duration_seconds_sum{{endpoint="{endpoint}"}} {row[-2]:.6f}',
                           f'pypihub_request_duration_seconds_count{{endpoint="{endpoint}"}} {int(row[-1])}']
@@ -1688,8 +1696,8 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
         """The wheels of a listing whose METADATA has been read already."""
-        found = ((a.id, self.metadata.get(("metadata", a.id))) for a in listing.files if a.filename.endswith(".whl"))
-        return {asset_id: metadata for asset_id, metadata in found if metadata is not None}
+        found = self.metadata.get_many(("metadata", a.id) for a in listing.files if a.filename.endswith(".whl"))
+        return {key[1]: metadata for key, metadata in found.items()}
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         key = ("projects", self.token_key(creds.token), creds.owner.lower())

@@ -2368,3 +2368,13 @@ def test_oversized_upload_is_refused_before_reading_it(make_hub, github, demo):
     content += os.urandom(5000)  # declared small enough for the fields allowance, but the file is too big
     response = post_upload(hub, upload_fields("demo-pkg", "4.4", content), name, content)
     assert response.status == 413 and github.writes == []
+
+
+def test_metrics_histogram_is_cumulative():
+    metrics = pypihub.Metrics()
+    for seconds in (0.001, 0.02, 0.02, 3.0, 99.0):
+        metrics.observe_request("project", 200, seconds)
+    samples = parse_metrics(metrics.render({}).decode())
+    bucket = lambda le: samples[f'pypihub_request_duration_seconds_bucket{{endpoint="project",le="{le}"}}']  # noqa: E731
+    assert (bucket(0.005), bucket(0.025), bucket(2.5), bucket(5.0), bucket(10.0), bucket("+Inf")) == (1, 3, 3, 4, 4, 5)
+    assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 5
