@@ -1604,7 +1604,8 @@ class PyPIHubServer(ThreadingHTTPServer):
     def track(self, delta: int) -> None:
         with self._state:
             self.busy += delta
-            self._state.notify_all()
+            if self.stopping:  # only drain() waits for this
+                self._state.notify_all()
 
     def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for requests in progress to finish."""
@@ -1935,12 +1936,18 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
+        with_body = self.command != "HEAD" and answer.status not in (204, 304)
+        if answer.stream is None and with_body and hasattr(self, "_headers_buffer"):  # not for HTTP/0.9
+            # Headers and body in one write: one syscall, and no delayed-ACK stall (what
+            # end_headers() does, with the body appended to its buffer).
+            self._headers_buffer.extend([b"\r\n", answer.body])
+            self.flush_headers()
+            return
         self.end_headers()
-        if self.command != "HEAD" and answer.status not in (204, 304):
-            if answer.stream is None:
-                self.wfile.write(answer.body)
-            else:
-                copy_stream(answer.stream, self.wfile)
+        if answer.stream is None and with_body:
+            self.wfile.write(answer.body)
+        elif answer.stream is not None and with_body:
+            copy_stream(answer.stream, self.wfile)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""

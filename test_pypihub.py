@@ -1877,6 +1877,8 @@ AUTH_A = basic(f"{OWNER}:{TOKEN_A}").encode()
     (b"GET http://evil.example/simple/ HTTP/1.1\r\nHost: x\r\n\r\n", [400]),
     (b"GARBAGE\r\n\r\n", [400]),
     (b"GET / HTTP/9.9\r\n\r\n", [505]),
+    (b"GET /healthz HTTP/0.9\r\n\r\n", []),  # HTTP/0.9 has no status line: the body alone
+    (b"GET /nope HTTP/1.0\r\n\r\n", [404]),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /simple/demo-pkg/ HTTP/1.1\r\nAuthorization: " + AUTH_A
      + b"\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n", [200, 200, 404]),
 ])

@@ -103,7 +103,7 @@ def load(port: int, path: str, headers: dict, connections: int, seconds: float) 
 
 
 def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> tuple[float, float, str]:
-    command = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
     out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
