@@ -16,6 +16,11 @@ tokens); an asset link answers only when its repo belongs to the Basic Auth owne
 never reaches a log line, an error body or a cache key in clear.  Not checked: TLS is only
 as good as the operator's certificate, and without ``--certfile`` tokens cross the network in
 clear (a warning says so at start-up when listening beyond loopback).
+
+The file reads top to bottom, each ``# --- X ---`` banner one concept: constants; errors; pure
+logic (names and files, requests, rendering, GitHub answers, uploads); the GitHub client; its
+queries; downloads; publishing; the cache; settings; the index (what a token may see, through
+the caches); the HTTP server and handler (transport only); the command line.
 """
 from __future__ import annotations
 
@@ -42,10 +47,10 @@ import random
 import re
 import secrets
 import signal
-import tempfile
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -65,7 +70,9 @@ __version__ = "0.2.0"
 TEXT_HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
-TEXT_PLAIN = "text/plain; charset=utf-8"
+TEXT_PLAIN = "text/plain; charset=utf-8"  # error bodies, and PEP 658 metadata files
+HTML_PAGE_TYPE = "text/html; charset=utf-8"  # pages for people
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # PEP 691: the "latest" aliases are answered with the concrete v1 type.
 MEDIA_ALIASES = {
     "application/vnd.pypi.simple.latest+html": HTML_V1,
@@ -84,129 +91,54 @@ VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
 NORMALIZE_RE = re.compile(r"[-_.]+")
 PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+SAFE_URL_RE = re.compile(r"https?://[\x21-\x7e]+")  # fit for a Location header as it is
+DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
+METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
+NO_SUCH_FILE = "No such file, or not visible to this token."
 
 USER_AGENT = f"pypihub/{__version__}"
+REST_ACCEPT = "application/vnd.github+json"
+REST_API_VERSION = "2022-11-28"
 MAX_GITHUB_ANSWER = 64 * 1024 * 1024
-LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
-ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
-ROOT_RELEASES = 5  # ... and the 5 newest releases of each
-CANDIDATE_ALIASES = ("c0", "c1", "c2")
 MAX_RETRIES = 2  # for connection errors and 5xx from GitHub; queries are idempotent
 RETRY_BASE_DELAY = 0.25
 RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
-MAX_TARGET = 8192  # longest request target served
+ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
+ROOT_RELEASES = 5  # ... and the 5 newest releases of each
+REST_MAX_PAGES = 30  # digests: at most 3,000 releases are looked through
+
+LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
+IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
 DOWNLOAD_CHUNK = 1024 * 1024  # per proxied download: memory stays flat whatever the file size
-SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
 FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
 FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
                               "ETag", "Last-Modified")
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-           b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
-           b"Too many connections; try again.\n")
-REST_MAX_PAGES = 30  # digests: at most 3,000 releases are looked through
-REST_ACCEPT = "application/vnd.github+json"
-REST_API_VERSION = "2022-11-28"
-DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
-METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
 RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
 RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
 MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
 MAX_METADATA = 4 * 1024 * 1024
-IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
-METADATA_TYPE = "text/plain; charset=utf-8"
+
+UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 UPLOAD_CHUNK = 256 * 1024
+UPLOAD_SPOOL = 8 * 1024 * 1024  # an upload's file goes to disk past this
 MAX_PART_HEADERS = 16 * 1024
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
-UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
+
+MAX_TARGET = 8192  # longest request target served
+SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
+           b"Too many connections; try again.\n")
 HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
-
-ASSET_FIELDS = """
-fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
-"""
-RELEASE_FIELDS = """
-fragment ReleaseFields on Release {
-  id
-  isDraft
-  releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
-}
-"""
-REPO_FIELDS = """
-fragment RepoFields on Repository {
-  name
-  releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
-    pageInfo { hasNextPage endCursor }
-    nodes { ...ReleaseFields }
-  }
-}
-"""
-# The candidate repo names of one project in ONE request; unused aliases are skipped with
-# @include so that a plain name costs no more than one repository lookup.
-FIND_REPO_QUERY = """
-query FindRepo($owner: String!, $name0: String!, $name1: String!, $name2: String!,
-               $try1: Boolean!, $try2: Boolean!) {
-  c0: repository(owner: $owner, name: $name0) { ...RepoFields }
-  c1: repository(owner: $owner, name: $name1) @include(if: $try1) { ...RepoFields }
-  c2: repository(owner: $owner, name: $name2) @include(if: $try2) { ...RepoFields }
-}
-"""
-MORE_RELEASES_QUERY = """
-query MoreReleases($owner: String!, $name: String!, $after: String!) {
-  repository(owner: $owner, name: $name) {
-    releases(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
-      pageInfo { hasNextPage endCursor }
-      nodes { ...ReleaseFields }
-    }
-  }
-}
-"""
-MORE_ASSETS_QUERY = """
-query MoreAssets($id: ID!, $after: String!) {
-  node(id: $id) {
-    ... on Release {
-      releaseAssets(first: 100, after: $after) {
-        pageInfo { hasNextPage endCursor }
-        nodes { ...AssetFields }
-      }
-    }
-  }
-}
-"""
-ASSET_QUERY = """
-query Asset($id: ID!, $metadataName: String!) {
-  node(id: $id) {
-    __typename
-    ... on ReleaseAsset {
-      name
-      size
-      url
-      release {
-        isDraft
-        repository { owner { login } }
-        releaseAssets(first: 1, name: $metadataName) { nodes { name url } }
-      }
-    }
-  }
-}
-"""
-OWNER_PROJECTS_QUERY = """
-query OwnerProjects($owner: String!, $after: String) {
-  repositoryOwner(login: $owner) {
-    repositories(first: 100, after: $after, orderBy: {field: PUSHED_AT, direction: DESC}) {
-      pageInfo { hasNextPage endCursor }
-      nodes {
-        name
-        releases(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) {
-          nodes { isDraft releaseAssets(first: 100) { nodes { name } } }
-        }
-      }
-    }
-  }
-}
-"""
+TRUE_WORDS = ("1", "true", "yes", "on")
+# The edges that tests inject: the wall clock, a pause, and where log lines go.
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+Log = Callable[[str], None]
+Record = Callable[[str, str, Mapping[str, str]], None]  # a GitHub call's API, outcome and headers
 
 # --- Errors ---
 
@@ -249,20 +181,20 @@ class NotAcceptable(PyPIHubError):
     status = 406
 
 
-class TooManyRequests(PyPIHubError):
-    status = 429
-
-
-class URITooLong(PyPIHubError):
-    status = 414
+class LengthRequired(PyPIHubError):
+    status = 411
 
 
 class PayloadTooLarge(PyPIHubError):
     status = 413
 
 
-class LengthRequired(PyPIHubError):
-    status = 411
+class URITooLong(PyPIHubError):
+    status = 414
+
+
+class TooManyRequests(PyPIHubError):
+    status = 429
 
 
 class BadGateway(PyPIHubError):
@@ -282,6 +214,11 @@ class GatewayTimeout(PyPIHubError):
 
 
 UPSTREAM_FAILURES = (TooManyRequests, BadGateway, GatewayTimeout)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served (not an HTTP answer); main() turns it into SystemExit."""
+
 
 # --- Pure logic: names and files ---
 
@@ -312,35 +249,27 @@ class Asset:
 
 @dataclasses.dataclass(frozen=True)
 class Listing:
+    """Every distribution of one project that one token can see, from one owner's repo."""
+
     project: str
     owner: str
     repo: str
     files: tuple[Asset, ...]
     # Rendered pages by media type: a cached listing is rendered once, not on every hit.
-    pages: dict[str, tuple[bytes, str]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    pages: dict[str, tuple[frozenset, bytes, str]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class AssetLink:
     """What /asset/ needs to answer without asking GitHub again."""
 
+    id: str
     owner: str
     filename: str
     url: str
     size: int = 0
     metadata_url: str | None = None
-
-
-@dataclasses.dataclass
-class Answer:
-    """What the handler sends: a status, headers, and a body or an upstream stream to copy."""
-
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    stream: Any = None
-    length: int | None = None
-    reason: str | None = None  # a status line phrase other than the standard one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,13 +282,9 @@ class CoreMetadata:
 
 
 @dataclasses.dataclass(frozen=True)
-class Credentials:
-    owner: str
-    token: str
-
-
-@dataclasses.dataclass(frozen=True)
 class RepoRule:
+    """One --repo-map rule: re.sub(pattern, replacement, project)."""
+
     pattern: re.Pattern
     replacement: str
 
@@ -404,6 +329,12 @@ def version_key(version: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.!+_-]", version))
 
 
+def is_prerelease(version: str) -> bool:
+    """PEP 440 pre- and dev-releases (GitHub marks their releases as pre-releases)."""
+    pattern = r"\d(?:[._-]?(?:a|b|c|rc|alpha|beta|pre|preview)\d*|[._-]?dev\d*)"
+    return bool(re.search(pattern, version.lower()))
+
+
 def upload_time(created_at: str) -> str:
     """GitHub's createdAt as PEP 700's yyyy-mm-ddThh:mm:ssZ (UTC)."""
     moment = datetime.datetime.fromisoformat(created_at.replace("Z", "+00:00"))
@@ -430,10 +361,44 @@ def signed_url_expiry(url: str) -> float | None:
 
 def is_safe_url(url: str) -> bool:
     """A URL that can go into a Location header as it is."""
-    return bool(re.fullmatch(r"https?://[\x21-\x7e]+", url))
+    return bool(SAFE_URL_RE.fullmatch(url))
+
+
+def sanitize_log(text: str) -> str:
+    """One printable line: controls escaped, so a request cannot forge log lines."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text)
 
 
 # --- Pure logic: requests ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    owner: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a request line asks for: the endpoint (for logs and metrics), path and query."""
+
+    endpoint: str
+    segments: tuple[str, ...] = ()
+    query: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Answer:
+    """What the handler sends: a status, headers, and a body or an upstream stream to copy."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stream: Any = None
+    length: int | None = None
+    reason: str | None = None  # a status line phrase other than the standard one
 
 
 def parse_credentials(header: str | None) -> Credentials:
@@ -453,6 +418,18 @@ def parse_credentials(header: str | None) -> Credentials:
     if not TOKEN_RE.fullmatch(token):
         raise Unauthorized("The password is not a GitHub token.")
     return Credentials(owner, token)
+
+
+def redact(text: str, authorization: str | None) -> str:
+    """`text` without the Authorization header's secret: the header value, and the token in it."""
+    value = (authorization or "").strip().partition(" ")[2].strip()
+    try:
+        token = base64.b64decode(value, validate=True).decode("utf-8", "replace").partition(":")[2]
+    except (binascii.Error, ValueError):
+        token = ""
+    for secret in sorted({value, token}, key=len, reverse=True):
+        text = text.replace(secret, "[token]") if len(secret) >= 4 else text
+    return text
 
 
 def parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -508,9 +485,34 @@ def unquote_segment(segment: str) -> str:
     return text
 
 
-def asset_href(asset: Asset) -> str:
-    """The file URL relative to a project page, so the server also works under a path prefix."""
-    return f"../../asset/{urllib.parse.quote(asset.id, safe='')}/{urllib.parse.quote(asset.filename, safe='')}"
+def parse_target(command: str | None, path: str) -> Target:
+    """The endpoint, path segments and query a request line asks for; 4xx when malformed."""
+    if command == "POST" and urllib.parse.urlsplit(path).path in UPLOAD_PATHS:
+        return Target("upload")
+    if command not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{command} is not supported here; use GET or HEAD (POST / to upload).")
+    if not path.startswith("/"):
+        raise BadRequest("The request target must be a path.")
+    if not path.isascii() or not path.isprintable() or " " in path:
+        raise BadRequest("The request target must be printable ASCII; percent-encode the rest.")
+    if len(path) > MAX_TARGET:
+        raise URITooLong("The request target is too long.")
+    split = urllib.parse.urlsplit(path)
+    segments = tuple(unquote_segment(s) for s in split.path.split("/")[1:])
+    if any(s in (".", "..") for s in segments):
+        raise BadRequest("The path may not contain . or .. segments.")
+    return Target(endpoint_of(segments), segments, urllib.parse.parse_qs(split.query))
+
+
+def endpoint_of(segments: Sequence[str]) -> str:
+    """The endpoint a path is routed to, as named in logs and metrics (never a project name)."""
+    if segments[:1] == ("simple",) and len(segments) > 1:
+        if segments == ("simple", ""):
+            return "root"
+        return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
+    if len(segments) == 3 and segments[0] == "asset":
+        return "asset"
+    return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
 
 
 def quote_etag(body: bytes) -> str:
@@ -522,6 +524,19 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         return False
     tags = {t.strip() for t in if_none_match.split(",")}
     return "*" in tags or etag in tags or f"W/{etag}" in tags
+
+
+def error_answer(error: PyPIHubError) -> Answer:
+    body = (error.message.rstrip(".") + ".\n").encode()
+    return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers])
+
+
+def html_answer(body: bytes) -> Answer:
+    return Answer(200, body, [("Content-Type", HTML_PAGE_TYPE), *HTML_SECURITY_HEADERS])
+
+
+def redirect(location: str) -> Answer:
+    return Answer(301, b"", [("Location", location)])
 
 
 # --- Pure logic: rendering (plain data in, bytes out) ---
@@ -551,6 +566,12 @@ def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]])
 
 def html_attributes(attrs: Mapping[str, str]) -> str:
     return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
+
+
+def asset_href(asset: Asset) -> str:
+    """The file URL relative to a project page, so the server also works under a path prefix."""
+    node, name = urllib.parse.quote(asset.id, safe=""), urllib.parse.quote(asset.filename, safe="")
+    return f"../../asset/{node}/{name}"
 
 
 def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, str]:
@@ -595,23 +616,23 @@ def render_project_json(listing: Listing, metadata: Mapping[str, CoreMetadata]) 
 
 
 def rendered_page(listing: Listing, media: str, metadata: Mapping[str, CoreMetadata]) -> tuple[bytes, str]:
-    """The page in `media` and its ETag, rendered once per listing and state of known metadata."""
-    key = f"{media} {len(metadata)}"
-    page = listing.pages.get(key)
-    if page is None:
+    """The page in `media` and its ETag. A page depends on the listing and on which of its
+    wheels' METADATA is known, so one rendering per media type is kept, redone when that changes."""
+    known = frozenset(metadata)
+    page = listing.pages.get(media)
+    if page is None or page[0] != known:
         render = render_project_json if media == JSON_V1 else render_project_html
         body = render(listing, metadata)
-        page = listing.pages[key] = (body, quote_etag(body + media.encode()))
-    return page
+        page = listing.pages[media] = (known, body, quote_etag(body + media.encode()))
+    return page[1], page[2]
 
 
-def render_root_html(projects: Sequence[str]) -> bytes:
+def render_root(projects: Sequence[str], media: str) -> bytes:
+    """/simple/ in `media`: PEP 503 HTML or PEP 691 JSON."""
+    if media == JSON_V1:
+        page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+        return json.dumps(page, indent=1).encode()
     return render_html("Simple index", ((f"{urllib.parse.quote(p)}/", p, {}) for p in projects))
-
-
-def render_root_json(projects: Sequence[str]) -> bytes:
-    page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
-    return json.dumps(page, indent=1).encode()
 
 
 def render_home() -> bytes:
@@ -627,6 +648,244 @@ def render_home() -> bytes:
   </body>
 </html>
 """.encode()
+
+
+def metric_lines(family: str, kind: str, samples: Iterable[tuple[str, float]]) -> list[str]:
+    """One Prometheus metric family (text format 0.0.4): its TYPE line, then its samples."""
+    return [f"# TYPE {family} {kind}", *(f"{family}{labels} {value!r}" for labels, value in samples)]
+
+
+# --- Pure logic: GitHub answers ---
+
+
+def lower_keys(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def parse_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise BadGateway("GitHub's answer was not JSON.") from None
+
+
+def github_message(payload: bytes) -> str:
+    """GitHub's error message from a REST answer, as one short printable line."""
+    try:
+        message = str(json.loads(payload).get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    return sanitize_log(message)[:200] or "no reason given"
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> int:
+    """Seconds to wait, from GitHub's retry-after or x-ratelimit-reset (epoch) header."""
+    try:
+        if headers.get("retry-after"):
+            return max(1, int(headers["retry-after"]))
+        if headers.get("x-ratelimit-reset"):
+            return max(1, int(float(headers["x-ratelimit-reset"]) - now))
+    except ValueError:
+        pass
+    return 60
+
+
+def rate_limited(wait: int) -> TooManyRequests:
+    return TooManyRequests(f"GitHub's rate limit for this token is used up; retry in {wait} s.",
+                           [("Retry-After", str(wait))])
+
+
+def is_rate_limit(status: int, headers: Mapping[str, str]) -> bool:
+    """GitHub's rate limits answer 429, or 403 with retry-after or no points left."""
+    return status == 429 or status == 403 and bool(
+        headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0")
+
+
+def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
+    """Our answer to a GitHub HTTP error status."""
+    if status == 401:
+        return Unauthorized("GitHub rejected this token.")
+    if is_rate_limit(status, headers):
+        return rate_limited(retry_after(headers, now))
+    if status == 403:
+        return Forbidden("GitHub refused this token access.")
+    if status == 504:
+        return GatewayTimeout("GitHub timed out.")
+    if status in (500, 502, 503):
+        return Unavailable(f"GitHub answered HTTP {status}.")
+    return BadGateway(f"GitHub answered HTTP {status}.")
+
+
+def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
+    """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
+    reason = github_message(payload)
+    if status in (403, 404) and not is_rate_limit(status, headers):
+        # GitHub hides repos it will not let a token write to behind 403 or 404.
+        return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); "
+                         "the token needs write access to the repo's contents")
+    if status == 422:
+        if b"already_exists" in payload:
+            return BadRequest("File already exists")
+        return BadRequest(f"GitHub refused the release or file: {reason}")
+    return http_failure(status, headers, now)
+
+
+def network_failure(exc: BaseException) -> PyPIHubError:
+    """Our answer when a request to GitHub (or its download host) failed below HTTP."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return GatewayTimeout("GitHub did not answer in time.")
+    return Unavailable("Could not reach GitHub.")
+
+
+def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
+    """The `data` of a GraphQL answer; NOT_FOUND parts stay null, other errors raise."""
+    if not isinstance(answer, dict):
+        raise BadGateway("GitHub's answer was not a GraphQL response.")
+    errors = answer.get("errors") or []
+    kinds = {e.get("type") for e in errors if isinstance(e, dict)}
+    if "RATE_LIMITED" in kinds or headers.get("x-ratelimit-remaining") == "0" and errors:
+        raise rate_limited(retry_after(headers, now))
+    if "FORBIDDEN" in kinds:
+        raise Forbidden("GitHub refused this token access (an organization policy, e.g. SSO, may apply).")
+    data = answer.get("data")
+    if kinds - {"NOT_FOUND"} or not isinstance(data, dict):
+        if kinds == {"NOT_FOUND"}:
+            raise NotFound("Not found, or not visible to this token.")
+        raise BadGateway("GitHub could not answer the query.")
+    return data
+
+
+def connection_nodes(connection: Any) -> list[dict]:
+    if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
+        raise BadGateway("GitHub's answer had an unexpected shape.")
+    return [n for n in connection["nodes"] if isinstance(n, dict)]
+
+
+def next_cursor(connection: dict) -> str | None:
+    info = connection.get("pageInfo") or {}
+    return info.get("endCursor") if info.get("hasNextPage") else None
+
+
+def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
+    """The assets that are distributions of `project`, first (newest) of each filename, sorted."""
+    nodes = list(nodes)
+    # PEP 658: a release may carry <wheel>.metadata next to the wheel; it is served, not listed.
+    siblings = {str(n.get("name")): str(n.get("url")) for n in reversed(nodes)
+                if str(n.get("name")).endswith(METADATA_SUFFIX)}
+    found: dict[str, Asset] = {}
+    for node in nodes:
+        try:
+            name, dist = node["name"], parse_distribution(node["name"])
+            if dist is None or dist.project != project or name in found:
+                continue
+            found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
+                                upload_time(node["createdAt"]), node["url"], str(node.get("updatedAt", "")),
+                                None, siblings.get(name + METADATA_SUFFIX))
+        except (KeyError, TypeError, ValueError):
+            raise BadGateway("GitHub's answer had an unexpected shape.") from None
+    return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
+
+
+def asset_link(node: Any, node_id: str, filename: str) -> AssetLink:
+    """An asset node looked up by id, as a link; NotFound for anything but a published asset."""
+    if not isinstance(node, dict) or node.get("__typename") != "ReleaseAsset":
+        raise NotFound(NO_SUCH_FILE)
+    try:
+        release = node["release"]
+        owner = release["repository"]["owner"]["login"]
+        if release["isDraft"]:
+            raise NotFound(NO_SUCH_FILE)
+        siblings = connection_nodes(release.get("releaseAssets") or {"nodes": []})
+        sibling = filename + METADATA_SUFFIX
+        metadata_url = next((str(n["url"]) for n in siblings if n.get("name") == sibling), None)
+        return AssetLink(node_id, str(owner), str(node["name"]), str(node["url"]), int(node["size"]),
+                         metadata_url)
+    except (KeyError, TypeError, ValueError):
+        raise BadGateway("GitHub's answer had an unexpected shape.") from None
+
+
+def repo_projects(repo: dict) -> set[str]:
+    """Normalized names of the projects whose distributions a repo's recent releases carry."""
+    names = set()
+    for release in connection_nodes(repo.get("releases")):
+        if not release.get("isDraft"):
+            for asset in connection_nodes(release.get("releaseAssets")):
+                dist = parse_distribution(str(asset.get("name")))
+                names |= {dist.project} if dist else set()
+    return names
+
+
+def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
+    """Project name -> repo name. A repo carrying its own project's files lists only that one;
+    a repo named differently from its project lists the projects it carries. Earlier repos
+    (most recently pushed) win."""
+    found: dict[str, str] = {}
+    for repo in repositories:
+        name, projects = str(repo.get("name")), repo_projects(repo)
+        own = normalize(name)
+        for project in sorted({own} if own in projects else projects):
+            found.setdefault(project, name)
+    return found
+
+
+def rest_base(graphql_url: str) -> str:
+    """GitHub's REST root for a GraphQL endpoint: api.github.com, or GHES's /api/v3."""
+    if graphql_url.endswith("/api/graphql"):
+        return graphql_url[: -len("graphql")] + "v3"
+    return graphql_url[: -len("/graphql")] if graphql_url.endswith("/graphql") else graphql_url.rstrip("/")
+
+
+def repo_path(owner: str, repo: str) -> str:
+    return f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}"
+
+
+def parse_digest(value: Any) -> str | None:
+    """The hex sha256 of a REST asset's digest ("sha256:<hex>"); None when GitHub has none."""
+    match = DIGEST_RE.fullmatch(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def release_digests(releases: Any) -> dict[str, str | None]:
+    """sha256 by asset node id from one page of GitHub's REST releases list."""
+    if not isinstance(releases, list):
+        raise BadGateway("GitHub's releases answer had an unexpected shape.")
+    return {str(asset.get("node_id")): parse_digest(asset.get("digest"))
+            for release in releases if isinstance(release, dict)
+            for asset in release.get("assets") or [] if isinstance(asset, dict)}
+
+
+def has_next_page(link_header: str) -> bool:
+    """Whether a REST Link header (RFC 8288) points to a next page."""
+    return any('rel="next"' in part for part in link_header.split(","))
+
+
+def wheel_metadata_member(names: Iterable[str], filename: str) -> str:
+    """The archive path of a wheel's METADATA: <name>-<version>.dist-info/METADATA (PEP 427)."""
+    candidates = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+    dist = parse_distribution(filename)
+    matching = [n for n in candidates if dist and dist_info_matches(n.split("/")[0], dist)]
+    if len(matching) == 1 or len(candidates) == 1:
+        return (matching or candidates)[0]
+    raise BadGateway("The wheel has no single .dist-info/METADATA.")
+
+
+def dist_info_matches(directory: str, dist: Distribution) -> bool:
+    name, _, version = directory[: -len(".dist-info")].rpartition("-")
+    return normalize(name) == dist.project and version == dist.version
+
+
+def parse_core_metadata(data: bytes) -> CoreMetadata:
+    """A METADATA file with its sha256 and its Requires-Python, if any."""
+    headers = email.parser.BytesHeaderParser().parsebytes(data)
+    requires = headers.get("Requires-Python")
+    return CoreMetadata(data, hashlib.sha256(data).hexdigest(), str(requires).strip() if requires else None)
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The download host's headers that a proxied download passes on, none with a line break."""
+    kept = [(name, headers[name.lower()]) for name in FORWARDED_DOWNLOAD_HEADERS if headers.get(name.lower())]
+    return [(n, v) for n, v in kept if "\r" not in v and "\n" not in v]
 
 
 # --- Pure logic: uploads ---
@@ -664,16 +923,6 @@ def disposition(header_block: bytes) -> tuple[str, str | None]:
     return name, email.utils.collapse_rfc2231_value(filename) if filename is not None else None
 
 
-def is_prerelease(version: str) -> bool:
-    """PEP 440 pre- and dev-releases (GitHub marks their releases as pre-releases)."""
-    return bool(re.search(r"\d(?:[._-]?(?:a|b|c|rc|alpha|beta|pre|preview)\d*|[._-]?dev\d*)", version.lower()))
-
-
-def release_tags(version: str, template: str) -> list[str]:
-    """Tags to look for: the template's, then the bare version (an existing tag is accepted)."""
-    return list(dict.fromkeys([template.format(version=version), version]))
-
-
 def check_upload(upload: Upload) -> Distribution:
     """Validate an upload before touching GitHub; BadRequest says what is wrong."""
     fields = upload.fields
@@ -693,288 +942,358 @@ def check_upload(upload: Upload) -> Distribution:
     return dist
 
 
-def github_message(payload: bytes) -> str:
-    """GitHub's error message from a REST answer, as one short printable line."""
-    try:
-        message = str(json.loads(payload).get("message", ""))
-    except (ValueError, AttributeError):
-        message = ""
-    return sanitize_log(message)[:200] or "no reason given"
+def release_tags(version: str, template: str) -> list[str]:
+    """Tags to look for: the template's, then the bare version (an existing tag is accepted)."""
+    return list(dict.fromkeys([template.format(version=version), version]))
 
 
-# --- Pure logic: GitHub answers ---
-
-
-def retry_after(headers: Mapping[str, str], now: float) -> int:
-    """Seconds to wait, from GitHub's retry-after or x-ratelimit-reset (epoch) header."""
-    try:
-        if headers.get("retry-after"):
-            return max(1, int(headers["retry-after"]))
-        if headers.get("x-ratelimit-reset"):
-            return max(1, int(float(headers["x-ratelimit-reset"]) - now))
-    except ValueError:
-        pass
-    return 60
-
-
-def rate_limited(wait: int) -> TooManyRequests:
-    return TooManyRequests(f"GitHub's rate limit for this token is used up; retry in {wait} s.",
-                           [("Retry-After", str(wait))])
-
-
-def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
-    """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
-    reason = github_message(payload)
-    if status in (403, 404) and not (headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0"):
-        # GitHub hides repos it will not let a token write to behind 403 or 404.
-        return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); the token needs write access to the repo's contents")
-    if status == 422:
-        if b"already_exists" in payload:
-            return BadRequest("File already exists")
-        return BadRequest(f"GitHub refused the release or file: {reason}")
-    return http_failure(status, headers, now)
-
-
-def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
-    """Our answer to a GitHub HTTP error status."""
-    if status == 401:
-        return Unauthorized("GitHub rejected this token.")
-    if status == 429 or (status == 403 and (headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0")):
-        return rate_limited(retry_after(headers, now))
-    if status == 403:
-        return Forbidden("GitHub refused this token access.")
-    if status == 504:
-        return GatewayTimeout("GitHub timed out.")
-    if status in (500, 502, 503):
-        return Unavailable(f"GitHub answered HTTP {status}.")
-    return BadGateway(f"GitHub answered HTTP {status}.")
-
-
-def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
-    """The `data` of a GraphQL answer; NOT_FOUND parts stay null, other errors raise."""
-    if not isinstance(answer, dict):
-        raise BadGateway("GitHub's answer was not a GraphQL response.")
-    errors = answer.get("errors") or []
-    kinds = {e.get("type") for e in errors if isinstance(e, dict)}
-    if "RATE_LIMITED" in kinds or headers.get("x-ratelimit-remaining") == "0" and errors:
-        raise rate_limited(retry_after(headers, now))
-    if "FORBIDDEN" in kinds:
-        raise Forbidden("GitHub refused this token access (an organization policy, e.g. SSO, may apply).")
-    data = answer.get("data")
-    if kinds - {"NOT_FOUND"} or not isinstance(data, dict):
-        if kinds == {"NOT_FOUND"}:
-            raise NotFound("Not found, or not visible to this token.")
-        raise BadGateway("GitHub could not answer the query.")
-    return data
-
-
-def connection_nodes(connection: Any) -> list[dict]:
-    if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
-        raise BadGateway("GitHub's answer had an unexpected shape.")
-    return [n for n in connection["nodes"] if isinstance(n, dict)]
-
-
-def next_cursor(connection: dict) -> str | None:
-    info = connection.get("pageInfo") or {}
-    return info.get("endCursor") if info.get("hasNextPage") else None
-
-
-def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
-    """The assets that are distributions of `project`, first (newest) of each filename, sorted."""
-    nodes = list(nodes)
-    # PEP 658: a release may carry <wheel>.metadata next to the wheel; it is served, not listed.
-    siblings = {str(n.get("name")): str(n.get("url")) for n in reversed(nodes) if str(n.get("name")).endswith(METADATA_SUFFIX)}
-    found: dict[str, Asset] = {}
-    for node in nodes:
-        try:
-            name, dist = node["name"], parse_distribution(node["name"])
-            if dist is None or dist.project != project or name in found:
-                continue
-            found[name] = Asset(node["id"], name, dist.version, int(node["size"]), upload_time(node["createdAt"]),
-                                node["url"], str(node.get("updatedAt", "")), None, siblings.get(name + METADATA_SUFFIX))
-        except (KeyError, TypeError, ValueError):
-            raise BadGateway("GitHub's answer had an unexpected shape.") from None
-    return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
-
-
-def repo_projects(repo: dict) -> set[str]:
-    """Normalized names of the projects whose distributions a repo's recent releases carry."""
-    names = set()
-    for release in connection_nodes(repo.get("releases")):
-        if not release.get("isDraft"):
-            for asset in connection_nodes(release.get("releaseAssets")):
-                dist = parse_distribution(str(asset.get("name")))
-                names |= {dist.project} if dist else set()
-    return names
-
-
-def rest_base(graphql_url: str) -> str:
-    """GitHub's REST root for a GraphQL endpoint: api.github.com, or GHES's /api/v3."""
-    if graphql_url.endswith("/api/graphql"):
-        return graphql_url[: -len("graphql")] + "v3"
-    return graphql_url[: -len("/graphql")] if graphql_url.endswith("/graphql") else graphql_url.rstrip("/")
-
-
-def parse_digest(value: Any) -> str | None:
-    """The hex sha256 of a REST asset's digest ("sha256:<hex>"); None when GitHub has none."""
-    match = DIGEST_RE.fullmatch(value) if isinstance(value, str) else None
-    return match.group(1) if match else None
-
-
-def has_next_page(link_header: str) -> bool:
-    """Whether a REST Link header (RFC 8288) points to a next page."""
-    return any('rel="next"' in part for part in link_header.split(","))
-
-
-def wheel_metadata_member(names: Iterable[str], filename: str) -> str:
-    """The archive path of a wheel's METADATA: <name>-<version>.dist-info/METADATA (PEP 427)."""
-    candidates = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-    dist = parse_distribution(filename)
-    matching = [n for n in candidates if dist and dist_info_matches(n.split("/")[0], dist)]
-    if len(matching) == 1 or len(candidates) == 1:
-        return (matching or candidates)[0]
-    raise BadGateway("The wheel has no single .dist-info/METADATA.")
-
-
-def dist_info_matches(directory: str, dist: Distribution) -> bool:
-    name, _, version = directory[: -len(".dist-info")].rpartition("-")
-    return normalize(name) == dist.project and version == dist.version
-
-
-def parse_core_metadata(data: bytes) -> CoreMetadata:
-    """A METADATA file with its sha256 and its Requires-Python, if any."""
-    headers = email.parser.BytesHeaderParser().parsebytes(data)
-    requires = headers.get("Requires-Python")
-    return CoreMetadata(data, hashlib.sha256(data).hexdigest(), str(requires).strip() if requires else None)
-
-
-def owner_projects(repositories: Iterable[dict]) -> dict[str, str]:
-    """Project name -> repo name. A repo carrying its own project's files lists only that one;
-    a repo named differently from its project lists the projects it carries. Earlier repos
-    (most recently pushed) win."""
-    found: dict[str, str] = {}
-    for repo in repositories:
-        name, projects = str(repo.get("name")), repo_projects(repo)
-        own = normalize(name)
-        for project in sorted({own} if own in projects else projects):
-            found.setdefault(project, name)
-    return found
+def upload_url(release: dict, filename: str) -> str:
+    """Where GitHub takes this release's assets (uploads.github.com, or GHES's /api/uploads):
+    always from GitHub's own answer, its URI template's {?name,label} filled in."""
+    base = str(release.get("upload_url", "")).split("{", 1)[0]
+    if not is_safe_url(base):
+        raise BadGateway("GitHub's release has no usable upload URL.")
+    return f"{base}?{urllib.parse.urlencode({'name': filename})}"
 
 
 # --- GitHub client ---
 
 
+@dataclasses.dataclass
+class GitHubCalls:
+    """The GitHub calls made on behalf of one request, for its access-log line."""
+
+    graphql: int = 0
+    rest: int = 0
+
+
+class GitHubUsage:
+    """GitHub calls by API and outcome across every token, and the rate-limit points last seen:
+    what /metrics shows, and a warning (at most once a minute) when a token runs low."""
+
+    def __init__(self, clock: Clock, log: Log) -> None:
+        self.clock, self.log = clock, log
+        self._lock = threading.Lock()
+        self._calls: dict[tuple[str, str], int] = {}
+        self._remaining: float | None = None
+        self._warned = 0.0
+
+    def record(self, api: str, outcome: str, headers: Mapping[str, str]) -> None:
+        # REST has a budget of its own: the gauge shows GraphQL's.
+        remaining = headers.get("x-ratelimit-remaining", "") if api == "graphql" else ""
+        now = self.clock()
+        with self._lock:
+            self._calls[api, outcome] = self._calls.get((api, outcome), 0) + 1
+            low = remaining.isdigit() and int(remaining) < RATE_LIMIT_LOW and now - self._warned > 60
+            self._remaining = float(remaining) if remaining.isdigit() else self._remaining
+            self._warned = now if low else self._warned
+        if low:
+            self.log(f"WARNING: a caller's GitHub token has {remaining} rate-limit points left "
+                     f"(resets at epoch {headers.get('x-ratelimit-reset', '?')})")
+
+    def metric_lines(self) -> list[str]:
+        with self._lock:
+            calls = sorted(self._calls.items())
+            remaining = self._remaining
+        lines = metric_lines("pypihub_github_calls_total", "counter",
+                             ((f'{{api="{a}",outcome="{o}"}}', n) for (a, o), n in calls))
+        if remaining is not None:
+            lines += metric_lines("pypihub_github_rate_limit_remaining", "gauge", [("", remaining)])
+        return lines
+
+
+def decode_graphql(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> dict:
+    if status >= 400:
+        raise http_failure(status, headers, now, payload)
+    return graphql_data(parse_json(payload), headers, now)
+
+
+def decode_rest(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> Any:
+    """A REST answer's JSON; None for an empty body, or for a 404 (the caller decides what it means)."""
+    if status == 404:
+        return None
+    if status >= 400:
+        raise http_failure(status, headers, now, payload)
+    return parse_json(payload) if payload else None
+
+
+def decode_write(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> Any:
+    if status >= 400:
+        raise write_failure(status, headers, now, payload)
+    return parse_json(payload) if payload else None
+
+
 class GitHub:
-    """One caller's conversation with GitHub's APIs: their token, their calls."""
+    """One caller's conversation with GitHub's APIs for one request: their token, their calls.
 
-    def __init__(self, url: str, token: str, timeout: float, clock: Callable[[], float] = time.time,
-                 observe: Callable[[str, str, Mapping[str, str]], None] | None = None, rest_url: str = "") -> None:
-        self.url, self._token, self.timeout, self.clock = url, token, timeout, clock
+    Reads are retried with jittered backoff on connection failures and 5xx, all within one
+    `timeout`; writes are made once. Every call is counted in `calls` and reported to `record`."""
+
+    def __init__(self, url: str, token: str, timeout: float, rest_url: str = "",
+                 calls: GitHubCalls | None = None, record: Record | None = None,
+                 clock: Clock = time.time, sleep: Sleep = time.sleep) -> None:
+        self.url, self._token, self.timeout = url, token, timeout
         self.rest_url = rest_url or rest_base(url)
-        self.observe = observe or (lambda api, outcome, headers: None)
-        self.calls = self.rest_calls = 0
-        self._headers: dict[str, str] = {}
-
-    def redact(self, text: str) -> str:
-        return text.replace(self._token, "[token]")
+        self.calls = calls if calls is not None else GitHubCalls()
+        self.record = record or (lambda api, outcome, headers: None)
+        self.clock, self.sleep = clock, sleep
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict:
         """The query's data."""
         body = json.dumps({"query": query, "variables": dict(variables)}).encode()
-        request = self._request(self.url, body)
-        return self._retrying("graphql", lambda timeout: graphql_data(*self._open(request, timeout), self.clock()))
+        headers = {**self.headers("application/json"), "Content-Type": "application/json"}
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
+        return self._retrying("graphql", request, decode_graphql)
 
-    def rest(self, path: str, missing_ok: bool = False) -> tuple[Any, dict[str, str]]:
-        """A REST GET: the decoded answer and its headers; (None, headers) for a 404 if missing_ok."""
-        request = self._request(self.rest_url + path, None)
-        return self._retrying("rest", lambda timeout: self._open(request, timeout, missing_ok=missing_ok))
+    def rest(self, path: str) -> tuple[Any, dict[str, str]]:
+        """A REST GET: the decoded answer (None for a 404) and its headers."""
+        request = urllib.request.Request(self.rest_url + path, method="GET", headers=self.headers())
+        return self._retrying("rest", request, lambda *answer: (decode_rest(*answer), answer[1]))
 
     def rest_write(self, method: str, url: str, body: Any = None, content_type: str = "",
                    length: int | None = None) -> Any:
         """A REST call that changes something: made once, never retried; its decoded answer."""
-        headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT,
-                   "Accept": REST_ACCEPT, "X-GitHub-Api-Version": REST_API_VERSION}
+        headers = self.headers()
         if content_type:
             headers["Content-Type"] = content_type
         if length is not None:
             headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
-        return self._observed("rest", lambda timeout: self._open(request, timeout, writing=True)[0],
-                              time.monotonic() + self.timeout)
+        return self._call("rest", request, time.monotonic() + self.timeout, decode_write)
 
-    def _request(self, url: str, body: bytes | None) -> urllib.request.Request:
-        headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT}
-        if body is None:
-            headers.update({"Accept": REST_ACCEPT, "X-GitHub-Api-Version": REST_API_VERSION})
-        else:
-            headers.update({"Accept": "application/json", "Content-Type": "application/json"})
-        return urllib.request.Request(url, data=body, method="GET" if body is None else "POST", headers=headers)
+    def headers(self, accept: str = REST_ACCEPT) -> dict[str, str]:
+        """What every call carries; REST calls also name the API version they speak."""
+        headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT, "Accept": accept}
+        if accept == REST_ACCEPT:
+            headers["X-GitHub-Api-Version"] = REST_API_VERSION
+        return headers
 
-    def _retrying(self, api: str, attempt: Callable[[float], Any]) -> Any:
-        """attempt(timeout), retried on connection failures and 5xx (every call here is idempotent)."""
+    def _retrying(self, api: str, request: urllib.request.Request, decode: Callable[..., Any]) -> Any:
+        """_call() again on connection failures and 5xx (every call here is idempotent)."""
         deadline = time.monotonic() + self.timeout
         for tries in range(MAX_RETRIES + 1):
             try:
-                return self._observed(api, attempt, deadline)
+                return self._call(api, request, deadline, decode)
             except Unavailable:
                 pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** tries  # jittered backoff
                 if tries == MAX_RETRIES or time.monotonic() + pause >= deadline:
                     raise
-                time.sleep(pause)
+                self.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _observed(self, api: str, attempt: Callable[[float], Any], deadline: float) -> Any:
+    def _call(self, api: str, request: urllib.request.Request, deadline: float,
+              decode: Callable[..., Any]) -> Any:
+        """One exchange, counted and reported with its outcome, its answer decoded."""
         if api == "rest":
-            self.rest_calls += 1
+            self.calls.rest += 1
         else:
-            self.calls += 1
-        self._headers = {}
+            self.calls.graphql += 1
+        headers: dict[str, str] = {}
         try:
-            result = attempt(deadline - time.monotonic())
+            status, headers, payload = self._exchange(request, deadline)
+            result = decode(status, headers, payload, self.clock())
         except PyPIHubError as exc:
-            self.observe(api, type(exc).__name__, self._headers)
+            self.record(api, type(exc).__name__, headers)
             raise
-        self.observe(api, "ok", self._headers)
+        self.record(api, "ok", headers)
         return result
 
-    def _open(self, request: urllib.request.Request, timeout: float,
-              writing: bool = False, missing_ok: bool = False) -> tuple[Any, dict[str, str]]:
+    def _exchange(self, request: urllib.request.Request, deadline: float) -> tuple[int, dict, bytes]:
+        """Status, headers and body of any HTTP answer; transport failures raise."""
+        timeout = deadline - time.monotonic()
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                self._headers = lower_keys(response.headers)
+            try:
+                response = urllib.request.urlopen(request, timeout=timeout)
+            except urllib.error.HTTPError as exc:
+                response = exc
+            with response:
                 payload = response.read(MAX_GITHUB_ANSWER)
-        except urllib.error.HTTPError as exc:
-            self._headers = lower_keys(exc.headers or {})
-            payload = exc.read(MAX_GITHUB_ANSWER)
-            exc.close()
-            if missing_ok and exc.code == 404:
-                return None, self._headers
-            failure = write_failure if writing else http_failure
-            raise failure(exc.code, self._headers, self.clock(), payload) from None
+                return response.getcode(), lower_keys(response.headers or {}), payload
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise network_failure(exc) from None
-        return (parse_json(payload) if payload else None), self._headers
 
 
-def lower_keys(headers: Any) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
+# --- GitHub queries: repo, releases, assets, owner index, digests ---
+
+ASSET_FIELDS = """
+fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
+"""
+RELEASE_FIELDS = """
+fragment ReleaseFields on Release {
+  id
+  isDraft
+  releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
+}
+"""
+REPO_FIELDS = """
+fragment RepoFields on Repository {
+  name
+  releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
+    pageInfo { hasNextPage endCursor }
+    nodes { ...ReleaseFields }
+  }
+}
+"""
+# The candidate repo names of one project in ONE request; unused aliases are skipped with
+# @include so that a plain name costs no more than one repository lookup.
+FIND_REPO_QUERY = """
+query FindRepo($owner: String!, $name0: String!, $name1: String!, $name2: String!,
+               $try1: Boolean!, $try2: Boolean!) {
+  c0: repository(owner: $owner, name: $name0) { ...RepoFields }
+  c1: repository(owner: $owner, name: $name1) @include(if: $try1) { ...RepoFields }
+  c2: repository(owner: $owner, name: $name2) @include(if: $try2) { ...RepoFields }
+}
+""" + REPO_FIELDS + RELEASE_FIELDS + ASSET_FIELDS
+CANDIDATE_ALIASES = ("c0", "c1", "c2")
 
 
-def parse_json(payload: bytes) -> Any:
+def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
+    """The first candidate repo that exists and is visible to the token, with its first page."""
+    if not candidates:
+        raise NotFound("No repo name follows from this project name.")
+    names = (list(candidates) * 3)[:3]
+    variables = {"owner": owner, "name0": names[0], "name1": names[1], "name2": names[2],
+                 "try1": len(candidates) > 1, "try2": len(candidates) > 2}
+    data = github.query(FIND_REPO_QUERY, variables)
+    for alias in CANDIDATE_ALIASES[: len(candidates)]:
+        if isinstance(data.get(alias), dict):
+            return data[alias]
+    raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
+
+
+MORE_RELEASES_QUERY = """
+query MoreReleases($owner: String!, $name: String!, $after: String!) {
+  repository(owner: $owner, name: $name) {
+    releases(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { ...ReleaseFields }
+    }
+  }
+}
+""" + RELEASE_FIELDS + ASSET_FIELDS
+
+
+def all_releases(github: GitHub, owner: str, repo: dict) -> list[dict]:
+    """Every release of a repo, paging 100 at a time."""
+    connection = repo.get("releases")
+    releases = connection_nodes(connection)
+    while cursor := next_cursor(connection):
+        data = github.query(MORE_RELEASES_QUERY, {"owner": owner, "name": repo["name"], "after": cursor})
+        connection = (data.get("repository") or {}).get("releases")
+        releases += connection_nodes(connection)
+    return releases
+
+
+MORE_ASSETS_QUERY = """
+query MoreAssets($id: ID!, $after: String!) {
+  node(id: $id) {
+    ... on Release {
+      releaseAssets(first: 100, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        nodes { ...AssetFields }
+      }
+    }
+  }
+}
+""" + ASSET_FIELDS
+
+
+def release_assets(github: GitHub, release: dict) -> list[dict]:
+    """Every asset of a release, paging beyond the first 100."""
+    connection = release.get("releaseAssets")
+    nodes = connection_nodes(connection)
+    while cursor := next_cursor(connection):
+        data = github.query(MORE_ASSETS_QUERY, {"id": release["id"], "after": cursor})
+        connection = (data.get("node") or {}).get("releaseAssets")
+        nodes += connection_nodes(connection)
+    return nodes
+
+
+def fetch_listing(github: GitHub, owner: str, project: str, repo: dict) -> Listing:
+    """All distributions of `project` in every non-draft release of `repo` (found by find_repo)."""
+    releases = all_releases(github, owner, repo)
+    nodes = [a for r in releases if not r.get("isDraft") for a in release_assets(github, r)]
+    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
+
+
+ASSET_QUERY = """
+query Asset($id: ID!, $metadataName: String!) {
+  node(id: $id) {
+    __typename
+    ... on ReleaseAsset {
+      name
+      size
+      url
+      release {
+        isDraft
+        repository { owner { login } }
+        releaseAssets(first: 1, name: $metadataName) { nodes { name url } }
+      }
+    }
+  }
+}
+"""
+
+
+def fetch_asset_link(github: GitHub, node_id: str, filename: str) -> AssetLink:
+    """Owner, name, size and temporary URL of a release asset, looked up by node id."""
     try:
-        return json.loads(payload)
-    except ValueError:
-        raise BadGateway("GitHub's answer was not JSON.") from None
+        answer = github.query(ASSET_QUERY, {"id": node_id, "metadataName": filename + METADATA_SUFFIX})
+        node = answer.get("node")
+    except NotFound:
+        node = None
+    return asset_link(node, node_id, filename)
 
 
-def network_failure(exc: BaseException) -> PyPIHubError:
-    """Our answer when a request to GitHub failed below HTTP."""
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return GatewayTimeout("GitHub did not answer in time.")
-    return Unavailable("Could not reach GitHub.")
+OWNER_PROJECTS_QUERY = """
+query OwnerProjects($owner: String!, $after: String) {
+  repositoryOwner(login: $owner) {
+    repositories(first: 100, after: $after, orderBy: {field: PUSHED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        name
+        releases(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) {
+          nodes { isDraft releaseAssets(first: 100) { nodes { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
+    """Project -> repo for the owner's most recently pushed repos (bounded: see ROOT_*)."""
+    names: dict[str, str] = {}
+    cursor = None
+    for _ in range(ROOT_MAX_PAGES):
+        data = github.query(OWNER_PROJECTS_QUERY, {"owner": owner, "after": cursor})
+        if not isinstance(data.get("repositoryOwner"), dict):
+            raise NotFound(f"No GitHub owner {owner} is visible to this token.")
+        connection = data["repositoryOwner"].get("repositories")
+        names = {**owner_projects(connection_nodes(connection)), **names}
+        cursor = next_cursor(connection)
+        if cursor is None:
+            break
+    return names
+
+
+def fetch_digests(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, str | None]:
+    """sha256 digests by asset node id from GitHub's REST releases list (GraphQL has none),
+    newest releases first, paging only while some wanted asset is still unseen."""
+    found: dict[str, str | None] = {}
+    path = f"{repo_path(owner, repo)}/releases?per_page=100&page="
+    for page in range(1, REST_MAX_PAGES + 1):
+        releases, headers = github.rest(f"{path}{page}")
+        found.update(release_digests(releases))
+        if wanted <= found.keys() or not has_next_page(headers.get("link", "")):
+            break
+    return found
+
+
+# --- Downloads: signed URLs, Range reads, streaming ---
 
 
 def open_url(url: str, method: str, headers: Mapping[str, str], timeout: float,
@@ -1048,13 +1367,14 @@ class RangeFile(io.RawIOBase):
         if end <= self.position:
             return 0
         if not self._start <= self.position < end <= self._start + len(self._data):
-            self._fetch(self.position, end)
+            self._start, self._data = self._fetch(self.position, end)
         chunk = self._data[self.position - self._start: end - self._start]
         buffer[: len(chunk)] = chunk
         self.position += len(chunk)
         return len(chunk)
 
-    def _fetch(self, start: int, end: int) -> None:
+    def _fetch(self, start: int, end: int) -> tuple[int, bytes]:
+        """(offset, bytes) of a block around start..end: one Range request."""
         block = RANGE_BLOCK if self.requests else RANGE_TAIL
         high = min(self.size, max(end, start + block))
         low = max(0, min(start, high - block))
@@ -1062,11 +1382,10 @@ class RangeFile(io.RawIOBase):
         status, _, response = open_url(self.url, "GET", {"Range": f"bytes={low}-{high - 1}"}, self.timeout)
         with response:
             if status == 206:
-                self._start, self._data = low, response.read(high - low)
-            elif self.size <= MAX_FULL_WHEEL:  # Range ignored: the whole file, once
-                self._start, self._data = 0, response.read(MAX_FULL_WHEEL)
-            else:
-                raise BadGateway("The download host refuses Range requests and the wheel is too large.")
+                return low, response.read(high - low)
+            if self.size <= MAX_FULL_WHEEL:  # Range ignored: the whole file, once
+                return 0, response.read(MAX_FULL_WHEEL)
+        raise BadGateway("The download host refuses Range requests and the wheel is too large.")
 
 
 def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
@@ -1079,133 +1398,26 @@ def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
             if info.file_size > MAX_METADATA:
                 raise BadGateway("The wheel's METADATA is too large.")
             return wheel.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError, RuntimeError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError,
+            RuntimeError):
         raise BadGateway("The file is not a readable wheel.") from None
 
 
-def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    kept = [(name, headers[name.lower()]) for name in FORWARDED_DOWNLOAD_HEADERS if headers.get(name.lower())]
-    return [(n, v) for n, v in kept if "\r" not in v and "\n" not in v]
+def copy_stream(source: Any, target: Any) -> None:
+    """Copy through one reused buffer: no allocation per chunk, constant memory."""
+    buffer = bytearray(DOWNLOAD_CHUNK)
+    view = memoryview(buffer)
+    while count := source.readinto(buffer):
+        target.write(view[:count])
 
 
-def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
-    """The first candidate repo that exists and is visible to the token, with its first page."""
-    if not candidates:
-        raise NotFound("No repo name follows from this project name.")
-    names = (list(candidates) * 3)[:3]
-    variables = {"owner": owner, "name0": names[0], "name1": names[1], "name2": names[2],
-                 "try1": len(candidates) > 1, "try2": len(candidates) > 2}
-    data = github.query(FIND_REPO_QUERY + REPO_FIELDS + RELEASE_FIELDS + ASSET_FIELDS, variables)
-    for alias in CANDIDATE_ALIASES[: len(candidates)]:
-        if isinstance(data.get(alias), dict):
-            return data[alias]
-    raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
-
-
-def release_assets(github: GitHub, release: dict) -> list[dict]:
-    """Every asset of a release, paging beyond the first 100."""
-    connection = release.get("releaseAssets")
-    nodes = connection_nodes(connection)
-    while cursor := next_cursor(connection):
-        data = github.query(MORE_ASSETS_QUERY + ASSET_FIELDS, {"id": release["id"], "after": cursor})
-        connection = (data.get("node") or {}).get("releaseAssets")
-        nodes += connection_nodes(connection)
-    return nodes
-
-
-def all_releases(github: GitHub, owner: str, repo: dict) -> list[dict]:
-    """Every release of a repo, paging 100 at a time."""
-    connection = repo.get("releases")
-    releases = connection_nodes(connection)
-    while cursor := next_cursor(connection):
-        data = github.query(MORE_RELEASES_QUERY + RELEASE_FIELDS + ASSET_FIELDS,
-                            {"owner": owner, "name": repo["name"], "after": cursor})
-        connection = (data.get("repository") or {}).get("releases")
-        releases += connection_nodes(connection)
-    return releases
-
-
-def resolve_repo(github: GitHub, owner: str, project: str, rules: Sequence[RepoRule],
-                 owner_index: Callable[[], Mapping[str, str]]) -> dict:
-    """The repo of a project, with its first page of releases: mapped or candidate names, then
-    the owner's project index (for a project kept in a differently named repo)."""
-    try:
-        return find_repo(github, owner, repo_candidates(project, rules))
-    except NotFound:
-        elsewhere = owner_index().get(project)
-        if elsewhere is None:
-            raise
-        return find_repo(github, owner, [elsewhere])
-
-
-def fetch_listing(github: GitHub, owner: str, project: str, rules: Sequence[RepoRule],
-                  owner_index: Callable[[], Mapping[str, str]]) -> Listing:
-    """All distributions of `project` in every non-draft release of the owner's repo.
-
-    When no repo is named after the project, the owner's project index (the one /simple/
-    shows) says which repo carries it, so every project listed there can be installed."""
-    repo = resolve_repo(github, owner, project, rules, owner_index)
-    nodes = [a for r in all_releases(github, owner, repo) if not r.get("isDraft") for a in release_assets(github, r)]
-    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
-
-
-def fetch_asset_link(github: GitHub, node_id: str, filename: str) -> AssetLink:
-    """Owner, name, size and temporary URL of a release asset, looked up by node id."""
-    try:
-        node = github.query(ASSET_QUERY, {"id": node_id, "metadataName": filename + METADATA_SUFFIX}).get("node")
-    except NotFound:
-        node = None
-    if not isinstance(node, dict) or node.get("__typename") != "ReleaseAsset":
-        raise NotFound("No such file, or not visible to this token.")
-    try:
-        release = node["release"]
-        owner = release["repository"]["owner"]["login"]
-        if release["isDraft"]:
-            raise NotFound("No such file, or not visible to this token.")
-        siblings = connection_nodes(release.get("releaseAssets") or {"nodes": []})
-        metadata_url = next((str(n["url"]) for n in siblings if n.get("name") == filename + METADATA_SUFFIX), None)
-        return AssetLink(str(owner), str(node["name"]), str(node["url"]), int(node["size"]), metadata_url)
-    except (KeyError, TypeError, ValueError):
-        raise BadGateway("GitHub's answer had an unexpected shape.") from None
-
-
-def fetch_digests(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, str | None]:
-    """sha256 digests by asset node id from GitHub's REST releases list (GraphQL has none),
-    newest releases first, paging only while some wanted asset is still unseen."""
-    found: dict[str, str | None] = {}
-    path = f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}/releases?per_page=100&page="
-    for page in range(1, REST_MAX_PAGES + 1):
-        releases, headers = github.rest(f"{path}{page}")
-        if not isinstance(releases, list):
-            raise BadGateway("GitHub's releases answer had an unexpected shape.")
-        for release in releases:
-            for asset in (release.get("assets") or []) if isinstance(release, dict) else []:
-                found[str(asset.get("node_id"))] = parse_digest(asset.get("digest"))
-        if wanted <= found.keys() or not has_next_page(headers.get("link", "")):
-            break
-    return found
-
-
-def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
-    """Project -> repo for the owner's most recently pushed repos (bounded: see ROOT_*)."""
-    names: dict[str, str] = {}
-    cursor = None
-    for _ in range(ROOT_MAX_PAGES):
-        data = github.query(OWNER_PROJECTS_QUERY, {"owner": owner, "after": cursor})
-        if not isinstance(data.get("repositoryOwner"), dict):
-            raise NotFound(f"No GitHub owner {owner} is visible to this token.")
-        connection = data["repositoryOwner"].get("repositories")
-        names = {**owner_projects(connection_nodes(connection)), **names}
-        cursor = next_cursor(connection)
-        if cursor is None:
-            break
-    return names
+# --- Publishing: the multipart reader, release and asset writes ---
 
 
 class MultipartReader:
     """A streaming multipart/form-data parser over a bounded stream: text fields are kept
-    (up to MAX_FORM_FIELDS bytes in all), the file is spooled to disk past 8 MiB and hashed on
-    the way, so memory stays bounded whatever its size."""
+    (up to MAX_FORM_FIELDS bytes in all), the file is spooled to disk past UPLOAD_SPOOL and
+    hashed on the way, so memory stays bounded whatever its size."""
 
     def __init__(self, stream: Any, length: int, boundary: bytes, max_file: int) -> None:
         self.stream, self.remaining, self.max_file = stream, length, max_file
@@ -1278,7 +1490,7 @@ class MultipartReader:
         return value.decode("utf-8", "replace")
 
     def _file(self) -> tuple[Any, int, str]:
-        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+        spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL)
         digest, size = hashlib.sha256(), 0
 
         def write(chunk: bytes) -> None:
@@ -1301,38 +1513,23 @@ class MultipartReader:
 def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> dict | None:
     """The release tagged with the first of `tags` that has one, or None."""
     for tag in tags:
-        release, _ = github.rest(f"{repo_path(owner, repo)}/releases/tags/{urllib.parse.quote(tag, safe='')}",
-                                 missing_ok=True)
+        release, _ = github.rest(f"{repo_path(owner, repo)}/releases/tags/{urllib.parse.quote(tag, safe='')}")
         if isinstance(release, dict):
             return release
     return None
-
-
-def repo_path(owner: str, repo: str) -> str:
-    return f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}"
-
-
-def upload_url(release: dict, filename: str) -> str:
-    """Where GitHub takes this release's assets (uploads.github.com, or GHES's /api/uploads):
-    always from GitHub's own answer, its URI template's {?name,label} filled in."""
-    template = str(release.get("upload_url", ""))
-    base = template.split("{", 1)[0]
-    if not re.fullmatch(r"https?://[\x21-\x7e]+", base):
-        raise BadGateway("GitHub's release has no usable upload URL.")
-    return f"{base}?{urllib.parse.urlencode({'name': filename})}"
 
 
 def publish(github: GitHub, owner: str, repo: str, upload: Upload, dist: Distribution, template: str) -> None:
     """Attach the file to the release of its version, creating the release when missing; a
     release created here is deleted again when the upload fails."""
     version = upload.fields["version"]
+    releases = f"{github.rest_url}{repo_path(owner, repo)}/releases"
     release = find_release(github, owner, repo, release_tags(version, template))
     created = release is None
     if release is None:
         body = {"tag_name": template.format(version=version), "name": f"{dist.project} {version}",
                 "draft": False, "prerelease": is_prerelease(version)}
-        release = github.rest_write("POST", f"{github.rest_url}{repo_path(owner, repo)}/releases",
-                                    json.dumps(body).encode(), "application/json")
+        release = github.rest_write("POST", releases, json.dumps(body).encode(), "application/json")
     if any(a.get("name") == upload.filename for a in release.get("assets") or []):
         raise BadRequest(f"File already exists: {upload.filename}")
     try:
@@ -1340,7 +1537,7 @@ def publish(github: GitHub, owner: str, repo: str, upload: Upload, dist: Distrib
                           "application/octet-stream", upload.size)
     except BaseException:
         if created:
-            github.rest_write("DELETE", f"{github.rest_url}{repo_path(owner, repo)}/releases/{release.get('id')}")
+            github.rest_write("DELETE", f"{releases}/{release.get('id')}")
         raise
 
 
@@ -1359,19 +1556,24 @@ class _Flight:
 class Cache:
     """A bounded LRU map with a TTL, stale-if-error and coalescing of concurrent loads.
 
-    Callers build keys that include a keyed hash of the token, so one token's entries never
-    answer another token's request.
-    """
+    Keys say whose an entry is: a per-token cache's keys hold a keyed hash of the token, so one
+    token's entries never answer another token; a per-asset cache (digests, METADATA) is keyed
+    by the asset and read only for assets the caller's own listing or lookup has shown it."""
 
-    def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
-        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()  # key -> (expiry, value)
         self._flights: dict[Any, _Flight] = {}
         self._lock = threading.Lock()
         self.stats = {"hits": 0, "misses": 0, "coalesced": 0, "stale": 0}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def keys(self) -> list[Any]:
+        """The keys held now, oldest first."""
+        with self._lock:
+            return list(self._entries)
 
     def count(self, stat: str) -> None:
         with self._lock:
@@ -1381,40 +1583,33 @@ class Cache:
         with self._lock:
             self._entries.pop(key, None)
 
-    def get(self, key: Any, max_age: float | None = None) -> Any:
-        """The value stored under `key` if younger than `max_age` (default: the TTL), else None."""
+    def get(self, key: Any) -> Any:
+        """The value stored under `key` while it is fresh, else None."""
         with self._lock:
-            return self._fresh(key, self.ttl if max_age is None else max_age)
+            return self._fresh(key)
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The fresh values among `keys`, under one acquisition of the lock."""
         with self._lock:
-            found = ((key, self._fresh(key, self.ttl)) for key in keys)
+            found = ((key, self._fresh(key)) for key in keys)
             return {key: value for key, value in found if value is not None}
 
-    def _fresh(self, key: Any, max_age: float) -> Any:
-        """get() for a caller that holds the lock."""
-        stored, value = self._entries.get(key, (None, None))
-        if stored is None or self.clock() - stored >= max_age:
-            return None
-        self._entries.move_to_end(key)
-        return value
-
     def put(self, key: Any, value: Any, lifetime: float | None = None) -> None:
-        """Store `value`; with `lifetime`, it is fresh for that many seconds instead of the TTL."""
+        """Store `value`, fresh for `lifetime` seconds (default: the TTL)."""
         if self.size <= 0 or self.ttl <= 0 and lifetime is None:
             return
-        stored = self.clock() - (self.ttl - lifetime if lifetime is not None else 0)
+        expiry = self.clock() + (self.ttl if lifetime is None else lifetime)
         with self._lock:
-            self._entries[key] = (stored, value)
+            self._entries[key] = (expiry, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def fetch(self, key: Any, load: Callable[[], Any], log: Callable[[str], None]) -> Any:
-        """The cached value, else load() once for all concurrent callers; stale on GitHub failure."""
+    def get_or_load(self, key: Any, load: Callable[[], Any], log: Log) -> Any:
+        """The fresh value, else load() once for all concurrent callers; when GitHub fails, the
+        value up to `stale_ttl` past its expiry."""
         with self._lock:  # one acquisition on the hot path: look up, count, or join a load
-            value = self._fresh(key, self.ttl)
+            value = self._fresh(key)
             if value is not None:
                 self.stats["hits"] += 1
                 return value
@@ -1425,18 +1620,27 @@ class Cache:
             self.stats["misses" if leader else "coalesced"] += 1
         return self._lead(key, flight, load, log) if leader else self._follow(flight)
 
+    def _fresh(self, key: Any, grace: float = 0.0) -> Any:
+        """The value while it is fresh (or within `grace` seconds after); the caller holds the lock."""
+        expiry, value = self._entries.get(key, (None, None))
+        if expiry is None or self.clock() >= expiry + grace:
+            return None
+        self._entries.move_to_end(key)
+        return value
+
     def _follow(self, flight: _Flight) -> Any:
         flight.done.wait()
         if flight.error is not None:
             raise flight.error
         return flight.value
 
-    def _lead(self, key: Any, flight: _Flight, load: Callable[[], Any], log: Callable[[str], None]) -> Any:
+    def _lead(self, key: Any, flight: _Flight, load: Callable[[], Any], log: Log) -> Any:
         try:
             flight.value = load()
             self.put(key, flight.value)
         except UPSTREAM_FAILURES as exc:
-            flight.value = self.get(key, self.ttl + self.stale_ttl)
+            with self._lock:
+                flight.value = self._fresh(key, grace=self.stale_ttl)
             if flight.value is None:
                 flight.error = exc
                 raise
@@ -1452,43 +1656,301 @@ class Cache:
         return flight.value
 
 
-# --- Server and handler ---
+# --- Settings ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How a setting is given: its flag (and so its PYPIHUB_<FLAG> variable), help and parsing.
+
+    The field's default gives the rest: a bool is a switch that turns the default around, an
+    int or float is parsed as one, anything else is text unless `parse` says otherwise."""
+
+    help: str
+    flag: str = ""  # default: --<field-name>
+    metavar: str | None = None
+    parse: Callable[[Any], Any] | None = None  # with `repeat`, takes the list of all values
+    repeat: bool = False  # the flag may be given again; space-separated in the environment
+    toml: tuple[str, ...] = ()  # where the original PyPIHub's TOML layout keeps it
+    choices: tuple[str, ...] = ()
+
+
+def setting(default: Any, help: str, **option: Any) -> Any:
+    """A Settings field that declares everything about itself once."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **option)})
+
+
+def rule_spec(item: Any) -> str:
+    """A --repo-map rule as REGEX=REPLACEMENT, also from the TOML layout's {patt, repl} tables."""
+    return f"{item['patt']}={item['repl']}" if isinstance(item, dict) else str(item)
+
+
+def parse_rules(specs: Iterable[Any]) -> tuple[RepoRule, ...]:
+    rules = []
+    for spec in map(rule_spec, specs):
+        pattern, equals, replacement = spec.partition("=")
+        if not equals:
+            raise ConfigError(f"--repo-map {spec!r}: expected REGEX=REPLACEMENT")
+        try:
+            rules.append(RepoRule(re.compile(pattern), replacement))
+        except re.error as exc:
+            raise ConfigError(f"--repo-map {spec!r}: {exc}") from None
+    return tuple(rules)
+
+
+def tag_template(value: Any) -> str:
+    if "{version}" not in str(value):
+        raise ValueError("--tag-template must contain {version}")
+    return str(value)
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything configurable, built once in main() and kept on the server."""
+    """Everything configurable, built once in main() and kept by the server and the index.
+    A field here is a flag, a PYPIHUB_* variable and a help line; adding one is adding a field."""
 
-    host: str = "0.0.0.0"
-    port: int = 3141
-    graphql_url: str = "https://api.github.com/graphql"
-    rest_url: str = ""  # derived from graphql_url when empty
-    hashes: bool = True
-    owners: tuple[str, ...] = ()
-    repo_map: tuple[RepoRule, ...] = ()
-    certfile: str | None = None
-    keyfile: str | None = None
-    upstream_timeout: float = 10.0
-    cache_ttl: float = 60.0
-    stale_ttl: float = 600.0
-    cache_size: int = 1024
-    proxy_downloads: bool = False
-    max_upload_size: int = 2 * 1024 ** 3  # GitHub's limit for one release asset
-    tag_template: str = "v{version}"
-    max_connections: int = 200
-    idle_timeout: float = 30.0
-    log_format: str = "text"
+    host: str = setting("0.0.0.0", "address to listen on", toml=("server", "host"))
+    port: int = setting(3141, "port to listen on", toml=("server", "port"))
+    graphql_url: str = setting("https://api.github.com/graphql", "GitHub GraphQL endpoint "
+                               "(GitHub Enterprise Server: https://HOST/api/graphql)")
+    rest_url: str = setting("", "GitHub REST API root (default: derived from --graphql-url; "
+                                "https://HOST/api/graphql gives https://HOST/api/v3)")
+    hashes: bool = setting(True, "do not look up sha256 digests through GitHub's REST API",
+                           flag="--no-hashes")
+    owners: tuple[str, ...] = setting((), "serve only this owner (repeatable; default any)", flag="--owner",
+                                      metavar="LOGIN", repeat=True, toml=("github", "owners"))
+    repo_map: tuple[RepoRule, ...] = setting(
+        (), "turn a project name into a repo name with re.sub (repeatable, applied in order)",
+        metavar="REGEX=REPLACEMENT", repeat=True, parse=parse_rules, toml=("github", "replace"))
+    certfile: str | None = setting(None, "TLS certificate chain (PEM); serves HTTPS with --keyfile",
+                                   toml=("server", "tls", "crt"))
+    keyfile: str | None = setting(None, "TLS private key (PEM)", toml=("server", "tls", "key"))
+    upstream_timeout: float = setting(10.0, "GitHub answer timeout", metavar="SECONDS")
+    cache_ttl: float = setting(60.0, "listing cache lifetime, 0 = off", metavar="SECONDS")
+    stale_ttl: float = setting(600.0, "serve a listing this long past its TTL when GitHub fails",
+                               metavar="SECONDS")
+    cache_size: int = setting(1024, "listings kept at most", metavar="N")
+    proxy_downloads: bool = setting(False, "stream files through PyPIHub instead of redirecting clients "
+                                           "to GitHub's download host")
+    max_upload_size: int = setting(2 * 1024 ** 3, "largest file accepted by upload (GitHub's limit for one "
+                                                  "release asset)", metavar="BYTES")
+    tag_template: str = setting("v{version}", "release tag of an uploaded version (an existing tag "
+                                              "{version} is used too)",
+                                metavar="TEMPLATE", parse=tag_template)
+    max_connections: int = setting(200, "open connections served at once; more get 503", metavar="N")
+    idle_timeout: float = setting(30.0, "close idle connections after", metavar="SECONDS")
+    log_format: str = setting("text", "access and event log format", choices=("text", "json"))
+
+
+def option_of(field: dataclasses.Field) -> Option:
+    return field.metadata["option"]
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return option_of(field).flag or "--" + field.name.replace("_", "-")
+
+
+def env_name(field: dataclasses.Field) -> str:
+    return "PYPIHUB_" + flag_of(field)[2:].replace("-", "_").upper()
+
+
+def coerce(field: dataclasses.Field, value: Any) -> Any:
+    """A setting's value from a flag, the environment or TOML, as its field declares it."""
+    option = option_of(field)
+    if option.repeat:
+        values = value.split() if isinstance(value, str) else list(value)
+        return option.parse(values) if option.parse else tuple(str(v) for v in values)
+    if isinstance(field.default, bool):  # a switch: the flag (or a true PYPIHUB_ word) says True
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag_of(field)} is a switch, not {value!r}")
+        return value
+    parse = option.parse or (type(field.default) if field.default is not None else str)
+    if option.choices and str(value) not in option.choices:
+        raise ValueError(f"{flag_of(field)} must be one of {', '.join(option.choices)}")
+    return parse(value)
+
+
+# --- Index: what each token may see, through the caches ---
+
+
+class Index:
+    """The package index: listings, the owner's project index, file links, digests and wheel
+    METADATA, each as the caller's token may see them on GitHub, through bounded caches.
+
+    Every call takes the caller's credentials and their GitHub session (from connect()); keys
+    of per-token caches hold a keyed hash of the token (token_key), never the token. The index
+    has no socket of its own: the HTTP server in front of it is a separate layer."""
+
+    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
+                 log: Log = lambda message: None) -> None:
+        self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
+        ttl, size = settings.cache_ttl, settings.cache_size
+        # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
+        self.listings = Cache(ttl, settings.stale_ttl, size, clock)
+        self.links = Cache(ttl, 0, size * 64, clock)
+        # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
+        # handed out only for assets the caller's own listing or node lookup has shown it.
+        self.digests = Cache(IMMUTABLE_TTL, 0, size * 64, clock)
+        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock)
+        self.usage = GitHubUsage(clock, log)
+        self._key_salt = secrets.token_bytes(32)
+
+    def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
+        """The caller's GitHub session for one request; Forbidden for an owner not served here."""
+        settings = self.settings
+        if settings.owners and creds.owner.lower() not in {o.lower() for o in settings.owners}:
+            raise Forbidden("This index does not serve that owner.")
+        return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, settings.rest_url, calls,
+                      self.usage.record, self.clock, self.sleep)
+
+    def token_key(self, token: str) -> str:
+        """A keyed hash of the token: cache keys never hold the token itself."""
+        return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
+
+    def project_page(self, github: GitHub, creds: Credentials, project: str, media: str) -> tuple[bytes, str]:
+        """/simple/<project>/ in `media`, and its ETag."""
+        listing = self.listing(github, creds, project)
+        return rendered_page(listing, media, self._known_metadata(listing))
+
+    def root_page(self, github: GitHub, creds: Credentials, media: str) -> tuple[bytes, str]:
+        """/simple/ in `media`, and its ETag."""
+        body = render_root(sorted(self.projects(github, creds)), media)
+        return body, quote_etag(body + media.encode())
+
+    def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
+        key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
+        found = self.listings.get_or_load(key, lambda: self._load_listing(github, creds, project), self.log)
+        if isinstance(found, NotFound):
+            raise NotFound(found.message)
+        return found
+
+    def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
+        """Project -> repo for the owner's recently pushed repos that this token can see."""
+        key = ("projects", self.token_key(creds.token), creds.owner.lower())
+        return self.listings.get_or_load(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
+
+    def repo(self, github: GitHub, creds: Credentials, project: str) -> dict:
+        """The repo of a project, with its first page of releases: mapped or candidate names, then
+        the owner's project index (for a project kept in a differently named repo)."""
+        try:
+            return find_repo(github, creds.owner, repo_candidates(project, self.settings.repo_map))
+        except NotFound:
+            elsewhere = self.projects(github, creds).get(project)
+            if elsewhere is None:
+                raise
+            return find_repo(github, creds.owner, [elsewhere])
+
+    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
+                   fresh: bool = False) -> AssetLink:
+        """A file's signed URL, from this token's own listing or from GitHub (always, if `fresh`).
+        Another owner's asset is answered exactly like a missing one."""
+        key = (self.token_key(creds.token), node_id)
+        link = None if fresh else self.links.get(key)
+        self.links.count("misses" if link is None else "hits")
+        link = link if link is not None else fetch_asset_link(github, node_id, filename)
+        if link.owner.lower() != creds.owner.lower() or link.filename != filename:
+            raise NotFound(NO_SUCH_FILE)
+        if not is_safe_url(link.url):
+            raise BadGateway("GitHub gave a download URL that cannot be used.")
+        return link
+
+    def core_metadata(self, github: GitHub, creds: Credentials, node_id: str, wheel: str) -> CoreMetadata:
+        """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset."""
+        link = self.asset_link(github, creds, node_id, wheel)
+        metadata = self.metadata.get(node_id)
+        if metadata is None:
+            timeout = self.settings.upstream_timeout
+            data = self._with_fresh_link(github, creds, link, lambda good: read_wheel_metadata(good, timeout))
+            metadata = parse_core_metadata(data)
+            self.metadata.put(node_id, metadata)
+        return metadata
+
+    def download(self, github: GitHub, creds: Credentials, node_id: str, filename: str, method: str,
+                 forward: Mapping[str, str]) -> Answer:
+        """The file itself, streamed from the download host (--proxy-downloads)."""
+        link, timeout = self.asset_link(github, creds, node_id, filename), self.settings.upstream_timeout
+        return self._with_fresh_link(github, creds, link,
+                                     lambda good: open_download(good.url, method, forward, timeout))
+
+    def publish(self, github: GitHub, creds: Credentials, upload: Upload) -> None:
+        """Check an upload, attach it to its version's release, and show it in this token's listing."""
+        dist = check_upload(upload)
+        repo = self.repo(github, creds, dist.project)
+        publish(github, creds.owner, str(repo["name"]), upload, dist, self.settings.tag_template)
+        token = self.token_key(creds.token)
+        self.listings.discard(("listing", token, creds.owner.lower(), dist.project))
+        self.listings.discard(("projects", token, creds.owner.lower()))
+
+    def metric_lines(self) -> list[str]:
+        caches = (("listings", self.listings), ("links", self.links), ("digests", self.digests),
+                  ("metadata", self.metadata))
+        lines = metric_lines("pypihub_cache_entries", "gauge",
+                             ((f'{{cache="{n}"}}', len(c)) for n, c in caches))
+        for stat in ("hits", "misses", "coalesced", "stale"):
+            lines += metric_lines(f"pypihub_cache_{stat}_total", "counter",
+                                  ((f'{{cache="{n}"}}', c.stats[stat]) for n, c in caches))
+        return lines + self.usage.metric_lines()
+
+    def _load_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing | NotFound:
+        try:
+            listing = fetch_listing(github, creds.owner, project, self.repo(github, creds, project))
+        except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
+            return missing
+        listing = self._with_digests(github, listing) if self.settings.hashes else listing
+        self._remember_links(creds.token, listing)
+        return listing
+
+    def _with_digests(self, github: GitHub, listing: Listing) -> Listing:
+        """The listing with sha256 digests: cached ones, then GitHub's REST list for the rest."""
+        key = lambda a: (a.id, a.updated, a.size)  # noqa: E731
+        unknown = {a.id for a in listing.files if self.digests.get(key(a)) is None}
+        if unknown:
+            try:
+                found = fetch_digests(github, listing.owner, listing.repo, unknown)
+            except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
+                self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
+                found = {}
+            for asset in listing.files:
+                if asset.id in found:
+                    self.digests.put(key(asset), found[asset.id] or "")  # "": GitHub has none
+        files = tuple(dataclasses.replace(a, sha256=self.digests.get(key(a)) or None) for a in listing.files)
+        return dataclasses.replace(listing, files=files, pages={})
+
+    def _remember_links(self, token: str, listing: Listing) -> None:
+        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
+        now = self.clock()
+        for asset in listing.files:
+            expiry = signed_url_expiry(asset.url)
+            if expiry is not None and expiry - LINK_SAFETY_MARGIN > now:
+                link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
+                                 asset.metadata_url)
+                lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
+                self.links.put((self.token_key(token), asset.id), link, lifetime)
+
+    def _known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
+        """The wheels of a listing whose METADATA has been read already."""
+        return self.metadata.get_many(a.id for a in listing.files if a.filename.endswith(".whl"))
+
+    def _with_fresh_link(self, github: GitHub, creds: Credentials, link: AssetLink,
+                         use: Callable[[AssetLink], Any]) -> Any:
+        """use(link); when the download host refuses a remembered URL, once more with a new one."""
+        try:
+            return use(link)
+        except ExpiredLink:
+            return use(self.asset_link(github, creds, link.id, link.filename, fresh=True))
+
+
+# --- Server and handler ---
 
 
 class Metrics:
-    """Counters for /metrics (Prometheus text format 0.0.4). Labels never hold a token or a name."""
+    """Requests by endpoint and status, and their durations, for /metrics (Prometheus text
+    format 0.0.4). Labels never hold a token or a name."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, int], int] = {}
         self.durations: dict[str, list[float]] = {}  # endpoint -> bucket counts + [sum, count]
-        self.github_calls: dict[tuple[str, str], int] = {}
-        self.rate_limit_remaining: float | None = None
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -1498,54 +1960,49 @@ class Metrics:
             row[-2] += seconds
             row[-1] += 1
 
-    def observe_github(self, api: str, outcome: str, remaining: float | None) -> None:
+    def metric_lines(self) -> list[str]:
         with self._lock:
-            self.github_calls[api, outcome] = self.github_calls.get((api, outcome), 0) + 1
-            if remaining is not None:
-                self.rate_limit_remaining = remaining
+            requests = sorted(self.requests.items())
+            durations = sorted((endpoint, list(row)) for endpoint, row in self.durations.items())
+        lines = metric_lines("pypihub_requests_total", "counter",
+                             ((f'{{endpoint="{e}",status="{s}"}}', n) for (e, s), n in requests))
+        samples = (sample for endpoint, row in durations for sample in histogram(endpoint, row))
+        return lines + metric_lines("pypihub_request_duration_seconds", "histogram", samples)
 
-    def render(self, gauges: Mapping[str, float]) -> bytes:
-        with self._lock:
-            lines = ["# TYPE pypihub_requests_total counter"]
-            lines += [f'pypihub_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())]
-            lines += ["# TYPE pypihub_request_duration_seconds histogram"]
-            for endpoint, row in sorted(self.durations.items()):
-                cumulative = itertools.accumulate(row[: len(DURATION_BUCKETS)])
-                lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{b}"}} {int(n)}'
-                          for b, n in zip(DURATION_BUCKETS, cumulative)]
-                lines += [f'pypihub_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {int(row[-1])}',
-                          f'pypihub_request_duration_seconds_sum{{endpoint="{endpoint}"}} {row[-2]:.6f}',
-                          f'pypihub_request_duration_seconds_count{{endpoint="{endpoint}"}} {int(row[-1])}']
-            lines += ["# TYPE pypihub_github_calls_total counter"]
-            lines += [f'pypihub_github_calls_total{{api="{a}",outcome="{o}"}} {n}' for (a, o), n in sorted(self.github_calls.items())]
-            if self.rate_limit_remaining is not None:
-                gauges = {**gauges, "pypihub_github_rate_limit_remaining": self.rate_limit_remaining}
-        for name, value in gauges.items():
-            lines += [f"# TYPE {name.split('{')[0]} {'counter' if name.endswith('_total') or '_total{' in name else 'gauge'}",
-                      f"{name} {value:g}"]
-        return ("\n".join(lines) + "\n").encode()
+
+def histogram(endpoint: str, row: list[float]) -> list[tuple[str, float]]:
+    """One endpoint's histogram samples: cumulative buckets, then sum and count."""
+    cumulative = itertools.accumulate(row[: len(DURATION_BUCKETS)])
+    label = f'endpoint="{endpoint}"'
+    buckets = [(f'_bucket{{{label},le="{b}"}}', int(n)) for b, n in zip(DURATION_BUCKETS, cumulative)]
+    return buckets + [(f'_bucket{{{label},le="+Inf"}}', int(row[-1])), (f"_sum{{{label}}}", row[-2]),
+                      (f"_count{{{label}}}", int(row[-1]))]
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.certfile, settings.keyfile)
+    return context
 
 
 class PyPIHubServer(ThreadingHTTPServer):
+    """The transport: one thread per connection up to --max-connections (503 past that), TLS
+    handshakes off the accept loop, a drain for graceful shutdown, metrics and the log. It holds
+    no cache: the package index behind it (`index`) does."""
+
     daemon_threads = True
     request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 sink: Callable[[str], None] | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
+                 sink: Log | None = None) -> None:
         self.settings, self.clock = settings, clock
         self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.listings = Cache(settings.cache_ttl, settings.stale_ttl, settings.cache_size, clock)
-        self.links = Cache(settings.cache_ttl, 0, settings.cache_size * 64, clock)
-        # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
-        # handed out only for assets the caller's own listing or node lookup has shown it.
-        self.digests = Cache(IMMUTABLE_TTL, 0, settings.cache_size * 64, clock)
-        self.metadata = Cache(IMMUTABLE_TTL, 0, settings.cache_size * 16, clock)
         self.metrics = Metrics()
-        self._key_salt = secrets.token_bytes(32)
+        self.index = Index(settings, clock, sleep, self.log)
         self._state = threading.Condition()
         self.connections = self.busy = 0
         self.stopping = False
-        self._last_rate_warning = 0.0
         self.tls = tls_context(settings) if settings.certfile else None
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
@@ -1620,114 +2077,28 @@ class PyPIHubServer(ThreadingHTTPServer):
         kind = sys.exc_info()[0]
         self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
 
-    # GitHub, through the caches.
-    def github(self, token: str) -> GitHub:
-        settings = self.settings
-        return GitHub(settings.graphql_url, token, settings.upstream_timeout, self.clock, self.observe_github,
-                      settings.rest_url)
-
-    def observe_github(self, api: str, outcome: str, headers: Mapping[str, str]) -> None:
-        remaining = headers.get("x-ratelimit-remaining", "") if api == "graphql" else ""  # REST's budget differs
-        self.metrics.observe_github(api, outcome, float(remaining) if remaining.isdigit() else None)
-        now = self.clock()
-        if remaining.isdigit() and int(remaining) < RATE_LIMIT_LOW and now - self._last_rate_warning > 60:
-            self._last_rate_warning = now
-            self.log(f"WARNING: a caller's GitHub token has {remaining} rate-limit points left "
-                     f"(resets at epoch {headers.get('x-ratelimit-reset', '?')})")
-
-    def token_key(self, token: str) -> str:
-        """A keyed hash of the token: cache keys never hold the token itself."""
-        return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
-
-    def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
-        key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
-        def load() -> Listing | NotFound:
-            try:
-                listing = fetch_listing(github, creds.owner, project, self.settings.repo_map,
-                                        lambda: self.projects(github, creds))
-            except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
-                return missing
-            listing = self.with_digests(github, listing) if self.settings.hashes else listing
-            self.remember_links(creds.token, listing)
-            return listing
-
-        found = self.listings.fetch(key, load, self.log)
-        if isinstance(found, NotFound):
-            raise NotFound(found.message)
-        return found
-
-    def with_digests(self, github: GitHub, listing: Listing) -> Listing:
-        """The listing with sha256 digests: cached ones, then GitHub's REST list for the rest."""
-        key = lambda a: ("digest", a.id, a.updated, a.size)  # noqa: E731
-        unknown = {a.id for a in listing.files if self.digests.get(key(a)) is None}
-        if unknown:
-            try:
-                found = fetch_digests(github, listing.owner, listing.repo, unknown)
-            except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
-                self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
-                found = {}
-            for asset in listing.files:
-                if asset.id in found:
-                    self.digests.put(key(asset), found[asset.id] or "")  # "": GitHub has none
-        files = tuple(dataclasses.replace(a, sha256=self.digests.get(key(a)) or None) for a in listing.files)
-        return dataclasses.replace(listing, files=files, pages={})
-
-    def forget(self, creds: Credentials, project: str) -> None:
-        """Drop this token's cached listing of a project (after an upload), so the new file shows."""
-        token = self.token_key(creds.token)
-        self.listings.discard(("listing", token, creds.owner.lower(), project))
-        self.listings.discard(("projects", token, creds.owner.lower()))
-
-    def remember_links(self, token: str, listing: Listing) -> None:
-        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
-        now = self.clock()
-        for asset in listing.files:
-            expiry = signed_url_expiry(asset.url)
-            if expiry is not None and expiry - LINK_SAFETY_MARGIN > now:
-                link = AssetLink(listing.owner, asset.filename, asset.url, asset.size, asset.metadata_url)
-                lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
-                self.links.put(("link", self.token_key(token), asset.id), link, lifetime)
-
-    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
-                   fresh: bool = False) -> AssetLink:
-        key = ("link", self.token_key(creds.token), node_id)
-        link = None if fresh else self.links.get(key)
-        self.links.count("misses" if link is None else "hits")
-        return link if link is not None else fetch_asset_link(github, node_id, filename)
-
-    def known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
-        """The wheels of a listing whose METADATA has been read already."""
-        found = self.metadata.get_many(("metadata", a.id) for a in listing.files if a.filename.endswith(".whl"))
-        return {key[1]: metadata for key, metadata in found.items()}
-
-    def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
-        key = ("projects", self.token_key(creds.token), creds.owner.lower())
-        return self.listings.fetch(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
-
     def render_metrics(self) -> bytes:
-        gauges: dict[str, float] = {"pypihub_open_connections": self.connections,
-                                    "pypihub_requests_in_progress": self.busy}
-        for name, cache in (("listings", self.listings), ("links", self.links)):
-            gauges[f'pypihub_cache_entries{{cache="{name}"}}'] = len(cache)
-            for stat, value in cache.stats.items():
-                gauges[f'pypihub_cache_{stat}_total{{cache="{name}"}}'] = value
-        return self.metrics.render(gauges)
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.certfile, settings.keyfile)
-    return context
+        lines = self.metrics.metric_lines()
+        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections)])
+        lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
+        return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
 
 class Handler(BaseHTTPRequestHandler):
+    """One connection's requests, one at a time: HTTP in, calls on the server's index, HTTP out.
+
+    respond() is the one place where every answer is made, errors included, and where each
+    request is logged once; nothing here caches or knows GitHub beyond the index's calls."""
+
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # answer even a garbled request line with a status line
     server_version = f"pypihub/{__version__}"
     sys_version = ""  # no need to advertise the Python version
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: PyPIHubServer
+    # What the access log reads, also for a request line http.server could not parse.
+    command: str | None = None
+    path = ""
 
     def setup(self) -> None:
         self.timeout = self.server.settings.idle_timeout
@@ -1739,7 +2110,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ConnectionError, ssl.SSLError, socket.timeout, TimeoutError):
             self.close_connection = True
 
-    # Every method is routed here; the answer is rendered in one place.
+    # Every method is routed here; the answer is made in one place.
     def do_GET(self) -> None:
         self.server.track(+1)
         try:
@@ -1750,70 +2121,63 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
 
     def respond(self) -> None:
-        started, self.github, self.endpoint = time.perf_counter(), None, "invalid"
+        started, calls, endpoint = time.perf_counter(), GitHubCalls(), "invalid"
+        if self.has_body():
+            self.close_connection = True  # the body is not read, so the connection cannot be reused
         try:
-            answer = self.route()
+            target = parse_target(self.command, self.path)
+            endpoint = target.endpoint
+            answer = self.route(target, calls)
         except PyPIHubError as exc:
             answer = error_answer(exc)
-            if self.endpoint == "upload":  # twine shows the reason phrase, not the body (as PyPI does)
+            if endpoint == "upload":  # twine shows the reason phrase, not the body (as PyPI does)
                 answer.reason = sanitize_log(exc.message)[:200]
         except Exception:
-            details = traceback.format_exc()
-            self.server.log(f"internal error: {self.github.redact(details) if self.github else details}")
+            details = redact(traceback.format_exc(), self.headers.get("Authorization"))
+            self.server.log(f"internal error: {details}")
             answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
         if self.server.stopping:
             self.close_connection = True
-        self.log_access(answer.status, time.perf_counter() - started)
+        self.log_access(endpoint, answer.status, time.perf_counter() - started, calls)
         try:
             self.send_answer(answer)
         finally:
             if answer.stream is not None:
                 answer.stream.close()
 
-    def route(self) -> Answer:
-        has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers
-        if has_body:
-            self.close_connection = True  # the body is not read, so the connection cannot be reused
-        if self.command == "POST" and urllib.parse.urlsplit(self.path).path in UPLOAD_PATHS:
-            return self.upload()
-        if self.command not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{self.command} is not supported here; use GET or HEAD (POST / to upload).")
-        if has_body:
-            raise BadRequest("GET and HEAD requests take no body.")
-        if not self.path.startswith("/"):
-            raise BadRequest("The request target must be a path.")
-        if not self.path.isascii() or not self.path.isprintable() or " " in self.path:
-            raise BadRequest("The request target must be printable ASCII; percent-encode the rest.")
-        if len(self.path) > MAX_TARGET:
-            raise URITooLong("The request target is too long.")
-        split = urllib.parse.urlsplit(self.path)
-        segments = [unquote_segment(s) for s in split.path.split("/")[1:]]
-        if any(s in (".", "..") for s in segments):
-            raise BadRequest("The path may not contain . or .. segments.")
-        return self.dispatch(segments, urllib.parse.parse_qs(split.query))
+    def has_body(self) -> bool:
+        length = self.headers.get("Content-Length", "0").strip()
+        return length not in ("", "0") or "Transfer-Encoding" in self.headers
 
-    def dispatch(self, segments: list[str], query: dict[str, list[str]]) -> Answer:
-        self.endpoint = {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
-        if segments == [""]:
+    def route(self, target: Target, calls: GitHubCalls) -> Answer:
+        if target.endpoint == "upload":
+            return self.upload(calls)
+        if self.has_body():
+            raise BadRequest("GET and HEAD requests take no body.")
+        segments = target.segments
+        if segments == ("",):
             return html_answer(render_home())
-        if segments == ["healthz"]:
+        if segments == ("healthz",):
             return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
-        if segments == ["metrics"]:
+        if segments == ("metrics",):
             return Answer(200, self.server.render_metrics(), [("Content-Type", METRICS_TYPE)])
-        if segments == ["simple"]:
+        if segments == ("simple",):
             return redirect("simple/")
-        if segments == ["simple", ""]:
-            self.endpoint = "root"
-            return self.root_page(query)
-        if segments[0] == "simple" and (len(segments) == 2 or segments[2:] == [""]):
-            self.endpoint = "project"
-            return self.project_page(segments[1], slash=len(segments) == 3, query=query)
-        if len(segments) == 3 and segments[0] == "asset":
-            self.endpoint = "asset"
-            return self.asset(segments[1], segments[2])
+        if target.endpoint == "root":
+            return self.root_page(target.query, calls)
+        if target.endpoint == "project":
+            return self.project_page(segments[1], len(segments) == 3, target.query, calls)
+        if target.endpoint == "asset":
+            return self.asset(segments[1], segments[2], calls)
         raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
 
-    def project_page(self, name: str, slash: bool, query: dict[str, list[str]]) -> Answer:
+    def authenticate(self, calls: GitHubCalls) -> tuple[Credentials, GitHub]:
+        """The caller's credentials and their GitHub session, or 401/403."""
+        creds = parse_credentials(self.headers.get("Authorization"))
+        return creds, self.server.index.connect(creds, calls)
+
+    def project_page(self, name: str, slash: bool, query: Mapping[str, list[str]],
+                     calls: GitHubCalls) -> Answer:
         if not PROJECT_RE.fullmatch(name):
             raise NotFound("That is not a valid project name.")
         canonical = normalize(name)
@@ -1821,93 +2185,49 @@ class Handler(BaseHTTPRequestHandler):
             # PEP 503: redirect to the normalized URL; relative, to keep any path prefix.
             suffix = "?" + urllib.parse.urlencode(query, doseq=True) if query else ""
             return redirect(("../" if slash else "") + canonical + "/" + suffix)
-        creds = self.credentials()
+        creds, github = self.authenticate(calls)
         media = negotiate(self.accept(query))
-        listing = self.server.listing(self.github, creds, canonical)
-        body, etag = rendered_page(listing, media, self.server.known_metadata(listing))
-        return self.page_answer(media, body, etag)
+        return self.page_answer(media, *self.server.index.project_page(github, creds, canonical, media))
 
-    def root_page(self, query: dict[str, list[str]]) -> Answer:
-        creds = self.credentials()
+    def root_page(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
+        creds, github = self.authenticate(calls)
         media = negotiate(self.accept(query))
-        projects = sorted(self.server.projects(self.github, creds))
-        body = render_root_json(projects) if media == JSON_V1 else render_root_html(projects)
-        return self.page_answer(media, body, quote_etag(body + media.encode()))
+        return self.page_answer(media, *self.server.index.root_page(github, creds, media))
 
-    def asset(self, node_id: str, filename: str) -> Answer:
+    def asset(self, node_id: str, filename: str, calls: GitHubCalls) -> Answer:
         wheel = filename[: -len(METADATA_SUFFIX)] if filename.endswith(".whl" + METADATA_SUFFIX) else None
         if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(wheel or filename) is None:
-            raise NotFound("No such file.")
-        creds = self.credentials()
+            raise NotFound(NO_SUCH_FILE)
+        creds, github = self.authenticate(calls)
+        index = self.server.index
         if wheel:
-            return self.core_metadata(creds, node_id, wheel)
-        link = self.checked_link(creds, node_id, filename, fresh=False)
+            metadata = index.core_metadata(github, creds, node_id, wheel)
+            return Answer(200, metadata.data, [("Content-Type", TEXT_PLAIN),
+                                               ("ETag", f'"{metadata.sha256[:32]}"'),
+                                               ("Cache-Control", "private, max-age=86400")])
         if not self.server.settings.proxy_downloads:
+            link = index.asset_link(github, creds, node_id, filename)
             return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
-        try:
-            return self.download(link)
-        except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
-            return self.download(self.checked_link(creds, node_id, filename, fresh=True))
+        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
+        return index.download(github, creds, node_id, filename, self.command or "GET", forward)
 
-    def upload(self) -> Answer:
+    def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release."""
-        self.endpoint = "upload"
-        creds = self.credentials()  # before a byte of the body is read
-        settings, length = self.server.settings, self.headers.get("Content-Length", "").strip()
+        creds, github = self.authenticate(calls)  # before a byte of the body is read
+        limit, length = self.server.settings.max_upload_size, self.headers.get("Content-Length", "").strip()
         if "Transfer-Encoding" in self.headers or not length.isdigit():
             raise LengthRequired("Uploads need a Content-Length.")
-        if int(length) > settings.max_upload_size + MAX_FORM_FIELDS:
-            raise PayloadTooLarge(f"The upload is larger than this index accepts ({settings.max_upload_size} bytes).")
+        if int(length) > limit + MAX_FORM_FIELDS:
+            raise PayloadTooLarge(f"The upload is larger than this index accepts ({limit} bytes).")
         boundary = multipart_boundary(self.headers.get("Content-Type"))
-        reader = MultipartReader(self.rfile, int(length), boundary, settings.max_upload_size)
+        reader = MultipartReader(self.rfile, int(length), boundary, limit)
         upload = reader.read()
         with upload.file:
             self.close_connection = not reader.finish()
-            dist = check_upload(upload)
-            repo = resolve_repo(self.github, creds.owner, dist.project, settings.repo_map,
-                                lambda: self.server.projects(self.github, creds))
-            publish(self.github, creds.owner, str(repo["name"]), upload, dist, settings.tag_template)
-        self.server.forget(creds, dist.project)
+            self.server.index.publish(github, creds, upload)
         return Answer(200, b"OK\n", [("Content-Type", TEXT_PLAIN)])
 
-    def core_metadata(self, creds: Credentials, node_id: str, wheel: str) -> Answer:
-        """PEP 658: the wheel's METADATA, read from GitHub once per asset, after the same checks
-        as the wheel itself."""
-        link = self.checked_link(creds, node_id, wheel, fresh=False)
-        metadata = self.server.metadata.get(("metadata", node_id))
-        if metadata is None:
-            timeout = self.server.settings.upstream_timeout
-            try:
-                data = read_wheel_metadata(link, timeout)
-            except ExpiredLink:  # the remembered signed URL went bad early: ask GitHub for a new one
-                data = read_wheel_metadata(self.checked_link(creds, node_id, wheel, fresh=True), timeout)
-            metadata = parse_core_metadata(data)
-            self.server.metadata.put(("metadata", node_id), metadata)
-        return Answer(200, metadata.data, [("Content-Type", METADATA_TYPE), ("ETag", f'"{metadata.sha256[:32]}"'),
-                                           ("Cache-Control", "private, max-age=86400")])
-
-    def checked_link(self, creds: Credentials, node_id: str, filename: str, fresh: bool) -> AssetLink:
-        link = self.server.asset_link(self.github, creds, node_id, filename, fresh)
-        # Another owner's asset is answered exactly like a missing one.
-        if link.owner.lower() != creds.owner.lower() or link.filename != filename:
-            raise NotFound("No such file, or not visible to this token.")
-        if not is_safe_url(link.url):
-            raise BadGateway("GitHub gave a download URL that cannot be used.")
-        return link
-
-    def download(self, link: AssetLink) -> Answer:
-        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        return open_download(link.url, self.command, forward, self.server.settings.upstream_timeout)
-
-    def credentials(self) -> Credentials:
-        creds = parse_credentials(self.headers.get("Authorization"))
-        owners = self.server.settings.owners
-        if owners and creds.owner.lower() not in {o.lower() for o in owners}:
-            raise Forbidden("This index does not serve that owner.")
-        self.github = self.server.github(creds.token)
-        return creds
-
-    def accept(self, query: dict[str, list[str]]) -> str | None:
+    def accept(self, query: Mapping[str, list[str]]) -> str | None:
         # PEP 691: a ?format= parameter stands in for the Accept header.
         return query["format"][0] if query.get("format") else self.headers.get("Accept")
 
@@ -1954,19 +2274,17 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         error = PyPIHubError(message or http.HTTPStatus(code).phrase)
         error.status = code
-        self.endpoint = "invalid"
-        self.log_access(code, 0.0)
+        self.log_access("invalid", code, 0.0, GitHubCalls())
         self.send_answer(error_answer(error))
 
-    def log_access(self, status: int, seconds: float) -> None:
-        github = getattr(self, "github", None)
-        calls, rest = (github.calls, github.rest_calls) if github else (0, 0)
-        method, path = getattr(self, "command", None) or "-", getattr(self, "path", "") or "-"
-        client = self.client_address[0]
-        self.server.metrics.observe_request(getattr(self, "endpoint", "invalid"), status, seconds)
-        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls} rest={rest}',
-                         {"client": client, "method": method, "path": path, "status": status,
-                          "ms": round(seconds * 1000, 1), "github_calls": calls, "rest_calls": rest})
+    def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls) -> None:
+        method, path, client = self.command or "-", self.path or "-", self.client_address[0]
+        self.server.metrics.observe_request(endpoint, status, seconds)
+        ms = round(seconds * 1000, 1)
+        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
+                         f'rest={calls.rest}',
+                         {"client": client, "method": method, "path": path, "status": status, "ms": ms,
+                          "github_calls": calls.graphql, "rest_calls": calls.rest})
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
@@ -1975,84 +2293,41 @@ class Handler(BaseHTTPRequestHandler):
         self.server.log(f"{self.client_address[0]} {format % args}")
 
 
-def copy_stream(source: Any, target: Any) -> None:
-    """Copy through one reused buffer: no allocation per chunk, constant memory."""
-    buffer = bytearray(DOWNLOAD_CHUNK)
-    view = memoryview(buffer)
-    while count := source.readinto(buffer):
-        target.write(view[:count])
-
-
-def sanitize_log(text: str) -> str:
-    """One printable line: controls escaped, so a request cannot forge log lines."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in text)
-
-
-def error_answer(error: PyPIHubError) -> Answer:
-    body = (error.message.rstrip(".") + ".\n").encode()
-    return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers])
-
-
-def html_answer(body: bytes) -> Answer:
-    return Answer(200, body, [("Content-Type", "text/html; charset=utf-8"), *HTML_SECURITY_HEADERS])
-
-
-def redirect(location: str) -> Answer:
-    return Answer(301, b"", [("Location", location)])
-
-
 # --- Command line ---
 
-CONFIG_KEYS = {  # the original project's TOML layout
-    "host": ("server", "host"), "port": ("server", "port"),
-    "certfile": ("server", "tls", "crt"), "keyfile": ("server", "tls", "key"),
-    "owner": ("github", "owners"),
-}
+
+def help_text(field: dataclasses.Field) -> str:
+    option = option_of(field)
+    if isinstance(field.default, bool) or field.default in ("", None, ()):
+        return option.help
+    shown = f"{field.default:g}" if isinstance(field.default, float) else field.default
+    return f"{option.help} (default {shown})"
+
+
+def flag_arguments(field: dataclasses.Field) -> dict[str, Any]:
+    """argparse's add_argument() keywords for a Settings field."""
+    option = option_of(field)
+    arguments: dict[str, Any] = {"dest": field.name, "help": help_text(field)}
+    if isinstance(field.default, bool):
+        return {**arguments, "action": "store_const", "const": not field.default}
+    if option.repeat:
+        arguments["action"] = "append"
+    elif option.parse is None and type(field.default) in (int, float):
+        arguments["type"] = type(field.default)
+    return {**arguments, **({"metavar": option.metavar} if option.metavar else {}),
+            **({"choices": option.choices} if option.choices else {})}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pypihub", description="A Python package index over the assets of GitHub Releases.",
         epilog="Every flag can also be set as PYPIHUB_<FLAG> (e.g. PYPIHUB_GRAPHQL_URL); flags win.")
-    add = parser.add_argument
-    add("--host", help="address to listen on (default 0.0.0.0)")
-    add("--port", type=int, help="port to listen on (default 3141)")
-    add("--graphql-url", help="GitHub GraphQL endpoint (default https://api.github.com/graphql; "
-                              "GitHub Enterprise Server: https://HOST/api/graphql)")
-    add("--rest-url", help="GitHub REST API root (default: derived from --graphql-url; "
-                           "https://HOST/api/graphql gives https://HOST/api/v3)")
-    add("--no-hashes", dest="hashes", action="store_const", const=False,
-        help="do not look up sha256 digests through GitHub's REST API")
-    add("--owner", action="append", metavar="LOGIN", help="serve only this owner (repeatable; default any)")
-    add("--repo-map", action="append", metavar="REGEX=REPLACEMENT",
-        help="turn a project name into a repo name with re.sub (repeatable, applied in order)")
-    add("--certfile", help="TLS certificate chain (PEM); serves HTTPS with --keyfile")
-    add("--keyfile", help="TLS private key (PEM)")
-    add("--upstream-timeout", type=float, metavar="SECONDS", help="GitHub answer timeout (default 10)")
-    add("--cache-ttl", type=float, metavar="SECONDS", help="listing cache lifetime, 0 = off (default 60)")
-    add("--stale-ttl", type=float, metavar="SECONDS",
-        help="serve a listing this long past its TTL when GitHub fails (default 600)")
-    add("--cache-size", type=int, metavar="N", help="listings kept at most (default 1024)")
-    add("--proxy-downloads", action="store_const", const=True,
-        help="stream files through PyPIHub instead of redirecting clients to GitHub's download host")
-    add("--max-upload-size", type=int, metavar="BYTES", help="largest file accepted by upload (default 2 GiB)")
-    add("--tag-template", metavar="TEMPLATE", help="release tag of an uploaded version (default v{version}; "
-                                                   "an existing tag {version} is used too)")
-    add("--max-connections", type=int, metavar="N", help="open connections served at once; more get 503 (default 200)")
-    add("--idle-timeout", type=float, metavar="SECONDS", help="close idle connections after (default 30)")
-    add("--log-format", choices=("text", "json"), help="access and event log format (default text)")
-    add("--config", metavar="FILE", help="TOML file in the original PyPIHub layout (Python 3.11+)")
-    add("--version", action="version", version=f"%(prog)s {__version__}")
+    for field in dataclasses.fields(Settings):
+        parser.add_argument(flag_of(field), **flag_arguments(field))
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file in the original PyPIHub layout (Python 3.11+)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
-
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be served; main() turns it into SystemExit."""
 
 
 def read_config(path: str) -> dict:
@@ -2068,87 +2343,45 @@ def read_config(path: str) -> dict:
 
 
 def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Flag values from the original project's TOML layout."""
+    """Setting values from the original project's TOML layout."""
     values: dict[str, Any] = {}
-    for flag, path in CONFIG_KEYS.items():
-        node: Any = config
-        for part in path:
+    for field in dataclasses.fields(Settings):
+        node: Any = config if option_of(field).toml else None
+        for part in option_of(field).toml:
             node = node.get(part) if isinstance(node, dict) else None
         if node is not None:
-            values[flag] = node
-    rules = (config.get("github") or {}).get("replace") or []
-    if rules:
-        values["repo_map"] = [f"{r['patt']}={r['repl']}" for r in rules]
+            values[field.name] = node
     return values
 
 
-def env_values(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, Any]:
-    """Values from PYPIHUB_<FLAG> variables: --graphql-url is PYPIHUB_GRAPHQL_URL, --no-hashes
-    PYPIHUB_NO_HASHES=1; repeatable flags take a space-separated list."""
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Setting values from PYPIHUB_<FLAG> variables: --graphql-url is PYPIHUB_GRAPHQL_URL,
+    --no-hashes PYPIHUB_NO_HASHES=1; repeatable flags take a space-separated list."""
     values: dict[str, Any] = {}
-    for action in parser._actions:
-        if action.dest in ("help", "version"):
-            continue
-        raw = environ.get("PYPIHUB_" + action.option_strings[-1].lstrip("-").replace("-", "_").upper(), "")
-        if not raw:
-            continue
-        if isinstance(action, argparse._AppendAction):
-            values[action.dest] = raw.split()
-        elif isinstance(action, argparse._StoreConstAction):
-            if raw.lower() in TRUE_WORDS:
-                values[action.dest] = action.const
-        else:
-            values[action.dest] = raw
+    for field in dataclasses.fields(Settings):
+        raw = environ.get(env_name(field), "")
+        if raw and isinstance(field.default, bool):
+            values.update({field.name: not field.default} if raw.lower() in TRUE_WORDS else {})
+        elif raw:
+            values[field.name] = raw
     return values
-
-
-def parse_rules(specs: Iterable[str]) -> tuple[RepoRule, ...]:
-    rules = []
-    for spec in specs:
-        pattern, equals, replacement = spec.partition("=")
-        if not equals:
-            raise ConfigError(f"--repo-map {spec!r}: expected REGEX=REPLACEMENT")
-        try:
-            rules.append(RepoRule(re.compile(pattern), replacement))
-        except re.error as exc:
-            raise ConfigError(f"--repo-map {spec!r}: {exc}") from None
-    return tuple(rules)
 
 
 def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     """Settings from flags, then PYPIHUB_* variables, then --config, then defaults."""
-    parser = build_parser()
-    flags = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    env = env_values(parser, environ)
-    config_path = flags.get("config") or env.get("config")
-    merged = {**(config_values(read_config(config_path)) if config_path else {}), **env, **flags}
+    given = vars(build_parser().parse_args(argv))
+    config_path = given.pop("config") or environ.get("PYPIHUB_CONFIG")
+    flags = {name: value for name, value in given.items() if value is not None}
+    config = config_values(read_config(config_path)) if config_path else {}
+    merged = {**config, **env_values(environ), **flags}
     try:
-        settings = Settings(**{f.name: coerce(f, merged[flag_name(f.name)])
-                               for f in dataclasses.fields(Settings) if flag_name(f.name) in merged})
+        settings = Settings(**{f.name: coerce(f, merged[f.name]) for f in dataclasses.fields(Settings)
+                               if f.name in merged})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad setting: {exc}") from None
     if bool(settings.certfile) != bool(settings.keyfile):
         raise ConfigError("--certfile and --keyfile go together")
     return settings
-
-
-def flag_name(field: str) -> str:
-    return {"owners": "owner"}.get(field, field)
-
-
-def coerce(field: dataclasses.Field, value: Any) -> Any:
-    if field.name == "repo_map":
-        return parse_rules(value)
-    if field.name == "owners":
-        return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
-    if field.name in ("proxy_downloads", "hashes"):
-        return value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
-    if field.name == "tag_template" and "{version}" not in str(value):
-        raise ValueError("--tag-template must contain {version}")
-    kind = {"port": int, "cache_size": int, "max_connections": int, "max_upload_size": int}.get(field.name)
-    if kind or field.name.endswith(("_timeout", "_ttl")):
-        return (kind or float)(value)
-    return str(value)
 
 
 def is_loopback(host: str) -> bool:
