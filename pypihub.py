@@ -106,9 +106,16 @@ RETRY_BASE_DELAY = 0.25
 RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
 ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
 ROOT_RELEASES = 5  # ... and the 5 newest releases of each
-REST_MAX_PAGES = 30  # digests: at most 3,000 releases are looked through
+# GitHub's REST releases list stops after 1,000 results: page 11 of 100 answers 422 (undocumented;
+# iree-org/iree#16506). Digests of older assets cannot be had; they are listed without a hash.
+REST_MAX_PAGES = 10
+TOKEN_CONCURRENCY = 8  # GitHub requests in flight per token; GitHub's secondary limit is 100 per user
+SECONDARY_WAIT = 60  # GitHub: without retry-after, "wait for at least one minute before retrying"
 
 LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
+DEFAULT_LINK_LIFETIME = 300.0  # a signed URL that names no expiry is trusted this long
+# Query parameters that mark a download URL as signed (AWS SigV4, Azure SAS, GitHub's JWT, CDNs).
+SIGNATURE_PARAMETERS = ("X-Amz-Signature", "sig", "jwt", "Signature", "token")
 IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
 DOWNLOAD_CHUNK = 1024 * 1024  # per proxied download: memory stays flat whatever the file size
 FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
@@ -196,6 +203,11 @@ class URITooLong(PyPIHubError):
 class TooManyRequests(PyPIHubError):
     status = 429
 
+    def __init__(self, message: str, headers: Sequence[tuple[str, str]] = (),
+                 wait: int = SECONDARY_WAIT) -> None:
+        super().__init__(message, headers)
+        self.wait = wait  # seconds before GitHub takes this token's requests again
+
 
 class BadGateway(PyPIHubError):
     status = 502
@@ -211,6 +223,20 @@ class ExpiredLink(BadGateway):
 
 class GatewayTimeout(PyPIHubError):
     status = 504
+
+
+class Conflict(PyPIHubError):
+    """The request cannot be carried out on the resource as it is (e.g. an immutable release)."""
+
+    status = 409
+
+
+class ReleaseExists(BadRequest):
+    """Creating a release failed: another one has its tag (someone created it just now)."""
+
+
+class ListEnd(BadGateway):
+    """GitHub lists no further: its REST releases list stops after 1,000 results."""
 
 
 UPSTREAM_FAILURES = (TooManyRequests, BadGateway, GatewayTimeout)
@@ -245,6 +271,8 @@ class Asset:
     updated: str = ""  # with id and size, what a cached digest is valid for
     sha256: str | None = None  # from GitHub's REST digest, when it has one
     metadata_url: str | None = None  # a sibling <wheel>.metadata asset, served instead of extracting
+    release_id: int | None = None  # the release's REST id: where GitHub's asset route starts
+    rest_id: int | None = None  # the asset's own REST id, once the REST list has shown it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,9 +295,21 @@ class AssetLink:
     id: str
     owner: str
     filename: str
-    url: str
+    url: str  # GitHub's signed download URL, or a URL that needs GitHub's asset route instead
     size: int = 0
     metadata_url: str | None = None
+    repo: str = ""  # with release_id or rest_id: where GitHub's documented asset route is
+    release_id: int | None = None
+    rest_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AssetFacts:
+    """What GitHub's REST list says of an asset and GraphQL does not."""
+
+    sha256: str | None  # GitHub's digest; None for uploads before June 2025
+    rest_id: int | None = None
+    state: str = "uploaded"  # "starter"/"open": a failed upload's leftover, not a file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,21 +382,55 @@ def upload_time(created_at: str) -> str:
 
 
 def signed_url_expiry(url: str) -> float | None:
-    """Epoch seconds at which a signed download URL stops working, when the URL says so."""
+    """Epoch seconds at which a signed download URL stops working: the earliest expiry it carries
+    (AWS X-Amz-Date + X-Amz-Expires; Azure SAS se and ske; the exp of GitHub's jwt parameter,
+    which can come before se), or None when it names none."""
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    expiries = (amz_expiry(query), iso_expiry(query.get("se")), iso_expiry(query.get("ske")),
+                jwt_expiry(query.get("jwt")), epoch_expiry(query.get("Expires")))
+    return min((e for e in expiries if e is not None), default=None)
+
+
+def amz_expiry(query: Mapping[str, str]) -> float | None:
     try:
-        if "X-Amz-Date" in query and "X-Amz-Expires" in query:  # AWS SigV4 presigned URL
-            start = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
-            start = start.replace(tzinfo=datetime.timezone.utc)
-            return start.timestamp() + int(query["X-Amz-Expires"])
-        if "se" in query:  # Azure-style SAS, as on release-assets.githubusercontent.com
-            end = datetime.datetime.fromisoformat(query["se"].replace("Z", "+00:00"))
-            return end.timestamp()
-        if "Expires" in query:
-            return float(int(query["Expires"]))
-    except (ValueError, OverflowError):
+        start = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+        return start.replace(tzinfo=datetime.timezone.utc).timestamp() + int(query["X-Amz-Expires"])
+    except (KeyError, ValueError, OverflowError):
         return None
-    return None
+
+
+def iso_expiry(value: str | None) -> float | None:
+    try:
+        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def jwt_expiry(token: str | None) -> float | None:
+    """A JWT's exp claim, read without verifying it (only the download host can)."""
+    try:
+        payload = str(token).split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, TypeError, KeyError, binascii.Error):
+        return None
+
+
+def epoch_expiry(value: str | None) -> float | None:
+    return float(value) if value is not None and value.isdigit() else None
+
+
+def is_signed_url(url: str) -> bool:
+    """A download URL that works without credentials: it carries a signature (or a token)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    return any(name in query for name in SIGNATURE_PARAMETERS)
+
+
+def link_expiry(url: str, now: float) -> float:
+    """When to stop handing out a signed URL: its own expiry, else DEFAULT_LINK_LIFETIME from now."""
+    expiry = signed_url_expiry(url)
+    return expiry if expiry is not None else now + DEFAULT_LINK_LIFETIME
 
 
 def is_safe_url(url: str) -> bool:
@@ -501,7 +575,9 @@ def parse_target(command: str | None, path: str) -> Target:
     segments = tuple(unquote_segment(s) for s in split.path.split("/")[1:])
     if any(s in (".", "..") for s in segments):
         raise BadRequest("The path may not contain . or .. segments.")
-    return Target(endpoint_of(segments), segments, urllib.parse.parse_qs(split.query))
+    # A browser sends ?format=application/vnd.pypi.simple.v1+json with a literal "+", which form
+    # decoding would turn into a space: only ?format= is read, so "+" stays "+".
+    return Target(endpoint_of(segments), segments, urllib.parse.parse_qs(split.query.replace("+", "%2B")))
 
 
 def endpoint_of(segments: Sequence[str]) -> str:
@@ -678,37 +754,63 @@ def github_message(payload: bytes) -> str:
     return sanitize_log(message)[:200] or "no reason given"
 
 
-def retry_after(headers: Mapping[str, str], now: float) -> int:
-    """Seconds to wait, from GitHub's retry-after or x-ratelimit-reset (epoch) header."""
+def retry_after(headers: Mapping[str, str], now: float, primary: bool = False) -> int:
+    """Seconds to wait, as GitHub's rate-limit docs say: retry-after when present; the reset time
+    when no points are left (or for the primary limit); otherwise at least one minute."""
     try:
         if headers.get("retry-after"):
             return max(1, int(headers["retry-after"]))
-        if headers.get("x-ratelimit-reset"):
+        if headers.get("x-ratelimit-reset") and (primary or headers.get("x-ratelimit-remaining") == "0"):
             return max(1, int(float(headers["x-ratelimit-reset"]) - now))
     except ValueError:
         pass
-    return 60
+    return SECONDARY_WAIT
 
 
-def rate_limited(wait: int) -> TooManyRequests:
-    return TooManyRequests(f"GitHub's rate limit for this token is used up; retry in {wait} s.",
-                           [("Retry-After", str(wait))])
+def rate_limited(wait: int, secondary: bool = False) -> TooManyRequests:
+    kind = "secondary rate limit (too many requests at once)" if secondary else "rate limit"
+    return TooManyRequests(f"GitHub's {kind} for this token is used up; retry in {wait} s.",
+                           [("Retry-After", str(wait))], wait)
 
 
-def is_rate_limit(status: int, headers: Mapping[str, str]) -> bool:
-    """GitHub's rate limits answer 429, or 403 with retry-after or no points left."""
-    return status == 429 or status == 403 and bool(
-        headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0")
+def is_secondary_limit(message: str | bytes) -> bool:
+    """GitHub's secondary rate limits are told apart by their message only (403, 429, or a
+    GraphQL 200): "You have exceeded a secondary rate limit", formerly "abuse detection"."""
+    text = str(message, "utf-8", "replace") if isinstance(message, bytes) else message
+    return bool(re.search(r"secondary rate limit|abuse", text, re.IGNORECASE))
+
+
+def is_rate_limit(status: int, headers: Mapping[str, str], payload: bytes = b"") -> bool:
+    """GitHub's rate limits answer 429, or 403 with retry-after, no points left, or the
+    secondary limit's message (docs.github.com, "Rate limits for the REST API")."""
+    exhausted = headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0"
+    return status == 429 or status == 403 and bool(exhausted or is_secondary_limit(payload))
+
+
+def sso_url(headers: Mapping[str, str]) -> str | None:
+    """Where to authorize a token for an organization's SAML SSO: X-GitHub-SSO: required; url=..."""
+    for part in headers.get("x-github-sso", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "url" and SAFE_URL_RE.fullmatch(value):
+            return value
+    return None
+
+
+def forbidden(headers: Mapping[str, str], reason: str = "GitHub refused this token access") -> Forbidden:
+    url = sso_url(headers)
+    if url:
+        return Forbidden(f"{reason}: the organization uses SAML single sign-on; authorize the token at {url}")
+    return Forbidden(f"{reason} (an organization policy, e.g. SSO, may apply)")
 
 
 def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
     """Our answer to a GitHub HTTP error status."""
     if status == 401:
         return Unauthorized("GitHub rejected this token.")
-    if is_rate_limit(status, headers):
-        return rate_limited(retry_after(headers, now))
+    if is_rate_limit(status, headers, payload):
+        return rate_limited(retry_after(headers, now), secondary=is_secondary_limit(payload))
     if status == 403:
-        return Forbidden("GitHub refused this token access.")
+        return forbidden(headers)
     if status == 504:
         return GatewayTimeout("GitHub timed out.")
     if status in (500, 502, 503):
@@ -719,15 +821,38 @@ def http_failure(status: int, headers: Mapping[str, str], now: float, payload: b
 def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
     """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
     reason = github_message(payload)
-    if status in (403, 404) and not is_rate_limit(status, headers):
+    if status in (403, 404) and not is_rate_limit(status, headers, payload):
+        if sso_url(headers):
+            return forbidden(headers, "GitHub refused the write")
         # GitHub hides repos it will not let a token write to behind 403 or 404.
         return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); "
                          "the token needs write access to the repo's contents")
     if status == 422:
-        if b"already_exists" in payload:
-            return BadRequest("File already exists")
-        return BadRequest(f"GitHub refused the release or file: {reason}")
-    return http_failure(status, headers, now)
+        return validation_failure(payload, reason)
+    return http_failure(status, headers, now, payload)
+
+
+def validation_failure(payload: bytes, reason: str) -> PyPIHubError:
+    """Our answer to GitHub's 422 on a write, told apart by the errors it lists."""
+    errors = github_errors(payload)
+    fields = {(e.get("field"), e.get("code")) for e in errors}
+    messages = " ".join([reason, *(str(e.get("message", "")) for e in errors)])
+    if ("tag_name", "already_exists") in fields:
+        return ReleaseExists("A release with this tag exists already.")
+    if "immutable" in messages:  # docs.github.com, "Immutable releases"
+        return Conflict(f"GitHub refused the file: {sanitize_log(messages)[:300]}")
+    if ("name", "already_exists") in fields:
+        return BadRequest("File already exists")
+    return BadRequest(f"GitHub refused the release or file: {reason}")
+
+
+def github_errors(payload: bytes) -> list[dict]:
+    """The `errors` list of a REST 422 answer ("Validation Failed")."""
+    try:
+        errors = json.loads(payload).get("errors")
+    except (ValueError, AttributeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
 def network_failure(exc: BaseException) -> PyPIHubError:
@@ -742,12 +867,15 @@ def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
     """The `data` of a GraphQL answer; NOT_FOUND parts stay null, other errors raise."""
     if not isinstance(answer, dict):
         raise BadGateway("GitHub's answer was not a GraphQL response.")
-    errors = answer.get("errors") or []
-    kinds = {e.get("type") for e in errors if isinstance(e, dict)}
-    if "RATE_LIMITED" in kinds or headers.get("x-ratelimit-remaining") == "0" and errors:
-        raise rate_limited(retry_after(headers, now))
+    errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
+    kinds = {e.get("type") for e in errors}
+    if any(is_secondary_limit(str(e.get("message", ""))) for e in errors):  # a 200 answer, per GitHub's docs
+        raise rate_limited(retry_after(headers, now), secondary=True)
+    # The primary limit's type is undocumented: RATE_LIMITED and RATE_LIMIT are both seen (githubkit#271).
+    if kinds & {"RATE_LIMITED", "RATE_LIMIT"} or headers.get("x-ratelimit-remaining") == "0" and errors:
+        raise rate_limited(retry_after(headers, now, primary=True))
     if "FORBIDDEN" in kinds:
-        raise Forbidden("GitHub refused this token access (an organization policy, e.g. SSO, may apply).")
+        raise forbidden(headers)
     data = answer.get("data")
     if kinds - {"NOT_FOUND"} or not isinstance(data, dict):
         if kinds == {"NOT_FOUND"}:
@@ -781,7 +909,7 @@ def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
                 continue
             found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
                                 upload_time(node["createdAt"]), node["url"], str(node.get("updatedAt", "")),
-                                None, siblings.get(name + METADATA_SUFFIX))
+                                None, siblings.get(name + METADATA_SUFFIX), node.get("releaseId"))
         except (KeyError, TypeError, ValueError):
             raise BadGateway("GitHub's answer had an unexpected shape.") from None
     return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
@@ -793,14 +921,14 @@ def asset_link(node: Any, node_id: str, filename: str) -> AssetLink:
         raise NotFound(NO_SUCH_FILE)
     try:
         release = node["release"]
-        owner = release["repository"]["owner"]["login"]
+        repo = release["repository"]
         if release["isDraft"]:
             raise NotFound(NO_SUCH_FILE)
         siblings = connection_nodes(release.get("releaseAssets") or {"nodes": []})
         sibling = filename + METADATA_SUFFIX
         metadata_url = next((str(n["url"]) for n in siblings if n.get("name") == sibling), None)
-        return AssetLink(node_id, str(owner), str(node["name"]), str(node["url"]), int(node["size"]),
-                         metadata_url)
+        return AssetLink(node_id, str(repo["owner"]["login"]), str(node["name"]), str(node["url"]),
+                         int(node["size"]), metadata_url, str(repo["name"]), release.get("databaseId"))
     except (KeyError, TypeError, ValueError):
         raise BadGateway("GitHub's answer had an unexpected shape.") from None
 
@@ -846,13 +974,19 @@ def parse_digest(value: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def release_digests(releases: Any) -> dict[str, str | None]:
-    """sha256 by asset node id from one page of GitHub's REST releases list."""
+def release_facts(releases: Any) -> dict[str, AssetFacts]:
+    """What one page of GitHub's REST releases list says of each asset, by node id."""
     if not isinstance(releases, list):
         raise BadGateway("GitHub's releases answer had an unexpected shape.")
-    return {str(asset.get("node_id")): parse_digest(asset.get("digest"))
+    return {str(asset.get("node_id")): asset_facts(asset)
             for release in releases if isinstance(release, dict)
             for asset in release.get("assets") or [] if isinstance(asset, dict)}
+
+
+def asset_facts(asset: Mapping[str, Any]) -> AssetFacts:
+    rest_id = asset.get("id")
+    return AssetFacts(parse_digest(asset.get("digest")), rest_id if isinstance(rest_id, int) else None,
+                      str(asset.get("state") or "uploaded"))
 
 
 def has_next_page(link_header: str) -> bool:
@@ -1012,6 +1146,8 @@ def decode_rest(status: int, headers: Mapping[str, str], payload: bytes, now: fl
     """A REST answer's JSON; None for an empty body, or for a 404 (the caller decides what it means)."""
     if status == 404:
         return None
+    if status == 422 and b"Only the first" in payload:  # the releases list's 1,000-result cap
+        raise ListEnd(github_message(payload))
     if status >= 400:
         raise http_failure(status, headers, now, payload)
     return parse_json(payload) if payload else None
@@ -1023,20 +1159,70 @@ def decode_write(status: int, headers: Mapping[str, str], payload: bytes, now: f
     return parse_json(payload) if payload else None
 
 
+def decode_asset_route(status: int, headers: Mapping[str, str], answer: Any, now: float) -> tuple[str, Any]:
+    """GitHub's asset route as bytes: ("redirect", signed URL) from a 302, or ("stream", the open
+    response) from a 200; docs.github.com: "API clients should handle both a 200 or 302 response"."""
+    if status in (301, 302, 303, 307, 308):
+        location = headers.get("location", "")
+        if not is_safe_url(location):
+            raise BadGateway("GitHub gave a download URL that cannot be used.")
+        return "redirect", location
+    if status == 200:
+        return "stream", answer
+    if status == 404:
+        raise ExpiredLink("GitHub's asset route answered HTTP 404.")
+    raise http_failure(status, headers, now, answer)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back instead of following it: the signed URL that GitHub's asset route
+    points to must be fetched without our Authorization header (the host refuses two auths)."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+class Throttle:
+    """One token's way to GitHub: at most TOKEN_CONCURRENCY requests in flight (GitHub's
+    secondary limit allows 100 per user, so one cold resolve of many packages must not take them
+    all), and none while GitHub has told it to wait: that is answered from memory, as a 429."""
+
+    def __init__(self, clock: Clock = time.time, slots: int = TOKEN_CONCURRENCY) -> None:
+        self.clock, self.slots = clock, threading.BoundedSemaphore(slots)
+        self.until = 0.0
+
+    def enter(self, deadline: float) -> None:
+        wait = int(self.until - self.clock() + 0.999)
+        if wait > 0:
+            raise TooManyRequests(f"GitHub asked this token to pause its requests; retry in {wait} s.",
+                                  [("Retry-After", str(wait))], wait)
+        if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise GatewayTimeout("GitHub did not answer in time.")
+
+    def leave(self) -> None:
+        self.slots.release()
+
+    def hold_off(self, wait: int) -> None:
+        self.until = max(self.until, self.clock() + wait)
+
+
 class GitHub:
     """One caller's conversation with GitHub's APIs for one request: their token, their calls.
 
     Reads are retried with jittered backoff on connection failures and 5xx, all within one
-    `timeout`; writes are made once. Every call is counted in `calls` and reported to `record`."""
+    `timeout`; writes are made once. Every call is counted in `calls` and reported to `record`;
+    the token's `throttle` bounds its calls in flight and holds them off when GitHub says so."""
 
     def __init__(self, url: str, token: str, timeout: float, rest_url: str = "",
                  calls: GitHubCalls | None = None, record: Record | None = None,
-                 clock: Clock = time.time, sleep: Sleep = time.sleep) -> None:
+                 clock: Clock = time.time, sleep: Sleep = time.sleep,
+                 throttle: Throttle | None = None) -> None:
         self.url, self._token, self.timeout = url, token, timeout
         self.rest_url = rest_url or rest_base(url)
         self.calls = calls if calls is not None else GitHubCalls()
         self.record = record or (lambda api, outcome, headers: None)
         self.clock, self.sleep = clock, sleep
+        self.throttle = throttle or Throttle(clock)
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict:
         """The query's data."""
@@ -1051,20 +1237,28 @@ class GitHub:
         return self._retrying("rest", request, lambda *answer: (decode_rest(*answer), answer[1]))
 
     def rest_write(self, method: str, url: str, body: Any = None, content_type: str = "",
-                   length: int | None = None) -> Any:
-        """A REST call that changes something: made once, never retried; its decoded answer."""
+                   length: int | None = None, timeout: float | None = None) -> Any:
+        """A REST call that changes something: made once, never retried; its decoded answer.
+        `timeout` (default the client's) bounds it: an asset upload gets --upload-timeout."""
         headers = self.headers()
         if content_type:
             headers["Content-Type"] = content_type
         if length is not None:
             headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
-        return self._call("rest", request, time.monotonic() + self.timeout, decode_write)
+        return self._call("rest", request, time.monotonic() + (timeout or self.timeout), decode_write)
+
+    def asset_route(self, path: str, method: str, forward: Mapping[str, str]) -> tuple[str, Any]:
+        """GET (or HEAD) a release asset's bytes through GitHub's documented route: ("redirect",
+        signed URL) or ("stream", open response, which the caller closes); see decode_asset_route."""
+        headers = {**self.headers("application/octet-stream"), **forward}
+        request = urllib.request.Request(self.rest_url + path, method=method, headers=headers)
+        return self._call("rest", request, time.monotonic() + self.timeout, decode_asset_route, stream=True)
 
     def headers(self, accept: str = REST_ACCEPT) -> dict[str, str]:
         """What every call carries; REST calls also name the API version they speak."""
         headers = {"Authorization": f"bearer {self._token}", "User-Agent": USER_AGENT, "Accept": accept}
-        if accept == REST_ACCEPT:
+        if accept != "application/json":  # GraphQL has no versions
             headers["X-GitHub-Api-Version"] = REST_API_VERSION
         return headers
 
@@ -1082,32 +1276,43 @@ class GitHub:
         raise AssertionError("unreachable")
 
     def _call(self, api: str, request: urllib.request.Request, deadline: float,
-              decode: Callable[..., Any]) -> Any:
+              decode: Callable[..., Any], stream: bool = False) -> Any:
         """One exchange, counted and reported with its outcome, its answer decoded."""
+        self.throttle.enter(deadline)  # raises, sending nothing, while GitHub wants a pause
         if api == "rest":
             self.calls.rest += 1
         else:
             self.calls.graphql += 1
         headers: dict[str, str] = {}
         try:
-            status, headers, payload = self._exchange(request, deadline)
+            status, headers, payload = self._exchange(request, deadline, stream)
             result = decode(status, headers, payload, self.clock())
         except PyPIHubError as exc:
             self.record(api, type(exc).__name__, headers)
+            if isinstance(exc, TooManyRequests):
+                self.throttle.hold_off(exc.wait)
             raise
+        finally:
+            self.throttle.leave()
         self.record(api, "ok", headers)
         return result
 
-    def _exchange(self, request: urllib.request.Request, deadline: float) -> tuple[int, dict, bytes]:
-        """Status, headers and body of any HTTP answer; transport failures raise."""
+    def _exchange(self, request: urllib.request.Request, deadline: float,
+                  stream: bool = False) -> tuple[int, dict, Any]:
+        """Status, headers and body of any HTTP answer (with `stream`, a 200's body unread and
+        redirects not followed); transport failures raise."""
         timeout = deadline - time.monotonic()
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
             try:
-                response = urllib.request.urlopen(request, timeout=timeout)
+                opener = urllib.request.build_opener(NoRedirect) if stream else None
+                response = opener.open(request, timeout=timeout) if opener else \
+                    urllib.request.urlopen(request, timeout=timeout)
             except urllib.error.HTTPError as exc:
                 response = exc
+            if stream and response.getcode() == 200:
+                return 200, lower_keys(response.headers or {}), response
             with response:
                 payload = response.read(MAX_GITHUB_ANSWER)
                 return response.getcode(), lower_keys(response.headers or {}), payload
@@ -1123,6 +1328,7 @@ fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
 RELEASE_FIELDS = """
 fragment ReleaseFields on Release {
   id
+  databaseId
   isDraft
   releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
 }
@@ -1130,6 +1336,7 @@ fragment ReleaseFields on Release {
 REPO_FIELDS = """
 fragment RepoFields on Repository {
   name
+  owner { login }
   releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
     pageInfo { hasNextPage endCursor }
     nodes { ...ReleaseFields }
@@ -1150,7 +1357,11 @@ CANDIDATE_ALIASES = ("c0", "c1", "c2")
 
 
 def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
-    """The first candidate repo that exists and is visible to the token, with its first page."""
+    """The first candidate repo that exists and is visible to the token, with its first page.
+
+    GitHub follows renames and transfers (followRenames defaults to true), so an old name can
+    answer with a repo that another owner has now: that is answered as missing, naming the new
+    owner, since this owner's credentials (and --owner) are what the caller asked under."""
     if not candidates:
         raise NotFound("No repo name follows from this project name.")
     names = (list(candidates) * 3)[:3]
@@ -1159,8 +1370,17 @@ def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
     data = github.query(FIND_REPO_QUERY, variables)
     for alias in CANDIDATE_ALIASES[: len(candidates)]:
         if isinstance(data.get(alias), dict):
-            return data[alias]
+            return owned_repo(data[alias], owner)
     raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
+
+
+def owned_repo(repo: dict, owner: str) -> dict:
+    """`repo` if `owner` owns it; NotFound naming the new owner of a transferred repo."""
+    login = str((repo.get("owner") or {}).get("login") or owner)
+    if login.lower() != owner.lower():
+        raise NotFound(f"The repo {owner}/{repo.get('name')} has moved to {login}/{repo.get('name')}; "
+                       f"use {login} as the user name.")
+    return repo
 
 
 MORE_RELEASES_QUERY = """
@@ -1214,7 +1434,8 @@ def release_assets(github: GitHub, release: dict) -> list[dict]:
 def fetch_listing(github: GitHub, owner: str, project: str, repo: dict) -> Listing:
     """All distributions of `project` in every non-draft release of `repo` (found by find_repo)."""
     releases = all_releases(github, owner, repo)
-    nodes = [a for r in releases if not r.get("isDraft") for a in release_assets(github, r)]
+    nodes = [{**a, "releaseId": r.get("databaseId")} for r in releases if not r.get("isDraft")
+             for a in release_assets(github, r)]
     return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
 
 
@@ -1228,7 +1449,8 @@ query Asset($id: ID!, $metadataName: String!) {
       url
       release {
         isDraft
-        repository { owner { login } }
+        databaseId
+        repository { name owner { login } }
         releaseAssets(first: 1, name: $metadataName) { nodes { name url } }
       }
     }
@@ -1280,17 +1502,22 @@ def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
     return names
 
 
-def fetch_digests(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, str | None]:
-    """sha256 digests by asset node id from GitHub's REST releases list (GraphQL has none),
-    newest releases first, paging only while some wanted asset is still unseen."""
-    found: dict[str, str | None] = {}
+def fetch_facts(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, AssetFacts]:
+    """Digests, REST ids and states by asset node id from GitHub's REST releases list (GraphQL
+    has none of them), newest releases first, paging only while a wanted asset is unseen. The
+    list ends after 1,000 releases: a wanted asset not seen by then has no facts to be had, and
+    is answered as such (no digest), so that later listings do not page through it again."""
+    found: dict[str, AssetFacts] = {}
     path = f"{repo_path(owner, repo)}/releases?per_page=100&page="
     for page in range(1, REST_MAX_PAGES + 1):
-        releases, headers = github.rest(f"{path}{page}")
-        found.update(release_digests(releases))
+        try:
+            releases, headers = github.rest(f"{path}{page}")
+        except ListEnd:
+            break
+        found.update(release_facts(releases))
         if wanted <= found.keys() or not has_next_page(headers.get("link", "")):
             break
-    return found
+    return {**{node_id: AssetFacts(None) for node_id in wanted}, **found}
 
 
 # --- Downloads: signed URLs, Range reads, streaming ---
@@ -1319,10 +1546,35 @@ def open_url(url: str, method: str, headers: Mapping[str, str], timeout: float,
 def open_download(url: str, method: str, forward: Mapping[str, str], timeout: float) -> Answer:
     """Stream a signed download URL (--proxy-downloads); the caller closes answer.stream."""
     # 304, 412 and 416 answer the client's own conditions and ranges: passed on as they are.
-    status, headers, response = open_url(url, method, forward, timeout, passthrough=(304, 412, 416))
+    try:
+        status, headers, response = open_url(url, method, forward, timeout, passthrough=(304, 412, 416))
+    except ExpiredLink:
+        if method != "HEAD":
+            raise
+        # Presigned URLs are signed for GET; some hosts refuse HEAD (403): GET one byte instead.
+        answer = open_download(url, "GET", {"Range": "bytes=0-0", **forward}, timeout)
+        if answer.stream is not None:
+            answer.stream.close()
+        return head_answer(answer, ranged="Range" in forward)
+    return stream_answer(status, headers, response)
+
+
+def stream_answer(status: int, headers: Mapping[str, str], response: Any) -> Answer:
     length = headers.get("content-length", "")
     return Answer(status, b"", forwarded_headers(headers), stream=response,
                   length=int(length) if length.isdigit() and response is not None else None)
+
+
+def head_answer(answer: Answer, ranged: bool) -> Answer:
+    """The answer to HEAD from a GET's: the client's own Range answered as it is; else the 206
+    for the first byte stands for a 200 of the whole file, whose size its Content-Range gives."""
+    headers = dict(answer.headers)
+    total = headers.get("Content-Range", "").rpartition("/")[2]
+    if ranged or answer.status != 206 or not total.isdigit():
+        return Answer(answer.status, b"", list(headers.items()), length=answer.length)
+    kept = [(name, value) for name, value in headers.items()
+            if name not in ("Content-Range", "Content-Length")]
+    return Answer(200, b"", kept, length=int(total))
 
 
 def fetch_small(url: str, timeout: float, limit: int) -> bytes:
@@ -1392,15 +1644,56 @@ def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
     """The wheel's .dist-info/METADATA, byte for byte, read through Range requests."""
     if link.metadata_url:
         return fetch_small(link.metadata_url, timeout, MAX_METADATA)
+    return wheel_metadata(RangeFile(link.url, link.size, timeout), link.filename)
+
+
+def read_streamed_metadata(answer: Answer, filename: str) -> bytes:
+    """The METADATA of a wheel that GitHub's asset route streams whole (its 200 answer)."""
+    with answer.stream:
+        data = answer.stream.read(MAX_FULL_WHEEL + 1)
+    if len(data) > MAX_FULL_WHEEL:
+        raise BadGateway("The wheel is too large to be read whole.")
+    return wheel_metadata(io.BytesIO(data), filename)
+
+
+def wheel_metadata(file: Any, filename: str) -> bytes:
     try:
-        with zipfile.ZipFile(RangeFile(link.url, link.size, timeout)) as wheel:
-            info = wheel.getinfo(wheel_metadata_member(wheel.namelist(), link.filename))
+        with zipfile.ZipFile(file) as wheel:
+            info = wheel.getinfo(wheel_metadata_member(wheel.namelist(), filename))
             if info.file_size > MAX_METADATA:
                 raise BadGateway("The wheel's METADATA is too large.")
             return wheel.read(info)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError,
             RuntimeError):
         raise BadGateway("The file is not a readable wheel.") from None
+
+
+def rest_asset_id(github: GitHub, link: AssetLink) -> int:
+    """The asset's REST id (GraphQL has none): known from the REST list, or looked up by name
+    in its release's REST asset list."""
+    if link.rest_id is not None:
+        return link.rest_id
+    path = f"{repo_path(link.owner, link.repo)}/releases/{link.release_id}/assets?per_page=100&page="
+    for page in range(1, REST_MAX_PAGES + 1):
+        assets, headers = github.rest(f"{path}{page}")
+        found = [a.get("id") for a in assets or [] if isinstance(a, dict) and a.get("name") == link.filename]
+        if found and isinstance(found[0], int):
+            return found[0]
+        if not has_next_page(headers.get("link", "")):
+            break
+    raise NotFound(NO_SUCH_FILE)
+
+
+def via_asset_route(github: GitHub, link: AssetLink, method: str,
+                    forward: Mapping[str, str]) -> AssetLink | Answer:
+    """GitHub's documented way to a file, for when the GraphQL URL is no signed URL or is
+    refused: REST GET /repos/{o}/{r}/releases/assets/{id} as application/octet-stream, whose 302
+    gives a fresh signed URL (a link) and whose 200 streams the bytes (an answer)."""
+    path = f"{repo_path(link.owner, link.repo)}/releases/assets/{rest_asset_id(github, link)}"
+    kind, found = github.asset_route(path, "GET" if method == "HEAD" else method, forward)
+    if kind == "redirect":
+        return dataclasses.replace(link, url=found)
+    return stream_answer(found.getcode(), lower_keys(found.headers or {}), found)
 
 
 def copy_stream(source: Any, target: Any) -> None:
@@ -1519,26 +1812,100 @@ def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> 
     return None
 
 
-def publish(github: GitHub, owner: str, repo: str, upload: Upload, dist: Distribution, template: str) -> None:
-    """Attach the file to the release of its version, creating the release when missing; a
-    release created here is deleted again when the upload fails."""
-    version = upload.fields["version"]
-    releases = f"{github.rest_url}{repo_path(owner, repo)}/releases"
-    release = find_release(github, owner, repo, release_tags(version, template))
-    created = release is None
-    if release is None:
-        body = {"tag_name": template.format(version=version), "name": f"{dist.project} {version}",
-                "draft": False, "prerelease": is_prerelease(version)}
-        release = github.rest_write("POST", releases, json.dumps(body).encode(), "application/json")
-    if any(a.get("name") == upload.filename for a in release.get("assets") or []):
-        raise BadRequest(f"File already exists: {upload.filename}")
-    try:
-        github.rest_write("POST", upload_url(release, upload.filename), upload.file,
-                          "application/octet-stream", upload.size)
-    except BaseException:
-        if created:
-            github.rest_write("DELETE", f"{releases}/{release.get('id')}")
-        raise
+class Publisher:
+    """One upload's writes to one repo's releases: find or draft its version's release, attach
+    the file, publish a draft made here. That is GitHub's advice for immutable releases (files
+    can be added only while a release is a draft; docs.github.com, "Immutable releases") and it
+    works on every repo. A draft made here is deleted when the upload fails; a release that was
+    ever published is never deleted, since an immutable release's tag could never be used again."""
+
+    def __init__(self, github: GitHub, owner: str, repo: str, template: str, upload_timeout: float) -> None:
+        self.github, self.owner, self.repo = github, owner, repo
+        self.template, self.upload_timeout = template, upload_timeout
+        self.releases = f"{github.rest_url}{repo_path(owner, repo)}/releases"
+
+    def publish(self, upload: Upload, dist: Distribution) -> None:
+        release, created = self.release_of(upload.fields["version"], dist)
+        check_release_accepts(release, upload.filename)
+        try:
+            asset = self.attach(release, upload)
+            self.check_name(asset, upload.filename)
+            if created:
+                self.github.rest_write("PATCH", f"{self.releases}/{release.get('id')}",
+                                       json.dumps({"draft": False}).encode(), "application/json")
+        except BaseException:
+            if created:
+                self.discard_draft(release)
+            raise
+
+    def release_of(self, version: str, dist: Distribution) -> tuple[dict, bool]:
+        """The version's published release, else a new draft: (release, made here)."""
+        tags = release_tags(version, self.template)
+        release = find_release(self.github, self.owner, self.repo, tags)
+        if release is not None:
+            return release, False
+        body = {"tag_name": tags[0], "name": f"{dist.project} {version}", "draft": True,
+                "prerelease": is_prerelease(version)}
+        try:
+            draft = self.github.rest_write("POST", self.releases, json.dumps(body).encode(),
+                                           "application/json")
+            return draft, True
+        except ReleaseExists:  # made just now, by another upload of this version: use it
+            release = find_release(self.github, self.owner, self.repo, tags)
+            if release is None:
+                raise
+            return release, False
+
+    def attach(self, release: dict, upload: Upload) -> dict:
+        """Upload the file; when GitHub's answer is lost, its own list of the release decides."""
+        url = upload_url(release, upload.filename)
+        try:
+            return self.github.rest_write("POST", url, upload.file, "application/octet-stream", upload.size,
+                                          timeout=self.upload_timeout)
+        except (GatewayTimeout, BadGateway):
+            found = self.uploaded(release, upload)
+            if found is None:
+                raise
+            return found
+
+    def uploaded(self, release: dict, upload: Upload) -> dict | None:
+        """The release's asset of this name if the upload got through whole; a leftover of a
+        failed upload (state starter or open, per GitHub's docs) is deleted."""
+        current, _ = self.github.rest(f"{repo_path(self.owner, self.repo)}/releases/{release.get('id')}")
+        for asset in (current or {}).get("assets") or []:
+            if isinstance(asset, dict) and asset.get("name") == upload.filename:
+                if asset.get("state", "uploaded") == "uploaded" and asset.get("size") == upload.size:
+                    return asset
+                self.github.rest_write("DELETE", f"{self.releases}/assets/{asset.get('id')}")
+        return None
+
+    def check_name(self, asset: Any, filename: str) -> None:
+        """GitHub renames special characters in asset names: such a file is deleted and refused."""
+        name = str(asset.get("name", "")) if isinstance(asset, dict) else filename
+        if name != filename:
+            self.github.rest_write("DELETE", f"{self.releases}/assets/{asset.get('id')}")
+            raise BadRequest(f"GitHub renamed the file {filename} to {sanitize_log(name)[:200]} (it renames "
+                             "special characters), so pip could not find it; the renamed file was removed")
+
+    def discard_draft(self, release: dict) -> None:
+        """Delete a release made here, if it is (still) a draft."""
+        try:
+            current, _ = self.github.rest(f"{repo_path(self.owner, self.repo)}/releases/{release.get('id')}")
+            if isinstance(current, dict) and current.get("draft") is True:
+                self.github.rest_write("DELETE", f"{self.releases}/{release.get('id')}")
+        except PyPIHubError:
+            pass  # the upload's own error is the answer; a leftover draft is harmless and invisible
+
+
+def check_release_accepts(release: dict, filename: str) -> None:
+    """Refuse, before a byte goes to GitHub, what GitHub would refuse."""
+    if release.get("immutable") and not release.get("draft"):
+        raise Conflict(f"The release {release.get('tag_name')} is immutable: this repo has GitHub's "
+                       "immutable releases on, so a published release takes no more files. Upload every "
+                       "file of a version before its release is published, or publish this file under a "
+                       "new version")
+    if any(a.get("name") == filename for a in release.get("assets") or [] if isinstance(a, dict)):
+        raise BadRequest(f"File already exists: {filename}")
 
 
 # --- Cache ---
@@ -1583,10 +1950,11 @@ class Cache:
         with self._lock:
             self._entries.pop(key, None)
 
-    def get(self, key: Any) -> Any:
-        """The value stored under `key` while it is fresh, else None."""
+    def get(self, key: Any, stale: bool = False) -> Any:
+        """The value stored under `key` while it is fresh (or, with `stale`, up to `stale_ttl`
+        past that), else None."""
         with self._lock:
-            return self._fresh(key)
+            return self._fresh(key, grace=self.stale_ttl if stale else 0.0)
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The fresh values among `keys`, under one acquisition of the lock."""
@@ -1726,6 +2094,7 @@ class Settings:
                                    toml=("server", "tls", "crt"))
     keyfile: str | None = setting(None, "TLS private key (PEM)", toml=("server", "tls", "key"))
     upstream_timeout: float = setting(10.0, "GitHub answer timeout", metavar="SECONDS")
+    upload_timeout: float = setting(300.0, "time one file's upload to GitHub may take", metavar="SECONDS")
     cache_ttl: float = setting(60.0, "listing cache lifetime, 0 = off", metavar="SECONDS")
     stale_ttl: float = setting(600.0, "serve a listing this long past its TTL when GitHub fails",
                                metavar="SECONDS")
@@ -1787,11 +2156,12 @@ class Index:
         ttl, size = settings.cache_ttl, settings.cache_size
         # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
         self.listings = Cache(ttl, settings.stale_ttl, size, clock)
-        self.links = Cache(ttl, 0, size * 64, clock)
+        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock)
         # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
         # handed out only for assets the caller's own listing or node lookup has shown it.
-        self.digests = Cache(IMMUTABLE_TTL, 0, size * 64, clock)
+        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock)
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock)
+        self.throttles = Cache(IMMUTABLE_TTL, 0, size * 16, clock)  # per token, by its keyed hash
         self.usage = GitHubUsage(clock, log)
         self._key_salt = secrets.token_bytes(32)
 
@@ -1800,8 +2170,10 @@ class Index:
         settings = self.settings
         if settings.owners and creds.owner.lower() not in {o.lower() for o in settings.owners}:
             raise Forbidden("This index does not serve that owner.")
+        throttle = self.throttles.get_or_load(self.token_key(creds.token), lambda: Throttle(self.clock),
+                                              self.log)
         return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, settings.rest_url, calls,
-                      self.usage.record, self.clock, self.sleep)
+                      self.usage.record, self.clock, self.sleep, throttle)
 
     def token_key(self, token: str) -> str:
         """A keyed hash of the token: cache keys never hold the token itself."""
@@ -1842,12 +2214,13 @@ class Index:
 
     def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
                    fresh: bool = False) -> AssetLink:
-        """A file's signed URL, from this token's own listing or from GitHub (always, if `fresh`).
-        Another owner's asset is answered exactly like a missing one."""
+        """A file's link, from this token's own listing or from GitHub (always, if `fresh`); while
+        GitHub fails, a remembered signed URL that is still valid. Another owner's asset is
+        answered exactly like a missing one."""
         key = (self.token_key(creds.token), node_id)
         link = None if fresh else self.links.get(key)
         self.links.count("misses" if link is None else "hits")
-        link = link if link is not None else fetch_asset_link(github, node_id, filename)
+        link = link if link is not None else self._look_up_link(github, key, node_id, filename)
         if link.owner.lower() != creds.owner.lower() or link.filename != filename:
             raise NotFound(NO_SUCH_FILE)
         if not is_safe_url(link.url):
@@ -1860,29 +2233,41 @@ class Index:
         metadata = self.metadata.get(node_id)
         if metadata is None:
             timeout = self.settings.upstream_timeout
-            data = self._with_fresh_link(github, creds, link, lambda good: read_wheel_metadata(good, timeout))
+            data = self._reaching(github, creds, link, "GET", lambda good: read_wheel_metadata(good, timeout),
+                                  lambda answer: read_streamed_metadata(answer, wheel))
             metadata = parse_core_metadata(data)
             self.metadata.put(node_id, metadata)
         return metadata
 
     def download(self, github: GitHub, creds: Credentials, node_id: str, filename: str, method: str,
                  forward: Mapping[str, str]) -> Answer:
-        """The file itself, streamed from the download host (--proxy-downloads)."""
+        """A file: a redirect to its signed URL; its bytes with --proxy-downloads (or when GitHub
+        streams them itself rather than give a URL)."""
         link, timeout = self.asset_link(github, creds, node_id, filename), self.settings.upstream_timeout
-        return self._with_fresh_link(github, creds, link,
-                                     lambda good: open_download(good.url, method, forward, timeout))
+        if self.settings.proxy_downloads:
+            return self._reaching(github, creds, link, method,
+                                  lambda good: open_download(good.url, method, forward, timeout),
+                                  lambda answer: answer)
+        if not is_signed_url(link.url):
+            found = self._via_asset_route(github, creds, link, method, {})
+            if isinstance(found, Answer):
+                return found
+            link = found
+        return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
 
     def publish(self, github: GitHub, creds: Credentials, upload: Upload) -> None:
         """Check an upload, attach it to its version's release, and show it in this token's listing."""
-        dist = check_upload(upload)
+        dist, settings = check_upload(upload), self.settings
         repo = self.repo(github, creds, dist.project)
-        publish(github, creds.owner, str(repo["name"]), upload, dist, self.settings.tag_template)
+        publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
+                              settings.upload_timeout)
+        publisher.publish(upload, dist)
         token = self.token_key(creds.token)
         self.listings.discard(("listing", token, creds.owner.lower(), dist.project))
         self.listings.discard(("projects", token, creds.owner.lower()))
 
     def metric_lines(self) -> list[str]:
-        caches = (("listings", self.listings), ("links", self.links), ("digests", self.digests),
+        caches = (("listings", self.listings), ("links", self.links), ("facts", self.facts),
                   ("metadata", self.metadata))
         lines = metric_lines("pypihub_cache_entries", "gauge",
                              ((f'{{cache="{n}"}}', len(c)) for n, c in caches))
@@ -1901,43 +2286,75 @@ class Index:
         return listing
 
     def _with_digests(self, github: GitHub, listing: Listing) -> Listing:
-        """The listing with sha256 digests: cached ones, then GitHub's REST list for the rest."""
+        """The listing with sha256 digests and REST ids, from the facts cached per asset, then
+        GitHub's REST list for the rest; failed uploads' leftovers (state starter/open) dropped."""
         key = lambda a: (a.id, a.updated, a.size)  # noqa: E731
-        unknown = {a.id for a in listing.files if self.digests.get(key(a)) is None}
+        unknown = {a.id for a in listing.files if self.facts.get(key(a)) is None}
         if unknown:
             try:
-                found = fetch_digests(github, listing.owner, listing.repo, unknown)
+                found = fetch_facts(github, listing.owner, listing.repo, unknown)
             except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
                 self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
                 found = {}
             for asset in listing.files:
                 if asset.id in found:
-                    self.digests.put(key(asset), found[asset.id] or "")  # "": GitHub has none
-        files = tuple(dataclasses.replace(a, sha256=self.digests.get(key(a)) or None) for a in listing.files)
-        return dataclasses.replace(listing, files=files, pages={})
+                    self.facts.put(key(asset), found[asset.id])
+        files = [(a, self.facts.get(key(a)) or AssetFacts(None)) for a in listing.files]
+        return dataclasses.replace(listing, pages={}, files=tuple(
+            dataclasses.replace(a, sha256=facts.sha256, rest_id=facts.rest_id) for a, facts in files
+            if facts.state == "uploaded"))
 
     def _remember_links(self, token: str, listing: Listing) -> None:
-        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call."""
-        now = self.clock()
+        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call:
+        fresh for the TTL at most, and kept for the stale window in case GitHub fails."""
         for asset in listing.files:
-            expiry = signed_url_expiry(asset.url)
-            if expiry is not None and expiry - LINK_SAFETY_MARGIN > now:
-                link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
-                                 asset.metadata_url)
-                lifetime = min(expiry - LINK_SAFETY_MARGIN - now, self.settings.cache_ttl)
-                self.links.put((self.token_key(token), asset.id), link, lifetime)
+            link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
+                             asset.metadata_url, listing.repo, asset.release_id, asset.rest_id)
+            if is_signed_url(asset.url):
+                self._remember((self.token_key(token), asset.id), link)
+
+    def _remember(self, key: Any, link: AssetLink) -> None:
+        lifetime = link_expiry(link.url, self.clock()) - LINK_SAFETY_MARGIN - self.clock()
+        if lifetime > 0:
+            self.links.put(key, link, min(lifetime, self.settings.cache_ttl))
+
+    def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str) -> AssetLink:
+        """GitHub's link for an asset; while GitHub fails, a remembered one that still works."""
+        try:
+            return fetch_asset_link(github, node_id, filename)
+        except UPSTREAM_FAILURES as exc:
+            link = self.links.get(key, stale=True)
+            if link is None or link_expiry(link.url, 0.0) - LINK_SAFETY_MARGIN <= self.clock():
+                raise
+            self.links.count("stale")
+            self.log(f"serving a remembered download link: GitHub failed ({exc.status} {exc.message})")
+            return link
 
     def _known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
         """The wheels of a listing whose METADATA has been read already."""
         return self.metadata.get_many(a.id for a in listing.files if a.filename.endswith(".whl"))
 
-    def _with_fresh_link(self, github: GitHub, creds: Credentials, link: AssetLink,
-                         use: Callable[[AssetLink], Any]) -> Any:
-        """use(link); when the download host refuses a remembered URL, once more with a new one."""
-        try:
-            return use(link)
-        except ExpiredLink:
-            return use(self.asset_link(github, creds, link.id, link.filename, fresh=True))
+    def _reaching(self, github: GitHub, creds: Credentials, link: AssetLink, method: str,
+                  use: Callable[[AssetLink], Any], streamed: Callable[[Answer], Any]) -> Any:
+        """use(link) with a URL the download host takes: the remembered one, else a new one from
+        GitHub, else the one GitHub's asset route gives (or its bytes, for streamed())."""
+        for attempt in (link, None):
+            attempt = attempt or self.asset_link(github, creds, link.id, link.filename, fresh=True)
+            if is_signed_url(attempt.url) and (attempt is link or attempt.url != link.url):
+                try:
+                    return use(attempt)
+                except ExpiredLink:  # expired early or refused: ask GitHub again
+                    pass
+        found = self._via_asset_route(github, creds, attempt, method, {})
+        return streamed(found) if isinstance(found, Answer) else use(found)
+
+    def _via_asset_route(self, github: GitHub, creds: Credentials, link: AssetLink, method: str,
+                         forward: Mapping[str, str]) -> AssetLink | Answer:
+        """via_asset_route(), its signed URL remembered like a listing's."""
+        found = via_asset_route(github, link, method, forward)
+        if isinstance(found, AssetLink):
+            self._remember((self.token_key(creds.token), link.id), found)
+        return found
 
 
 # --- Server and handler ---
@@ -2205,9 +2622,6 @@ class Handler(BaseHTTPRequestHandler):
             return Answer(200, metadata.data, [("Content-Type", TEXT_PLAIN),
                                                ("ETag", f'"{metadata.sha256[:32]}"'),
                                                ("Cache-Control", "private, max-age=86400")])
-        if not self.server.settings.proxy_downloads:
-            link = index.asset_link(github, creds, node_id, filename)
-            return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
         return index.download(github, creds, node_id, filename, self.command or "GET", forward)
 
@@ -2249,7 +2663,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError(f"header {name} has a line break")
             if name.lower() != "content-length":
                 self.send_header(name, value)
-        length = len(answer.body) if answer.stream is None else answer.length
+        length = answer.length if answer.stream is not None or answer.length is not None else len(answer.body)
         if length is None:
             self.close_connection = True  # the end of the body is the end of the connection
         else:

@@ -477,6 +477,135 @@ def test_has_next_page(link, expected):
     assert pypihub.has_next_page(link) is expected
 
 
+def jwt_with_exp(exp: int) -> str:
+    """A JWT as GitHub puts on release-assets URLs (research: header.payload.signature, HS256)."""
+    part = lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'aud': 'release-assets.githubusercontent.com', 'exp': exp})}.c2ln"
+
+
+EPOCH_2025_06_25 = datetime.datetime(2025, 6, 25, 12, 34, 56, tzinfo=datetime.timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("url, expected", [
+    # The jwt's exp comes before se: the earliest wins (research: 5 of 8 observed URLs).
+    (f"https://release-assets.githubusercontent.com/x?se=2025-06-25T12%3A34%3A56Z&ske=2025-06-25T13%3A00%3A00Z"
+     f"&sig=s&jwt={jwt_with_exp(int(EPOCH_2025_06_25) - 1500)}", EPOCH_2025_06_25 - 1500),
+    (f"https://release-assets.githubusercontent.com/x?se=2025-06-25T12%3A34%3A56Z&sig=s"
+     f"&jwt={jwt_with_exp(int(EPOCH_2025_06_25) + 600)}", EPOCH_2025_06_25),  # ... and se when it is earlier
+    ("https://release-assets.githubusercontent.com/x?se=2025-06-25T12%3A34%3A56Z&ske=2025-06-25T12%3A00%3A00Z&sig=s",
+     EPOCH_2025_06_25 - 2096),
+    ("https://x/?se=2025-06-25T12%3A34%3A56Z&jwt=not.a-jwt.x&sig=s", EPOCH_2025_06_25),  # a broken jwt is ignored
+])
+def test_signed_url_expiry_takes_the_earliest(url, expected):
+    assert pypihub.signed_url_expiry(url) == expected
+
+
+@pytest.mark.parametrize("url, signed", [
+    ("https://objects.githubusercontent.com/x?X-Amz-Date=20250101T000000Z&X-Amz-Expires=300&X-Amz-Signature=s", True),
+    ("https://release-assets.githubusercontent.com/x?sp=r&se=2025-06-25T12%3A34%3A56Z&sig=abc", True),
+    ("https://release-assets.githubusercontent.com/x?jwt=a.b.c", True),
+    ("https://github.com/o/r/releases/download/v1/f.whl", False),  # the browser URL: 404 without a session
+    ("https://x/?se=2025-06-25T12%3A34%3A56Z", False),
+])
+def test_is_signed_url(url, signed):
+    assert pypihub.is_signed_url(url) is signed
+
+
+def test_link_expiry_assumes_300_s_when_a_signed_url_names_none():
+    assert pypihub.link_expiry("https://cdn.example/x?Signature=s", 1000.0) == 1300.0
+    assert pypihub.link_expiry("https://x/?X-Amz-Date=20250101T000000Z&X-Amz-Expires=60&X-Amz-Signature=s", 0) == \
+        datetime.datetime(2025, 1, 1, 0, 1, tzinfo=datetime.timezone.utc).timestamp()
+
+
+SECONDARY = json.dumps({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                                   "try again.", "documentation_url": "https://docs.github.com/rest"}).encode()
+ABUSE = b'{"message": "You have triggered an abuse detection mechanism. Please wait a few minutes."}'
+SSO_URL = "https://github.com/orgs/octorg/sso?authorization_request=A5Ab"
+
+
+@pytest.mark.parametrize("status, headers, payload, expected, retry", [
+    (403, {}, SECONDARY, pypihub.TooManyRequests, "60"),  # no retry-after: "wait at least one minute"
+    (429, {"retry-after": "30"}, SECONDARY, pypihub.TooManyRequests, "30"),
+    (403, {"x-ratelimit-remaining": "12", "x-ratelimit-reset": "4000"}, SECONDARY, pypihub.TooManyRequests, "60"),
+    (403, {}, ABUSE, pypihub.TooManyRequests, "60"),
+    (403, {"x-ratelimit-remaining": "12", "x-ratelimit-reset": "4000"}, b"{}", pypihub.Forbidden, None),
+    (403, {"x-github-sso": f"required; url={SSO_URL}"}, b'{"message": "Resource protected by organization SAML'
+                                                          b' enforcement."}', pypihub.Forbidden, None),
+])
+def test_http_failure_knows_secondary_limits_and_sso(status, headers, payload, expected, retry):
+    error = pypihub.http_failure(status, headers, 1000.0, payload)
+    assert type(error) is expected
+    assert dict(error.headers).get("Retry-After") == retry
+    assert ("x-github-sso" in headers) == (SSO_URL in error.message)
+
+
+@pytest.mark.parametrize("answer, headers, retry", [
+    # GitHub's docs: a secondary limit on GraphQL may answer 200 with only an error message.
+    ({"errors": [{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}]},
+     {"x-ratelimit-remaining": "4000", "x-ratelimit-reset": "2800"}, "60"),
+    # The primary limit's error type is undocumented: both spellings are seen (githubkit#271).
+    ({"errors": [{"type": "RATE_LIMIT", "code": "graphql_rate_limit", "message": "API rate limit already exceeded"}]},
+     {"x-ratelimit-remaining": "3", "x-ratelimit-reset": "1100"}, "100"),
+    ({"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}, {"x-ratelimit-reset": "1100"}, "100"),
+])
+def test_graphql_rate_limits(answer, headers, retry):
+    with pytest.raises(pypihub.TooManyRequests) as caught:
+        pypihub.graphql_data(answer, headers, 1000.0)
+    assert dict(caught.value.headers)["Retry-After"] == retry == str(caught.value.wait)
+
+
+def test_graphql_sso_failure_names_where_to_authorize():
+    answer = {"data": {"repository": None}, "errors": [{"type": "FORBIDDEN", "path": ["repository"],
+                                                        "extensions": {"saml_failure": True}}]}
+    with pytest.raises(pypihub.Forbidden) as caught:
+        pypihub.graphql_data(answer, {"x-github-sso": f"required; url={SSO_URL}"}, 0.0)
+    assert SSO_URL in caught.value.message
+
+
+@pytest.mark.parametrize("header, url", [
+    (f"required; url={SSO_URL}", SSO_URL),
+    ("partial-results; organizations=21955855,20582480", None),
+    ("required; url=javascript:alert(1)", None),
+    ("required; url=https://x/\r\nSet-Cookie: a", None),
+])
+def test_sso_url(header, url):
+    assert pypihub.sso_url({"x-github-sso": header}) == url
+
+
+@pytest.mark.parametrize("payload, expected, words", [
+    (b'{"message": "Validation Failed", "errors": [{"resource": "ReleaseAsset", "code": "already_exists", '
+     b'"field": "name"}]}', pypihub.BadRequest, "File already exists"),
+    (b'{"message": "Validation Failed", "errors": [{"resource": "Release", "code": "already_exists", '
+     b'"field": "tag_name"}]}', pypihub.ReleaseExists, "tag"),
+    (b'{"message": "Cannot upload assets to an immutable release.", "documentation_url": "https://docs.github.com/rest"}',
+     pypihub.Conflict, "immutable release"),
+    (b'{"message": "Validation Failed", "errors": [{"resource": "Release", "code": "custom", "field": "tag_name", '
+     b'"message": "tag_name was used by an immutable release"}]}', pypihub.Conflict, "tag_name was used"),
+    (b'{"message": "Validation Failed", "errors": [{"code": "invalid"}]}', pypihub.BadRequest, "Validation Failed"),
+])
+def test_write_failure_tells_422s_apart(payload, expected, words):
+    error = pypihub.write_failure(422, {}, 0.0, payload)
+    assert type(error) is expected and words in error.message
+
+
+@pytest.mark.parametrize("status, headers, ranged, expected_status, expected_length, kept", [
+    (206, [("Content-Range", "bytes 0-0/12345"), ("Content-Length", "1"), ("ETag", '"e"')], False, 200, 12345,
+     [("ETag", '"e"')]),
+    (206, [("Content-Range", "bytes 5-9/12345"), ("Content-Length", "5")], True, 206, 5,
+     [("Content-Range", "bytes 5-9/12345"), ("Content-Length", "5")]),
+    (200, [("Content-Length", "12345")], False, 200, 12345, [("Content-Length", "12345")]),  # Range ignored
+])
+def test_head_answer_from_a_one_byte_get(status, headers, ranged, expected_status, expected_length, kept):
+    length = int(dict(headers)["Content-Length"])
+    answer = pypihub.head_answer(pypihub.Answer(status, b"", headers, length=length), ranged)
+    assert (answer.status, answer.length, answer.headers) == (expected_status, expected_length, kept)
+
+
+def test_format_query_keeps_a_literal_plus():
+    target = pypihub.parse_target("GET", "/simple/demo/?format=application/vnd.pypi.simple.v1+json")
+    assert target.query["format"] == [pypihub.JSON_V1]
+
+
 # -- uploads --
 
 
@@ -629,6 +758,7 @@ SETTING_SAMPLES = {
     "stale_ttl": ("30", 30.0), "cache_size": ("7", 7), "proxy_downloads": ("yes", True),
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
     "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "log_format": ("json", "json"),
+    "upload_timeout": ("60", 60.0),
 }
 SETTING_FIELDS = {field.name: field for field in dataclasses.fields(pypihub.Settings)}
 TLS_PAIR = {"PYPIHUB_CERTFILE": "c.pem", "PYPIHUB_KEYFILE": "k.pem"}  # they go together
@@ -673,6 +803,8 @@ def test_module_keeps_its_declared_line_length():
 
 
 # --- A fake GitHub ---
+# Each GitHub behaviour below names its source; "§n" is a section of the research notes
+# (/work/research/issue12.md), which quote and link the docs, changelogs and threads.
 
 
 _SCHEMA = None
@@ -723,63 +855,169 @@ def paginate(items: list, args: dict, connection: str) -> dict:
     }
 
 
+def iso(epoch: float) -> str:
+    """A moment as GitHub writes it: ISO 8601, UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def http_date(epoch: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(epoch))
+
+
+def from_iso(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def stored_asset_name(name: str) -> str:
+    """The name GitHub gives an uploaded asset. Docs, "Upload a release asset": "GitHub renames asset
+    filenames that have special characters, non-alphanumeric characters, and leading or trailing
+    periods" (https://docs.github.com/en/rest/releases/assets#upload-a-release-asset). Seen: space,
+    `~`, parentheses -> "." (github-release/github-release#93, msys2/msys2-autobuild#15,
+    softprops/action-gh-release#159). Kept `+` and renamed `!` are unconfirmed (§5)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", ".", name)
+
+
+def named(assets: list[dict], name: str | None) -> list[dict]:
+    """Release.releaseAssets(name:): "A name to filter the assets by" (schema.graphql)."""
+    return assets if name is None else [a for a in assets if a["name"] == name]
+
+
+REST_DOCS = "https://docs.github.com/rest"
+JWT_HEADER = b64url(b'{"typ":"JWT","alg":"HS256"}')
+REST_LIST_CAP = 1000  # iree-org/iree#16506: past item 1,000 the releases list answers 422 (§3, undocumented)
+# Secondary rate limits: the message seen in Azure/azure-rest-api-specs#36378, semantic-release/github#867 (§2).
+SECONDARY_LIMIT = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                   "If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000.")
+SECONDARY_DOCS = {
+    "graphql": "https://docs.github.com/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api#secondary-rate-limits",
+    "core": "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"}
+# SAML SSO: GraphQL text from fwouts/prmonitor#1042 and jasperapp/jasper#187, REST text from the
+# older docs example in github/docs (§6).
+SAML_GRAPHQL = ("Resource protected by organization SAML enforcement. "
+                "You must grant your Personal Access token access to this organization.")
+SAML_REST = ("Resource protected by organization SAML enforcement. "
+             "You must grant your personal token access to this organization.")
+SAML_DOCS = "https://docs.github.com/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/"
+# Azure Blob's answer to a SAS outside its window (the release-assets host is Azure-backed:
+# gm3dmo/the-power#393 shows `server: Windows-Azure-Blob/1.0`; body shape: Azure Storage errors).
+AZURE_AUTH_FAILED = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server failed '
+                     'to authenticate the request. Make sure the value of Authorization header is formed correctly '
+                     'including the signature.\nRequestId:00000000-0000-0000-0000-000000000000\nTime:{now}</Message>'
+                     '<AuthenticationErrorDetail>{detail}</AuthenticationErrorDetail></Error>')
+
+
 class FakeRepo:
-    def __init__(self, github: "FakeGitHub", owner: str, name: str, private: bool, readers, writers) -> None:
+    def __init__(self, github: "FakeGitHub", owner: str, name: str, private: bool, readers, writers,
+                 immutable: bool = False) -> None:
         self.github, self.owner, self.name, self.private = github, owner, name, private
         self.readers, self.writers = set(readers) | set(writers), set(writers)
+        self.database_id = 1000 + len(github.repos_by_id)  # REST redirects name repos by this id (§7)
+        self.node_id = f"R_kgDOfake{self.database_id:06d}"
+        # The repo's "immutable releases" setting; it "will only apply to future releases" (§1, docs
+        # "Preventing changes to your releases").
+        self.immutable = immutable
+        # Tags once held by an immutable release: "you cannot reuse the same tag name" (§1, GHES 3.21 docs).
+        self.burnt_tags: set[str] = set()
         self.releases: list[dict] = []  # newest first, as GitHub orders by CREATED_AT DESC
 
     def visible_to(self, token: str) -> bool:
-        return not self.private or token in self.readers
+        if token in self.readers:
+            return True
+        return not self.private and self.github.sees_public(token)
+
+    def listed_releases(self, token: str) -> list[dict]:
+        """"Only users with push access will receive listings for draft releases." (REST docs, List releases)"""
+        return [r for r in self.releases if not r["isDraft"] or token in self.writers]
+
+    def release(self, database_id: str, token: str) -> dict | None:
+        return next((r for r in self.listed_releases(token) if str(r["databaseId"]) == database_id), None)
+
+    def asset(self, database_id: str, token: str) -> dict | None:
+        return next((a for r in self.listed_releases(token) for a in r["assets"]
+                     if str(a["databaseId"]) == database_id), None)
 
     def add_release(self, tag: str, files: dict[str, bytes], draft: bool = False,
-                    created: str = "2026-01-01T00:00:00Z") -> dict:
-        self.github.serial += 1
-        release = {"__typename": "Release", "id": self.github.new_id("RE"), "tagName": tag,
-                   "databaseId": self.github.serial,
-                   "isDraft": draft, "isPrerelease": False, "createdAt": created, "assets": [],
-                   "repository": self.node(),
-                   "releaseAssets": lambda info, **a: paginate(release["assets"], a, "releaseAssets")}
+                    created: str = "2026-01-01T00:00:00Z", prerelease: bool = False, name: str | None = None) -> dict:
+        release = {"__typename": "Release", "id": self.github.new_id("RE"), "databaseId": self.github.next_serial(),
+                   "tagName": tag, "name": name, "description": None, "isDraft": True, "isPrerelease": prerelease,
+                   "createdAt": created, "updatedAt": created, "publishedAt": None,
+                   "immutable": False, "everPublished": False, "assets": [], "repo": self,
+                   "repository": lambda info: self.node(),
+                   "releaseAssets": lambda info, **a: paginate(named(release["assets"], a.get("name")), a, "releaseAssets")}
+        if not draft:
+            self.publish(release, created)
         for filename, content in files.items():
             self.github.add_asset(self, release, filename, content, created)
         self.releases.insert(0, release)
+        self.github.release_nodes[release["id"]] = release
         return release
+
+    def publish(self, release: dict, when: str) -> None:
+        """A release leaves draft; on an immutable repo it is immutable from then on (§1: REST `immutable`,
+        "Create the release as a draft … Attach all associated assets … Publish the draft release")."""
+        release.update(isDraft=False, publishedAt=when, everPublished=True, immutable=self.immutable)
 
     def node(self) -> dict:
         owner = {"__typename": "Organization", "login": self.owner}
-        return {"__typename": "Repository", "name": self.name, "owner": owner, "isPrivate": self.private,
-                "nameWithOwner": f"{self.owner}/{self.name}",
-                "releases": lambda info, **a: paginate(
-                    [r for r in self.releases if not r["isDraft"] or info.context["token"] in self.writers],
-                    a, "releases")}
+        return {"__typename": "Repository", "id": self.node_id, "databaseId": self.database_id, "name": self.name,
+                "owner": owner, "isPrivate": self.private, "nameWithOwner": f"{self.owner}/{self.name}",
+                "releases": lambda info, **a: paginate(self.listed_releases(info.context["token"]), a, "releases")}
 
 
 class FakeGitHub:
-    """GitHub's GraphQL API and download hosts, as far as PyPIHub can tell."""
+    """GitHub's GraphQL and REST APIs and download hosts, as far as PyPIHub can tell."""
 
     def __init__(self) -> None:
-        self.repos: dict[tuple[str, str], FakeRepo] = {}
+        self.repos: dict[tuple[str, str], FakeRepo] = {}  # (owner, name), lower case
+        self.repos_by_id: dict[int, FakeRepo] = {}
+        self.moved: dict[tuple[str, str], FakeRepo] = {}  # old (owner, name) -> repo, after transfer()
+        self.owners: set[str] = set()  # logins, lower case
         self.assets: dict[str, dict] = {}  # node id -> asset
-        self.tokens = {TOKEN_A: "alice", TOKEN_B: "bob"}
+        self.release_nodes: dict[str, dict] = {}  # node id -> release
+        self.tokens = {TOKEN_A: "alice", TOKEN_B: "bob"}  # token -> user; see add_token()
+        self.installation_tokens_see_public = False  # ghs_ tokens: only their repos, or public ones too (§8)
         self.secret = os.urandom(16)
-        self.url_lifetime = 300
+        self.clock = time.time  # "now" for signed URLs, new releases and assets, x-ratelimit-reset
         self.serial = 0
         self.lock = threading.Lock()
+        # Download URLs: "amz" objects.githubusercontent.com (S3-style), "sas" release-assets
+        # .githubusercontent.com (Azure SAS + JWT), "plain" the browser URL (§4).
+        self.url_style = "sas"  # GitHub's download host since 2025 (research §4)
+        self.url_lifetime = 300  # amz: X-Amz-Expires (gm3dmo/the-power#393)
+        self.se_lifetime = 3600  # sas: se and ske, ~1 h after signing in later samples (§4)
+        self.jwt_lifetime: int | None = 300  # sas: jwt exp - nbf, 300/1800/3600 s observed (§4); None: no jwt
+        self.broken_graphql_urls = False  # GraphQL's URLs carry a bad signature; the REST asset route's are good
+        self.refuse_head = False  # the download host answers HEAD with 403 (old S3 presigned URLs, §4)
+        self.asset_route_streams = False  # the REST asset route answers 200 with the bytes instead of 302
+        self.ignore_range = False
+        # What happened
         self.graphql_calls: list[tuple[str, str]] = []  # (token, operation)
         self.downloads: list[tuple[str, str | None]] = []  # (filename, Range)
-        self.bytes_served = 0  # by the download host
-        self.rest_calls: list[tuple[str, str]] = []  # (token, path)
-        self.rest_enabled = True  # False: an older GitHub Enterprise Server without these endpoints
-        self.ignore_range = False
+        self.bytes_served = 0  # by the download host (and the REST asset route when it streams)
+        self.rest_calls: list[tuple[str, str]] = []  # (token, path) of REST reads
         self.writes: list[tuple[str, str]] = []  # (method, path) of release and asset writes
-        self.fail_uploads = False
+        self.deleted_assets: list[str] = []  # names
+        self.deleted_published: list[str] = []  # tags of deleted releases that had been published
+        self.in_flight: dict[str, int] = {}
+        self.max_concurrent: dict[str, int] = {}  # token -> most API requests (GraphQL + REST) at once
         self.invalid_queries: list[tuple[str, list[str]]] = []
         self.crashes: list[str] = []
-        self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage"
+        # Faults and limits
+        self.rest_enabled = True  # False: an older GitHub Enterprise Server without the releases list
+        self.fail_uploads: bool | str = False  # True: 500; "starter": 502 leaving a `starter` asset (§5)
+        self.upload_delay = 0.0  # seconds an upload waits after storing the asset, before answering
+        self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage", "secondary403|429|200"
+        self.rest_faults: list = []  # consumed one per REST call, the same values
         self.rate_limited = False
+        self.rate_limit_type = "RATE_LIMITED"  # or "RATE_LIMIT" (yanyongyu/githubkit#271, §10)
         self.remaining = 4999  # x-ratelimit-remaining on successful answers
+        self.sso_blocked: set[tuple[str, str]] = set()  # (token, org): token not authorized for the org's SAML SSO
         self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
-        self.latency = 0.0
+        self.latency = 0.0  # seconds each GraphQL call takes
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # clients that hang up are normal here
@@ -791,102 +1029,6 @@ class FakeGitHub:
     def graphql_url(self) -> str:
         return self.base + "/graphql"
 
-    def new_id(self, prefix: str) -> str:
-        with self.lock:
-            self.serial += 1
-            serial = self.serial
-        if serial % 2:  # GitHub's legacy node ids are Base64 and may hold "/", "+" and "="
-            return base64.b64encode(f"0{serial}:Release{prefix}{serial}?>".encode()).decode()
-        return f"{prefix}_kwDOfake{serial:06d}"
-
-    def add_repo(self, name: str, owner: str = OWNER, private: bool = True,
-                 readers=(TOKEN_A,), writers=(TOKEN_A,)) -> FakeRepo:
-        repo = FakeRepo(self, owner, name, private, readers, writers)
-        self.repos[(owner.lower(), name.lower())] = repo
-        return repo
-
-    def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes | Path, created: str) -> dict:
-        """An asset whose bytes are `content`, or the file at that path (for big ones)."""
-        node_id = self.new_id("RA")
-        size = content.stat().st_size if isinstance(content, Path) else len(content)
-        asset = {"__typename": "ReleaseAsset", "id": node_id, "name": filename, "size": size,
-                 "createdAt": created, "updatedAt": created, "contentType": "application/octet-stream",
-                 "downloadCount": 0, "content": content, "release": release, "repo": repo,
-                 # GitHub's REST digest; assets uploaded before June 2025 have none (as big test files here).
-                 "digest": f"sha256:{hashlib.sha256(content).hexdigest()}" if isinstance(content, bytes) else None,
-                 "url": lambda info: self.signed_url(node_id),
-                 "downloadUrl": f"{self.base}/{repo.owner}/{repo.name}/releases/download/{release['tagName']}/{urllib.parse.quote(filename)}"}
-        release["assets"].append(asset)
-        self.assets[node_id] = asset
-        return asset
-
-    def signature(self, node_id: str, date: str, expires: str) -> str:
-        return hmac.new(self.secret, f"{node_id}|{date}|{expires}".encode(), hashlib.sha256).hexdigest()
-
-    def signed_url(self, node_id: str) -> str:
-        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        expires = str(self.url_lifetime)
-        query = urllib.parse.urlencode({"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": date,
-                                        "X-Amz-Expires": expires,
-                                        "X-Amz-Signature": self.signature(node_id, date, expires)})
-        return f"{self.base}/download/{urllib.parse.quote(node_id, safe='')}?{query}"
-
-    # GraphQL root fields
-    def root(self) -> dict:
-        return {"repository": self.resolve_repository, "node": self.resolve_node,
-                "repositoryOwner": self.resolve_owner}
-
-    def resolve_repository(self, info, owner: str, name: str, followRenames: bool = True):
-        repo = self.repos.get((owner.lower(), name.lower()))
-        if repo is None or not repo.visible_to(info.context["token"]):
-            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
-                                           "message": f"Could not resolve to a Repository with the name '{owner}/{name}'."})
-            return None
-        return repo.node()
-
-    def resolve_node(self, info, id: str):
-        token = info.context["token"]
-        asset = self.assets.get(id)
-        release = next((r for repo in self.repos.values() for r in repo.releases if r["id"] == id), None)
-        found = asset or release
-        repo = asset["repo"] if asset else (release and release["repository"] and self.repo_of_release(release))
-        if found is None or repo is None or not repo.visible_to(token):
-            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
-                                           "message": f"Could not resolve to a node with the global id of '{id}'"})
-            return None
-        return found
-
-    def repo_of_release(self, release: dict) -> FakeRepo:
-        return next(repo for repo in self.repos.values() if release in repo.releases)
-
-    def resolve_owner(self, info, login: str):
-        token = info.context["token"]
-        repos = [r for r in self.repos.values() if r.owner.lower() == login.lower() and r.visible_to(token)]
-        if not any(r.owner.lower() == login.lower() for r in self.repos.values()):
-            info.context["errors"].append({"type": "NOT_FOUND", "path": [info.path.key],
-                                           "message": f"Could not resolve to a RepositoryOwner with the login of '{login}'."})
-            return None
-        nodes = [r.node() for r in reversed(repos)]  # most recently created/pushed first
-        return {"__typename": "Organization", "login": login,
-                "repositories": lambda info, **a: paginate(nodes, a, "repositories")}
-
-    def execute(self, token: str, body: dict) -> dict:
-        import graphql
-
-        query = body.get("query", "")
-        problems = schema_errors(query)
-        if problems:
-            self.invalid_queries.append((query, problems))
-            return {"errors": [{"message": m} for m in problems]}
-        context = {"token": token, "errors": []}
-        result = graphql.execute(github_schema(), graphql.parse(query), root_value=self.root(),
-                                 context_value=context, variable_values=body.get("variables") or {})
-        errors = context["errors"] + [{"message": e.message, "path": e.path} for e in result.errors or []]
-        answer: dict = {"data": result.data}
-        if errors:
-            answer["errors"] = errors
-        return answer
-
     def start(self) -> "FakeGitHub":
         self.thread.start()
         return self
@@ -895,14 +1037,304 @@ class FakeGitHub:
         self.server.shutdown()
         self.server.server_close()
 
+    # -- repos, tokens, releases, assets
+
+    def next_serial(self) -> int:
+        with self.lock:
+            self.serial += 1
+            return self.serial
+
+    def new_id(self, prefix: str) -> str:
+        serial = self.next_serial()
+        if serial % 2:  # GitHub's legacy node ids are Base64 and may hold "/", "+" and "="
+            return base64.b64encode(f"0{serial}:Release{prefix}{serial}?>".encode()).decode()
+        return f"{prefix}_kwDOfake{serial:06d}"
+
+    def add_repo(self, name: str, owner: str = OWNER, private: bool = True,
+                 readers=(TOKEN_A,), writers=(TOKEN_A,), immutable: bool = False) -> FakeRepo:
+        repo = FakeRepo(self, owner, name, private, readers, writers, immutable)
+        self.place(repo)
+        self.repos_by_id[repo.database_id] = repo
+        return repo
+
+    def place(self, repo: FakeRepo) -> None:
+        key = (repo.owner.lower(), repo.name.lower())
+        # Reusing a moved-away name ends its redirect (docs, "Renaming a repository"; §7).
+        self.moved.pop(key, None)
+        self.repos[key] = repo
+        self.owners.add(repo.owner.lower())
+
+    def transfer(self, repo: FakeRepo, new_owner: str, new_name: str | None = None) -> None:
+        """Move a repo to another owner (and maybe name). The old name keeps working: GraphQL follows it
+        (`followRenames: Boolean = true`, schema.graphql; sesori-ai/sesori_apps_monorepo#691) and REST
+        answers 301 to /repositories/{id} (octokit/fixtures rename-repository; §7)."""
+        old = (repo.owner.lower(), repo.name.lower())
+        del self.repos[old]
+        repo.owner, repo.name = new_owner, new_name or repo.name
+        self.place(repo)
+        self.moved[old] = repo
+
+    def add_token(self, token: str, user: str | None = None, read=(), write=()) -> None:
+        """A token GitHub knows: a personal token (ghp_…), or an installation token (ghs_…, as GITHUB_TOKEN
+        is: "limited to the repository that contains your workflow", docs "GITHUB_TOKEN"; §8) that sees the
+        repos given here, and others' private repos not at all."""
+        self.tokens[token] = user or f"user-{token[:8]}"
+        for repo in (*read, *write):
+            repo.readers.add(token)
+        for repo in write:
+            repo.writers.add(token)
+
+    def sees_public(self, token: str) -> bool:
+        return not token.startswith("ghs_") or self.installation_tokens_see_public
+
+    def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes | Path, created: str,
+                  state: str = "uploaded", content_type: str = "application/octet-stream") -> dict:
+        """An asset whose bytes are `content`, or the file at that path (for big ones). state="starter":
+        what a failed upload leaves behind ("an empty asset with a state of `starter`", Upload docs; §5)."""
+        node_id = self.new_id("RA")
+        size = content.stat().st_size if isinstance(content, Path) else len(content)
+        asset = {"__typename": "ReleaseAsset", "id": node_id, "databaseId": self.next_serial(), "name": filename,
+                 "label": None, "state": state, "size": size, "createdAt": created, "updatedAt": created,
+                 "contentType": content_type, "downloadCount": 0, "content": content, "release": release, "repo": repo,
+                 # GitHub's REST digest; assets uploaded before June 2025 have none (as big test files here).
+                 "digest": f"sha256:{hashlib.sha256(content).hexdigest()}" if isinstance(content, bytes) else None,
+                 "url": lambda info: self.graphql_asset_url(node_id),
+                 "downloadUrl": lambda info: self.browser_url(asset)}
+        release["assets"].append(asset)
+        self.assets[node_id] = asset
+        return asset
+
+    def remove_asset(self, asset: dict) -> None:
+        asset["release"]["assets"].remove(asset)
+        self.assets.pop(asset["id"], None)
+
+    def remove_release(self, repo: FakeRepo, release: dict) -> None:
+        for asset in list(release["assets"]):
+            self.remove_asset(asset)
+        repo.releases.remove(release)
+        self.release_nodes.pop(release["id"], None)
+
+    # -- REST JSON (OpenAPI `release` and `release-asset` schemas)
+
+    def asset_json(self, asset: dict) -> dict:
+        repo = asset["repo"]
+        return {"url": f"{self.base}/repos/{repo.owner}/{repo.name}/releases/assets/{asset['databaseId']}",
+                "browser_download_url": self.browser_url(asset), "id": asset["databaseId"], "node_id": asset["id"],
+                "name": asset["name"], "label": asset["label"], "state": asset["state"],
+                "content_type": asset["contentType"], "size": asset["size"], "digest": asset["digest"],
+                "download_count": asset["downloadCount"], "created_at": asset["createdAt"],
+                "updated_at": asset["updatedAt"]}
+
+    def release_json(self, release: dict) -> dict:
+        repo, number = release["repo"], release["databaseId"]
+        api = f"{self.base}/repos/{repo.owner}/{repo.name}/releases/{number}"
+        return {"url": api, "assets_url": f"{api}/assets",
+                "upload_url": f"{self.base}/uploads/repos/{repo.owner}/{repo.name}/releases/{number}/assets{{?name,label}}",
+                "html_url": f"{self.base}/{repo.owner}/{repo.name}/releases/tag/{urllib.parse.quote(release['tagName'])}",
+                "id": number, "node_id": release["id"], "tag_name": release["tagName"], "name": release["name"],
+                "body": release["description"], "draft": release["isDraft"], "prerelease": release["isPrerelease"],
+                # OpenAPI `release.immutable`: "Whether or not the release is immutable." (§1)
+                "immutable": release["immutable"], "created_at": release["createdAt"],
+                "updated_at": release["updatedAt"], "published_at": release["publishedAt"],
+                "assets": [self.asset_json(a) for a in release["assets"]]}
+
+    # -- download URLs (§4)
+
+    def signature(self, node_id: str, *fields: str) -> str:
+        return hmac.new(self.secret, "|".join((node_id, *fields)).encode(), hashlib.sha256).hexdigest()
+
+    def signed_url(self, node_id: str, broken: bool = False) -> str:
+        """A fresh signed download URL in the current style ("plain" has none: GitHub's own hosts then)."""
+        if self.url_style == "amz":
+            return self.amz_url(node_id, broken)
+        return self.sas_url(node_id, broken)
+
+    def graphql_asset_url(self, node_id: str) -> str:
+        """ReleaseAsset.url as GraphQL hands it out."""
+        if self.url_style == "plain":
+            return self.browser_url(self.assets[node_id])
+        return self.signed_url(node_id, broken=self.broken_graphql_urls)
+
+    def browser_url(self, asset: dict) -> str:
+        """browser_download_url / ReleaseAsset.downloadUrl: github.com/{owner}/{repo}/releases/download/{tag}/{name}."""
+        repo, tag = asset["repo"], asset["release"]["tagName"]
+        return f"{self.base}/{repo.owner}/{repo.name}/releases/download/{urllib.parse.quote(tag, safe='')}/{urllib.parse.quote(asset['name'])}"
+
+    def amz_url(self, node_id: str, broken: bool = False) -> str:
+        """objects.githubusercontent.com: X-Amz-Date + X-Amz-Expires (gm3dmo/the-power#393, 2025-05)."""
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        expires = str(self.url_lifetime)
+        signature = self.signature(node_id, date, "bad" if broken else expires)
+        query = urllib.parse.urlencode({"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": date,
+                                        "X-Amz-Expires": expires, "X-Amz-Signature": signature})
+        return f"{self.base}/download/{urllib.parse.quote(node_id, safe='')}?{query}"
+
+    def sas_url(self, node_id: str, broken: bool = False) -> str:
+        """release-assets.githubusercontent.com: an Azure SAS (se, ske) plus a short JWT; the URL works
+        until the earlier of the two (wget/curl logs 2025-06 … 2026-08, §4)."""
+        now = self.clock()
+        se = ske = iso(now + self.se_lifetime)
+        jwt = self.jwt(now) if self.jwt_lifetime is not None else ""
+        sig = base64.b64encode(bytes.fromhex(self.signature(node_id, se, ske, "bad" if broken else jwt))).decode()
+        disposition = f"attachment; filename={self.assets[node_id]['name'] if node_id in self.assets else ''}"
+        query = [("sp", "r"), ("sv", "2018-11-09"), ("sr", "b"), ("spr", "https"), ("se", se),
+                 ("rscd", disposition), ("rsct", "application/octet-stream"),
+                 ("skoid", "96c2d410-5711-43a1-aedd-ab1947aa7ab0"), ("sktid", "398a6654-997b-47e9-b12b-9515b896b4de"),
+                 ("skt", iso(now)), ("ske", ske), ("sks", "b"), ("skv", "2018-11-09"), ("sig", sig)]
+        query += [("jwt", jwt)] if jwt else []
+        query += [("response-content-disposition", disposition), ("response-content-type", "application/octet-stream")]
+        return f"{self.base}/release-assets/{urllib.parse.quote(node_id, safe='')}?{urllib.parse.urlencode(query)}"
+
+    def jwt(self, now: float) -> str:
+        """HS256 JWT with the payload decoded from real URLs (§4)."""
+        claims = {"iss": "github.com", "aud": "release-assets.githubusercontent.com", "key": "key1",
+                  "exp": int(now + self.jwt_lifetime), "nbf": int(now), "path": "releaseassetproduction.blob.core.windows.net"}
+        signed = f"{JWT_HEADER}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+        return f"{signed}.{b64url(hmac.new(self.secret, signed.encode(), hashlib.sha256).digest())}"
+
+    def amz_refusal(self, node_id: str, query: dict) -> bytes | None:
+        """S3's 403 bodies for a bad or expired presigned URL; None when it is good."""
+        try:
+            date, expires = query["X-Amz-Date"], query["X-Amz-Expires"]
+            good = hmac.compare_digest(self.signature(node_id, date, expires), query["X-Amz-Signature"])
+            start = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+            expired = self.clock() > start.timestamp() + int(expires)
+        except (KeyError, ValueError):
+            good, expired = False, False
+        if not good:
+            return b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+        if expired:
+            return b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        return None
+
+    def sas_refusal(self, node_id: str, query: dict) -> bytes | None:
+        """Azure's 403 for a bad SAS, or one used outside [nbf, min(se, ske, jwt.exp)); None when good."""
+        now = self.clock()
+        try:
+            jwt = query.get("jwt", "")
+            good = hmac.compare_digest(self.signature(node_id, query["se"], query["ske"], jwt),
+                                       base64.b64decode(query["sig"]).hex())
+            window = [from_iso(query["skt"]), min(from_iso(query["se"]), from_iso(query["ske"]))]
+            if jwt:
+                signed, _, signature = jwt.rpartition(".")
+                good = good and hmac.compare_digest(b64url(hmac.new(self.secret, signed.encode(), hashlib.sha256).digest()), signature)
+                claims = json.loads(base64.urlsafe_b64decode(signed.split(".")[1] + "=="))
+                window = [max(window[0], claims["nbf"]), min(window[1], claims["exp"])]
+        except (KeyError, ValueError, IndexError):
+            good = False
+        if not good:
+            return AZURE_AUTH_FAILED.format(now=iso(now), detail="Signature did not match.").encode()
+        if not window[0] <= now < window[1]:
+            detail = (f"Signature not valid in the specified time frame: Start [{http_date(window[0])}] - "
+                      f"Expiry [{http_date(window[1])}] - Current [{http_date(now)}]")
+            return AZURE_AUTH_FAILED.format(now=iso(now), detail=detail).encode()
+        return None
+
+    # -- SAML SSO (§6)
+
+    def sso_refuses(self, token: str, owner: str) -> bool:
+        return any(t == token and o.lower() == owner.lower() for t, o in self.sso_blocked)
+
+    def sso_header(self, token: str, owner: str) -> str:
+        """`X-GitHub-SSO: required; url=…` (docs "Authenticating to the REST API"; the URL "expires after one hour")."""
+        request = b64url(hmac.new(self.secret, f"{token}|{owner}".encode(), hashlib.sha256).digest())[:40]
+        return f"required; url=https://github.com/orgs/{owner}/sso?authorization_request={request}"
+
+    # -- rate limits
+
+    def rate_headers(self, resource: str, remaining: int | None = None) -> dict:
+        """x-ratelimit-* on every answer; `resource` is graphql or core (GraphQL rate-limit docs, §10)."""
+        left = self.remaining if remaining is None else remaining
+        return {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": str(left), "x-ratelimit-used": str(5000 - left),
+                "x-ratelimit-reset": str(int(self.clock()) + 1800), "x-ratelimit-resource": resource}
+
+    def primary_limit(self) -> dict:
+        """200 with a rate error: type RATE_LIMITED (octokit/plugin-throttling.js) or RATE_LIMIT with
+        code graphql_rate_limit (yanyongyu/githubkit#271) (§10)."""
+        if self.rate_limit_type == "RATE_LIMIT":
+            return {"type": "RATE_LIMIT", "code": "graphql_rate_limit",
+                    "message": "API rate limit already exceeded for user ID 1."}
+        return {"type": self.rate_limit_type, "message": "API rate limit exceeded for user ID 1."}
+
+    def enter(self, token: str) -> None:
+        """Count an API request in flight; the secondary limits cap them at 100 at once, shared by REST
+        and GraphQL (REST rate-limit docs, §2)."""
+        with self.lock:
+            running = self.in_flight[token] = self.in_flight.get(token, 0) + 1
+            self.max_concurrent[token] = max(self.max_concurrent.get(token, 0), running)
+
+    def leave(self, token: str) -> None:
+        with self.lock:
+            self.in_flight[token] -= 1
+
+    # -- GraphQL
+
+    def root(self) -> dict:
+        return {"repository": self.resolve_repository, "node": self.resolve_node,
+                "repositoryOwner": self.resolve_owner}
+
+    def refused(self, info, kind: str, message: str, owner: str | None = None) -> None:
+        """Note a NOT_FOUND, or a SAML FORBIDDEN when `owner` is given, for this field; the field is null.
+        SAML: 200, the field null, errors[].type FORBIDDEN with extensions.saml_failure (§6)."""
+        error = {"type": kind, "path": info.path.as_list(), "message": message}
+        if owner is not None:
+            error["extensions"] = {"saml_failure": True}
+            info.context["sso"].append(owner)
+        info.context["errors"].append(error)
+
+    def resolve_repository(self, info, owner: str, name: str, followRenames: bool = True):
+        token, key = info.context["token"], (owner.lower(), name.lower())
+        repo = self.repos.get(key) or (self.moved.get(key) if followRenames else None)
+        if repo is None or not repo.visible_to(token):
+            return self.refused(info, "NOT_FOUND", f"Could not resolve to a Repository with the name '{owner}/{name}'.")
+        if self.sso_refuses(token, repo.owner):
+            return self.refused(info, "FORBIDDEN", SAML_GRAPHQL, repo.owner)
+        return repo.node()
+
+    def resolve_node(self, info, id: str):
+        token = info.context["token"]
+        found = self.assets.get(id) or self.release_nodes.get(id)
+        if found is None or not found["repo"].visible_to(token):
+            return self.refused(info, "NOT_FOUND", f"Could not resolve to a node with the global id of '{id}'")
+        if self.sso_refuses(token, found["repo"].owner):
+            return self.refused(info, "FORBIDDEN", SAML_GRAPHQL, found["repo"].owner)
+        return found
+
+    def resolve_owner(self, info, login: str):
+        token = info.context["token"]
+        if login.lower() not in self.owners:
+            return self.refused(info, "NOT_FOUND", f"Could not resolve to a RepositoryOwner with the login of '{login}'.")
+        if self.sso_refuses(token, login):
+            return self.refused(info, "FORBIDDEN", SAML_GRAPHQL, login)
+        repos = [r for r in self.repos.values() if r.owner.lower() == login.lower() and r.visible_to(token)]
+        nodes = [r.node() for r in reversed(repos)]  # most recently created/pushed first
+        return {"__typename": "Organization", "login": login,
+                "repositories": lambda info, **a: paginate(nodes, a, "repositories")}
+
+    def execute(self, token: str, body: dict, headers: dict | None = None) -> dict:
+        """One GraphQL request: validated against GitHub's schema, then run; extra answer headers go to `headers`."""
+        import graphql
+
+        query = body.get("query", "")
+        problems = schema_errors(query)
+        if problems:
+            self.invalid_queries.append((query, problems))
+            return {"errors": [{"message": m} for m in problems]}
+        context = {"token": token, "errors": [], "sso": []}
+        result = graphql.execute(github_schema(), graphql.parse(query), root_value=self.root(),
+                                 context_value=context, variable_values=body.get("variables") or {})
+        errors = context["errors"] + [{"message": e.message, "path": e.path} for e in result.errors or []]
+        answer: dict = {"data": result.data}
+        if errors:
+            answer["errors"] = errors
+        if context["sso"] and headers is not None:
+            headers["X-GitHub-SSO"] = self.sso_header(token, context["sso"][0])
+        return answer
+
 
 def rest_release(github: FakeGitHub, repo: FakeRepo, release: dict) -> dict:
     """A release as GitHub's REST API shows it."""
-    return {"id": release["databaseId"], "node_id": release["id"], "tag_name": release["tagName"],
-            "draft": release["isDraft"], "prerelease": release.get("isPrerelease", False),
-            "upload_url": f"{github.base}/uploads/repos/{repo.owner}/{repo.name}/releases/{release['databaseId']}/assets{{?name,label}}",
-            "assets": [{"node_id": a["id"], "name": a["name"], "size": a["size"], "digest": a["digest"]}
-                       for a in release["assets"]]}
+    return github.release_json(release)
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -916,6 +1348,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def github(self) -> FakeGitHub:
         return self.server.github  # type: ignore[attr-defined]
 
+    def token(self) -> str:
+        return (self.headers.get("Authorization") or "").partition(" ")[2]
+
     def reply(self, status: int, body: bytes, headers: dict | None = None) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -928,12 +1363,41 @@ class FakeHandler(BaseHTTPRequestHandler):
     def reply_json(self, status: int, payload, headers: dict | None = None) -> None:
         self.reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
+    def not_found(self) -> None:
+        self.reply_json(404, {"message": "Not Found", "documentation_url": REST_DOCS})
+
+    # -- routing
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        fields = dict(urllib.parse.parse_qsl(query))
+        if path.startswith("/download/"):
+            return self.download(urllib.parse.unquote(path[len("/download/"):]), fields, "amz")
+        if path.startswith("/release-assets/"):
+            return self.download(urllib.parse.unquote(path[len("/release-assets/"):]), fields, "sas")
+        if path.startswith(("/repos/", "/repositories/")):
+            return self.api(b"")
+        self.browser_download(path)
+
+    do_HEAD = do_GET
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path.startswith(("/repos/", "/uploads/")):
-            return self.rest_write(body)
-        if self.path != "/graphql":
-            return self.reply_json(404, {"message": "Not Found"})
+        if self.path == "/graphql":
+            return self.graphql(body)
+        if self.path.startswith(("/repos/", "/repositories/", "/uploads/")):
+            return self.api(body)
+        self.not_found()
+
+    def do_PATCH(self) -> None:
+        self.api(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+    def do_DELETE(self) -> None:
+        self.api(b"")
+
+    # -- GraphQL
+
+    def graphql(self, body: bytes) -> None:
         if not self.headers.get("User-Agent"):
             return self.reply(403, b"Request forbidden by administrative rules. Please make sure your request has a User-Agent header")
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
@@ -941,144 +1405,361 @@ class FakeHandler(BaseHTTPRequestHandler):
         with github.lock:
             github.graphql_calls.append((token, json.loads(body).get("query", "").split("(")[0].strip()))
             fault = github.faults.pop(0) if github.faults else None
+        github.enter(token)
+        try:
+            self.graphql_answer(scheme, token, body, fault)
+        finally:
+            github.leave(token)
+
+    def graphql_answer(self, scheme: str, token: str, body: bytes, fault) -> None:
+        github = self.github
         if github.gate is not None:
             github.gate.wait(10)
         if github.latency:
             time.sleep(github.latency)
         if scheme.lower() not in ("bearer", "token") or token not in github.tokens:
             return self.reply_json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/graphql"})
+        if fault is not None:
+            return self.fault(fault, "graphql")
+        if github.rate_limited:  # "the response status will still be 200" (GraphQL rate-limit docs, §10)
+            return self.reply_json(200, {"errors": [github.primary_limit()]}, github.rate_headers("graphql", 0))
+        headers = github.rate_headers("graphql")
+        try:
+            answer = github.execute(token, json.loads(body), headers)
+        except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
+            github.crashes.append(repr(exc))
+            raise
+        self.reply_json(200, answer, headers)
+
+    def fault(self, fault, resource: str) -> None:
+        """A fault a test asked for: an HTTP status, "timeout", "garbage", or a secondary-limit shape."""
         if fault == "timeout":
             time.sleep(3)
             return self.reply_json(200, {"data": None})
         if fault == "garbage":
             return self.reply(200, b"<html>unicorn</html>", {"Content-Type": "text/html"})
-        if fault is not None:
-            return self.reply_json(fault, {"message": "Server Error"}, {"Retry-After": "7"} if fault in (403, 429) else {})
-        reset = {"x-ratelimit-limit": "5000", "x-ratelimit-resource": "graphql",
-                 "x-ratelimit-reset": str(int(time.time()) + 1800)}
-        if github.rate_limited:
-            return self.reply_json(200, {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user ID 1."}]},
-                                   {**reset, "x-ratelimit-remaining": "0"})
+        if isinstance(fault, str):
+            return self.secondary_limit(fault, resource)
+        self.reply_json(fault, {"message": "Server Error"}, {"Retry-After": "7"} if fault in (403, 429) else {})
+
+    def secondary_limit(self, shape: str, resource: str) -> None:
+        """REST: "a 403 or 429 … If the retry-after response header is present …"; GraphQL: "the response
+        status will be 200 or 403" (rate-limit docs, §2). Points are left: x-ratelimit-remaining is not 0."""
+        headers = self.github.rate_headers(resource)
+        error = {"message": SECONDARY_LIMIT, "documentation_url": SECONDARY_DOCS[resource]}
+        if shape == "secondary403":
+            return self.reply_json(403, error, headers)
+        if shape == "secondary429":
+            return self.reply_json(429, error, {**headers, "Retry-After": "30"})
+        if shape == "secondary200":
+            return self.reply_json(200, {"errors": [{"message": SECONDARY_LIMIT}]}, headers)
+        raise ValueError(f"unknown fault {shape!r}")
+
+    # -- REST: /repos/{owner}/{repo}/…, /repositories/{id}/…, uploads under /uploads/
+
+    def api(self, body: bytes) -> None:
+        """Every REST call: recorded, authenticated, maybe faulted, then routed."""
+        github, token = self.github, self.token()
+        with github.lock:
+            if self.command in ("GET", "HEAD"):
+                github.rest_calls.append((token, self.path))
+            else:
+                github.writes.append((self.command, self.path.partition("?")[0]))
+            fault = github.rest_faults.pop(0) if github.rest_faults else None
+        github.enter(token)
         try:
-            answer = github.execute(token, json.loads(body))
-        except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
+            if token not in github.tokens:
+                return self.reply_json(401, {"message": "Bad credentials", "documentation_url": REST_DOCS})
+            if fault is not None:
+                return self.fault(fault, "core")
+            self.route(token, body)
+        except Exception as exc:  # a bug in the fake must fail the test
             github.crashes.append(repr(exc))
             raise
-        self.reply_json(200, answer, {**reset, "x-ratelimit-remaining": str(github.remaining)})
+        finally:
+            github.leave(token)
 
-    def do_GET(self) -> None:
+    def route(self, token: str, body: bytes) -> None:
         path, _, query = self.path.partition("?")
-        if path.startswith("/download/"):
-            return self.download(urllib.parse.unquote(path[len("/download/"):]), dict(urllib.parse.parse_qsl(query)))
-        if path.startswith("/repos/"):
-            return self.rest(path, dict(urllib.parse.parse_qsl(query)))
-        # The browser URL (downloadUrl): GitHub answers 404 to token requests for private repos.
-        self.reply(404, b"Not Found")
-
-    do_HEAD = do_GET
-
-    def do_DELETE(self) -> None:
-        self.rest_write(b"")
-
-    def writable_repo(self, parts: list[str]) -> "FakeRepo | None":
-        """The repo named at parts[0:2] if this token may write to it; else the error is sent."""
-        github = self.github
-        token = (self.headers.get("Authorization") or "").partition(" ")[2]
-        if token not in github.tokens:
-            return self.reply_json(401, {"message": "Bad credentials"})
-        repo = github.repos.get((parts[0].lower(), parts[1].lower()))
-        if repo is None or not repo.visible_to(token):
-            return self.reply_json(404, {"message": "Not Found"})
-        if token not in repo.writers:
-            return self.reply_json(403, {"message": "Resource not accessible by personal access token"})
-        return repo
-
-    def rest_write(self, body: bytes) -> None:
-        """POST /repos/o/r/releases, DELETE /repos/o/r/releases/ID, POST /uploads/repos/o/r/releases/ID/assets."""
-        github = self.github
-        path, _, query = self.path.partition("?")
-        with github.lock:
-            github.writes.append((self.command, path))
         upload = path.startswith("/uploads/")
-        parts = [urllib.parse.unquote(p) for p in path.split("/")[3 if upload else 2:]]
-        repo = self.writable_repo(parts)
-        if repo is None:
+        raw = path.split("/")[2 if upload else 1:]
+        found = self.locate(token, raw, upload, query)
+        if found is None:
             return
-        if self.command == "POST" and parts[2:] == ["releases"]:
-            fields = json.loads(body)
-            release = repo.add_release(fields["tag_name"], {}, draft=fields.get("draft", False),
-                                       created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            release["isPrerelease"] = fields.get("prerelease", False)
-            return self.reply_json(201, rest_release(github, repo, release))
-        release = next((r for r in repo.releases if len(parts) > 3 and str(r["databaseId"]) == parts[3]), None)
+        repo, parts = found
+        action = self.action(parts, upload)
+        if action is None:
+            return self.not_found()
+        action(token, repo, parts, dict(urllib.parse.parse_qsl(query)), body)
+
+    def action(self, parts: list[str], upload: bool):
+        """The method that serves a path below the repo, or None."""
+        method, n = ("GET" if self.command == "HEAD" else self.command), len(parts)
+        if upload:
+            uploading = method == "POST" and n == 3 and parts[0] == "releases" and parts[2] == "assets"
+            return self.upload_asset if uploading else None
+        if parts == ["releases"]:
+            return {"GET": self.list_releases, "POST": self.create_release}.get(method)
+        if n == 3 and parts[:2] == ["releases", "tags"]:
+            return self.release_by_tag if method == "GET" else None
+        if n == 3 and parts[:2] == ["releases", "assets"]:
+            return {"GET": self.get_asset, "DELETE": self.delete_asset}.get(method)
+        if n == 2 and parts[0] == "releases":
+            return {"GET": self.get_release, "PATCH": self.update_release, "DELETE": self.delete_release}.get(method)
+        if n == 3 and parts[0] == "releases" and parts[2] == "assets":
+            return self.list_assets if method == "GET" else None
+        return None
+
+    def locate(self, token: str, raw: list[str], upload: bool, query: str) -> "tuple[FakeRepo, list[str]] | None":
+        """The repo a REST path names and the path below it; else the answer (404, 301, SSO 403) is sent."""
+        github, parts = self.github, [urllib.parse.unquote(p) for p in raw]
+        repo, below = None, []
+        if parts[0] == "repositories" and len(parts) >= 2 and parts[1].isdigit():
+            repo, below = github.repos_by_id.get(int(parts[1])), parts[2:]
+        elif parts[0] == "repos" and len(parts) >= 3:
+            key = (parts[1].lower(), parts[2].lower())
+            repo, below = github.repos.get(key), parts[3:]
+            moved = github.moved.get(key) if repo is None else None
+            if moved is not None and moved.visible_to(token):
+                return self.redirect_moved(moved, raw[3:], upload, query)
+        if repo is None or not repo.visible_to(token):
+            return self.not_found()
+        if github.sso_refuses(token, repo.owner):  # 403 + X-GitHub-SSO (docs "Authenticating to the REST API", §6)
+            return self.reply_json(403, {"message": SAML_REST, "documentation_url": SAML_DOCS},
+                                   {"X-GitHub-SSO": github.sso_header(token, repo.owner)})
+        return repo, below
+
+    def redirect_moved(self, repo: FakeRepo, below: list[str], upload: bool, query: str) -> None:
+        """A moved repo's old name: GET 301, other methods 307, to /repositories/{id}/… (octokit/fixtures
+        scenarios/api.github.com/rename-repository; docs "Best practices: follow redirects"; §7)."""
+        location = f"{self.github.base}{'/uploads' if upload else ''}/repositories/{repo.database_id}"
+        location += "".join("/" + p for p in below) + (f"?{query}" if query else "")
+        status, message = (301, "Moved Permanently") if self.command in ("GET", "HEAD") else (307, "Temporary Redirect")
+        self.reply_json(status, {"message": message, "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"},
+                        {"Location": location})
+
+    def refuse_unless_writer(self, token: str, repo: FakeRepo) -> bool:
+        if token in repo.writers:
+            return False
+        who = "integration" if token.startswith("ghs_") else "personal access token"  # renovatebot/github-action#595
+        self.reply_json(403, {"message": f"Resource not accessible by {who}", "documentation_url": REST_DOCS})
+        return True
+
+    def validation_failed(self, error: dict, docs: str) -> None:
+        self.reply_json(422, {"message": "Validation Failed", "errors": [error], "documentation_url": docs})
+
+    def page(self, items: list, query: dict) -> tuple[list, dict]:
+        """One page of a REST list and its Link header (per_page at most 100)."""
+        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
+        headers = self.github.rate_headers("core")
+        if page * per_page < len(items):
+            path = self.path.partition("?")[0]
+            headers["Link"] = f'<{self.github.base}{path}?per_page={per_page}&page={page + 1}>; rel="next"'
+        return items[(page - 1) * per_page: page * per_page], headers
+
+    # -- REST reads
+
+    def list_releases(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """GET …/releases: published releases (drafts for writers), newest first, paged."""
+        if not self.github.rest_enabled:
+            return self.not_found()
+        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
+        if (page - 1) * per_page >= REST_LIST_CAP:  # iree-org/iree#16506 (§3)
+            return self.reply_json(422, {"message": "Only the first 1000 results are available.",
+                                         "documentation_url": "https://docs.github.com/rest/releases/releases#list-releases"})
+        window, headers = self.page(repo.listed_releases(token), query)
+        self.reply_json(200, [self.github.release_json(r) for r in window], headers)
+
+    def release_by_tag(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """GET …/releases/tags/{tag}: published releases only (drafts have no tag yet)."""
+        release = next((r for r in repo.releases if r["tagName"] == parts[2] and not r["isDraft"]), None)
         if release is None:
-            return self.reply_json(404, {"message": "Not Found"})
-        if self.command == "DELETE":
-            repo.releases.remove(release)
-            return self.reply(204, b"")
-        name = dict(urllib.parse.parse_qsl(query)).get("name", "")
+            return self.not_found()
+        self.reply_json(200, self.github.release_json(release))
+
+    def get_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        release = repo.release(parts[1], token)
+        if release is None:
+            return self.not_found()
+        self.reply_json(200, self.github.release_json(release))
+
+    def list_assets(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """GET …/releases/{id}/assets: with the stored (renamed) names and each asset's state (§5)."""
+        release = repo.release(parts[1], token)
+        if release is None:
+            return self.not_found()
+        window, headers = self.page(release["assets"], query)
+        self.reply_json(200, [self.github.asset_json(a) for a in window], headers)
+
+    def get_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """GET …/releases/assets/{id}: JSON, or with Accept: application/octet-stream "The API will either
+        redirect the client to the location, or stream it directly … handle both a 200 or 302" (REST docs,
+        Get a release asset; §4). The redirect's URL is always a good one."""
+        github = self.github
+        asset = repo.asset(parts[2], token)
+        if asset is None:
+            return self.not_found()
+        if "application/octet-stream" not in (self.headers.get("Accept") or ""):
+            return self.reply_json(200, github.asset_json(asset))
+        if github.asset_route_streams:
+            return self.send_asset(asset, {"Content-Type": "application/octet-stream"})
+        self.reply(302, b"", {"Location": github.signed_url(asset["id"])})
+
+    # -- REST writes
+
+    def create_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """POST …/releases: `draft` honoured; a tag held by a published release or burnt by an immutable one is refused (§1)."""
+        if self.refuse_unless_writer(token, repo):
+            return
+        fields = json.loads(body or b"{}")
+        tag = fields.get("tag_name", "")
+        problem = self.tag_problem(repo, tag, None)
+        if problem:
+            return self.validation_failed(problem, "https://docs.github.com/rest/releases/releases#create-a-release")
+        release = repo.add_release(tag, {}, draft=bool(fields.get("draft", False)), created=iso(self.github.clock()),
+                                   prerelease=bool(fields.get("prerelease", False)), name=fields.get("name"))
+        release["description"] = fields.get("body")
+        answer = self.github.release_json(release)
+        self.reply_json(201, answer, {"Location": answer["url"]})
+
+    def tag_problem(self, repo: FakeRepo, tag: str, release: dict | None) -> dict | None:
+        """Why `tag` cannot be published: burnt by an immutable release ("tag_name was used by an immutable
+        release", github-community-projects/ospo-reusable-workflows#83), or held by another release."""
+        if tag in repo.burnt_tags:
+            return {"resource": "Release", "code": "custom", "field": "tag_name",
+                    "message": "tag_name was used by an immutable release"}
+        if any(r is not release and r["tagName"] == tag and not r["isDraft"] for r in repo.releases):
+            return {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+        return None
+
+    def update_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """PATCH …/releases/{id}: draft, prerelease, name, body, tag_name. Publishing a draft on an immutable
+        repo makes it immutable; an immutable release keeps its tag and cannot go back to draft, while
+        "you can still edit the title and release notes … pre-release" (GHES 3.21 docs; github/docs#45730; §1)."""
+        github = self.github
+        if self.refuse_unless_writer(token, repo):
+            return
+        release = repo.release(parts[1], token)
+        if release is None:
+            return self.not_found()
+        fields, docs = json.loads(body or b"{}"), "https://docs.github.com/rest/releases/releases#update-a-release"
+        tag = fields.get("tag_name", release["tagName"])
+        if release["immutable"] and (tag != release["tagName"] or fields.get("draft") is True):
+            # Refused (github/docs#45730: "tag move rejected"); the exact text is not known.
+            return self.validation_failed({"resource": "Release", "code": "custom", "field": "tag_name",
+                                           "message": "Cannot modify an immutable release"}, docs)
+        publishing = release["isDraft"] and fields.get("draft") is False
+        if publishing or (not release["isDraft"] and tag != release["tagName"]):
+            problem = self.tag_problem(repo, tag, release)
+            if problem:
+                return self.validation_failed(problem, docs)
+        now = iso(github.clock())
+        release.update(tagName=tag, updatedAt=now, name=fields.get("name", release["name"]),
+                       description=fields.get("body", release["description"]),
+                       isPrerelease=bool(fields.get("prerelease", release["isPrerelease"])))
+        if publishing:
+            repo.publish(release, now)
+        elif fields.get("draft") is True:
+            release["isDraft"] = True
+        self.reply_json(200, github.release_json(release))
+
+    def delete_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """DELETE …/releases/{id}: allowed, even when immutable; its tag is then burnt (§1)."""
+        github = self.github
+        if self.refuse_unless_writer(token, repo):
+            return
+        release = repo.release(parts[1], token)
+        if release is None:
+            return self.not_found()
+        github.remove_release(repo, release)
+        if release["everPublished"]:
+            github.deleted_published.append(release["tagName"])
+        if release["immutable"]:
+            repo.burnt_tags.add(release["tagName"])
+        self.reply(204, b"")
+
+    def delete_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """DELETE …/releases/assets/{id}; not on an immutable release ("Release assets cannot be modified
+        or deleted", immutable-releases docs; text from a public measurement table, status 422 assumed; §1)."""
+        github = self.github
+        if self.refuse_unless_writer(token, repo):
+            return
+        asset = repo.asset(parts[2], token)
+        if asset is None:
+            return self.not_found()
+        if asset["release"]["immutable"]:
+            return self.reply_json(422, {"message": "Cannot delete asset from an immutable release.", "documentation_url": REST_DOCS})
+        github.remove_asset(asset)
+        github.deleted_assets.append(asset["name"])
+        self.reply(204, b"")
+
+    def upload_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
+        """POST uploads…/releases/{id}/assets?name=: stored under GitHub's renamed name (§5)."""
+        github = self.github
+        if self.refuse_unless_writer(token, repo):
+            return
+        release = repo.release(parts[1], token)
+        if release is None:
+            return self.not_found()
+        if release["immutable"]:  # softprops/action-gh-release#653, concourse/github-release-resource#151 (§1)
+            return self.reply_json(422, {"message": "Cannot upload assets to an immutable release.", "documentation_url": REST_DOCS})
+        name = stored_asset_name(query.get("name", ""))
+        if any(a["name"] == name for a in release["assets"]):  # "you'll receive an error and must delete the old file"
+            return self.validation_failed({"resource": "ReleaseAsset", "code": "already_exists", "field": "name"},
+                                          "https://docs.github.com/rest/releases/assets#upload-a-release-asset")
+        if github.fail_uploads == "starter":  # "502 Bad Gateway … may leave an empty asset with a state of starter"
+            asset = github.add_asset(repo, release, name, b"", iso(github.clock()), state="starter")
+            asset["digest"] = None
+            return self.reply_json(502, {"message": "Bad Gateway"})
         if github.fail_uploads:
             return self.reply_json(500, {"message": "Server Error"})
-        if any(a["name"] == name for a in release["assets"]):
-            return self.reply_json(422, {"message": "Validation Failed", "errors": [
-                {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]})
-        asset = github.add_asset(repo, release, name, body, release["createdAt"])
-        self.reply_json(201, {"node_id": asset["id"], "name": name, "size": len(body), "state": "uploaded",
-                              "digest": asset["digest"]})
+        asset = github.add_asset(repo, release, name, body, iso(github.clock()),
+                                 content_type=self.headers.get("Content-Type") or "application/octet-stream")
+        if github.upload_delay:
+            time.sleep(github.upload_delay)
+        self.reply_json(201, github.asset_json(asset))
 
-    def rest(self, path: str, query: dict) -> None:
-        """GET /repos/{owner}/{repo}/releases: releases with their assets' digests, paged."""
+    # -- download hosts
+
+    def browser_download(self, path: str) -> None:
+        """github.com/{owner}/{repo}/releases/download/{tag}/{name}: a public repo's asset redirects to a
+        signed URL (different-ai/openwork#3131); token requests for private repos get 404 (REFERENCE.md)."""
+        github, parts = self.github, [urllib.parse.unquote(p) for p in path.split("/")]
+        repo = None
+        if len(parts) == 7 and parts[3:5] == ["releases", "download"]:
+            key = (parts[1].lower(), parts[2].lower())
+            repo = github.repos.get(key) or github.moved.get(key)
+        published = repo.listed_releases("") if repo is not None and not repo.private else []
+        asset = next((a for r in published if r["tagName"] == parts[5] for a in r["assets"] if a["name"] == parts[6]), None)
+        if asset is None:
+            return self.reply(404, b"Not Found")
+        self.reply(302, b"", {"Location": github.signed_url(asset["id"])})
+
+    def download(self, node_id: str, query: dict, style: str) -> None:
         github = self.github
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        with github.lock:
-            github.rest_calls.append((token, self.path))
-        if token not in github.tokens:
-            return self.reply_json(401, {"message": "Bad credentials"})
-        parts = [urllib.parse.unquote(p) for p in path.split("/")]
-        if len(parts) == 7 and parts[4:6] == ["releases", "tags"]:
-            return self.release_by_tag(token, parts[2], parts[3], parts[6])
-        repo = github.repos.get((parts[2].lower(), parts[3].lower())) if len(parts) == 5 and parts[4] == "releases" else None
-        if not github.rest_enabled or repo is None or not repo.visible_to(token):
-            return self.reply_json(404, {"message": "Not Found"})
-        per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
-        releases = [r for r in repo.releases if not r["isDraft"] or token in repo.writers]
-        window = releases[(page - 1) * per_page: page * per_page]
-        payload = [{"tag_name": r["tagName"], "draft": r["isDraft"], "assets": [
-            {"node_id": a["id"], "name": a["name"], "size": a["size"], "digest": a["digest"], "state": "uploaded",
-             "updated_at": a["updatedAt"]} for a in r["assets"]]} for r in window]
-        more = page * per_page < len(releases)
-        link = f'<{github.base}{path}?per_page={per_page}&page={page + 1}>; rel="next"' if more else ""
-        self.reply_json(200, payload, {"Link": link, "x-ratelimit-resource": "core"} if link else {"x-ratelimit-resource": "core"})
-
-    def release_by_tag(self, token: str, owner: str, name: str, tag: str) -> None:
-        repo = self.github.repos.get((owner.lower(), name.lower()))
-        release = next((r for r in repo.releases if r["tagName"] == tag and not r["isDraft"]), None) if repo else None
-        if release is None or not repo.visible_to(token):
-            return self.reply_json(404, {"message": "Not Found"})
-        self.reply_json(200, rest_release(self.github, repo, release))
-
-    def download(self, node_id: str, query: dict) -> None:
-        github = self.github
-        asset = github.assets.get(node_id)
         if self.headers.get("Authorization"):
             return self.reply(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>")
-        try:
-            date, expires = query["X-Amz-Date"], query["X-Amz-Expires"]
-            good = hmac.compare_digest(github.signature(node_id, date, expires), query["X-Amz-Signature"])
-            start = datetime.datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
-            expired = time.time() > start.timestamp() + int(expires)
-        except (KeyError, ValueError):
-            good, expired = False, False
-        if asset is None or not good:
-            return self.reply(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
-        if expired:
-            return self.reply(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        if self.command == "HEAD" and github.refuse_head:  # a presigned GET URL does not sign HEAD (cavaliergopher/grab#43)
+            return self.reply(403, b"")
+        refusal = github.amz_refusal(node_id, query) if style == "amz" else github.sas_refusal(node_id, query)
+        if refusal is not None:
+            return self.reply(403, refusal, {"Content-Type": "application/xml"})
+        asset = github.assets.get(node_id)
+        if asset is None:  # signed before the asset was deleted
+            code = b"NoSuchKey" if style == "amz" else b"BlobNotFound"
+            return self.reply(404, b"<Error><Code>" + code + b"</Code></Error>", {"Content-Type": "application/xml"})
+        server = {"Server": "Windows-Azure-Blob/1.0"} if style == "sas" else {}  # gm3dmo/the-power#393
+        self.send_asset(asset, {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **server})
+
+    def send_asset(self, asset: dict, headers: dict) -> None:
+        """An asset's bytes, honouring one Range."""
+        github = self.github
         content, byte_range, size = asset["content"], self.headers.get("Range"), asset["size"]
         if self.command == "GET":
             with github.lock:
                 github.downloads.append((asset["name"], byte_range))
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": f'"{node_id[-12:]}-{size}"',
-                   "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"}
+                asset["downloadCount"] += 1
+        headers = {**headers, "ETag": f'"{asset["id"][-12:]}-{size}"', "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"}
         lo, hi, status = 0, size - 1, 200
         if byte_range and byte_range.startswith("bytes=") and not github.ignore_range:
             first, _, last = byte_range[len("bytes="):].partition("-")
@@ -1182,8 +1863,11 @@ class Hub:
 
 
 @pytest.fixture
-def clock():
-    return Clock()
+def clock(github):
+    """The test's clock, shared by PyPIHub and the fake GitHub (signed URLs, new timestamps, rate-limit resets)."""
+    clock = Clock()
+    github.clock = clock
+    return clock
 
 
 @pytest.fixture
@@ -1288,6 +1972,336 @@ def serve(command: list[str], github: FakeGitHub) -> tuple[subprocess.Popen, str
     return process, f"http://127.0.0.1:{port}"
 
 
+# --- The fake GitHub itself ---
+# The GitHub behaviours above, seen through plain http.client as any client would (no PyPIHub).
+
+
+def call(github: FakeGitHub, method: str, path: str, token: str | None = TOKEN_A, body=None,
+         headers: dict | None = None, timeout: float = 10) -> Response:
+    """One request to the fake: `path` below github.base, or a whole URL it handed out."""
+    target = urllib.parse.urlsplit(path if "://" in path else github.base + path)
+    sent = {"User-Agent": "fake-self-test", **(headers or {})}
+    if token is not None:
+        sent["Authorization"] = f"bearer {token}"
+    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
+    try:
+        connection.request(method, target.path + (f"?{target.query}" if target.query else ""), body=data, headers=sent)
+        answer = connection.getresponse()
+        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+    finally:
+        connection.close()
+
+
+def graphql_call(github: FakeGitHub, query: str, token: str = TOKEN_A, **variables) -> Response:
+    return call(github, "POST", "/graphql", token, {"query": query, "variables": variables})
+
+
+ASSET_NODE_QUERY = """query AssetNode($id: ID!) { node(id: $id) { ... on ReleaseAsset {
+  name url downloadUrl release { repository { nameWithOwner owner { login } } } } } }"""
+FIND_QUERY = """query Find($owner: String!, $name: String!, $follow: Boolean!) {
+  repository(owner: $owner, name: $name, followRenames: $follow) { nameWithOwner owner { login } } }"""
+
+
+def query_of(url: str) -> dict:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+def test_fake_sas_url_works_until_the_earlier_of_se_and_jwt(github, clock):
+    github.url_style = "sas"
+    asset = github.add_repo("sas-pkg").add_release("v1", {"sas_pkg-1.0-py3-none-any.whl": b"bytes"})["assets"][0]
+
+    def fresh() -> str:
+        return graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).json()["data"]["node"]["url"]
+
+    url = fresh()
+    query = query_of(url)
+    assert urllib.parse.urlsplit(url).path == "/release-assets/" + urllib.parse.quote(asset["id"], safe="")
+    assert {k: query[k] for k in ("sp", "sv", "sr", "spr", "rscd", "rsct", "sks", "skv")} == {
+        "sp": "r", "sv": "2018-11-09", "sr": "b", "spr": "https", "rscd": "attachment; filename=sas_pkg-1.0-py3-none-any.whl",
+        "rsct": "application/octet-stream", "sks": "b", "skv": "2018-11-09"}
+    assert "rscd=attachment%3B+filename%3Dsas_pkg-1.0-py3-none-any.whl" in url
+    claims = json.loads(base64.urlsafe_b64decode(query["jwt"].split(".")[1] + "=="))
+    assert claims["exp"] - claims["nbf"] == 300 and abs(claims["nbf"] - clock()) < 2
+    assert {k: claims[k] for k in ("iss", "aud", "key", "path")} == {
+        "iss": "github.com", "aud": "release-assets.githubusercontent.com", "key": "key1",
+        "path": "releaseassetproduction.blob.core.windows.net"}
+    assert from_iso(query["se"]) - from_iso(query["skt"]) == 3600 and query["ske"] == query["se"]
+    assert call(github, "GET", url, token=None).body == b"bytes"
+    assert call(github, "GET", url).status == 400  # a token next to the signature is refused
+    tampered = url.replace(urllib.parse.quote(query["se"]), urllib.parse.quote(iso(from_iso(query["se"]) + 60)))
+    assert call(github, "GET", tampered, token=None).status == 403
+    clock.advance(claims["exp"] - 1 - clock())  # the shared clock: just before jwt.exp
+    assert call(github, "GET", url, token=None).status == 200
+    clock.advance(1)
+    refused = call(github, "GET", url, token=None)
+    assert refused.status == 403 and b"<Code>AuthenticationFailed</Code>" in refused.body
+    assert b"Signature not valid in the specified time frame" in refused.body
+    github.jwt_lifetime = 7200  # a JWT that outlives se: se decides
+    url = fresh()
+    clock.advance(from_iso(query_of(url)["se"]) - 1 - clock())
+    assert call(github, "GET", url, token=None).status == 200
+    clock.advance(1)
+    assert call(github, "GET", url, token=None).status == 403
+    github.jwt_lifetime = None
+    assert "jwt" not in query_of(fresh())
+    reset = int(graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).headers["x-ratelimit-reset"])
+    assert abs(reset - (clock() + 1800)) < 2  # x-ratelimit-reset follows the shared clock too
+
+
+def test_fake_amz_url_expires_with_the_shared_clock(github, clock):
+    github.url_style = "amz"
+    asset = github.add_repo("amz-pkg").add_release("v1", {"a.whl": b"amz"})["assets"][0]
+    url = graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).json()["data"]["node"]["url"]
+    assert urllib.parse.urlsplit(url).path.startswith("/download/") and query_of(url)["X-Amz-Expires"] == "300"
+    assert call(github, "GET", url, token=None).body == b"amz"
+    clock.advance(302)
+    assert b"Request has expired" in call(github, "GET", url, token=None).body
+
+
+def test_fake_rest_asset_routes(github):
+    repo = github.add_repo("route-pkg")
+    release = repo.add_release("v1", {"route_pkg-1.0-py3-none-any.whl": b"route"})
+    asset = release["assets"][0]
+    path = f"/repos/{OWNER}/route-pkg/releases/assets/{asset['databaseId']}"
+    octets = {"Accept": "application/octet-stream"}
+    described = call(github, "GET", path).json()
+    assert described == github.asset_json(asset) and described["url"] == github.base + path
+    assert {k: described[k] for k in ("id", "node_id", "name", "label", "state", "size")} == {
+        "id": asset["databaseId"], "node_id": asset["id"], "name": asset["name"], "label": None, "state": "uploaded", "size": 5}
+    github.broken_graphql_urls = True
+    for style, host_path in (("amz", "/download/"), ("sas", "/release-assets/"), ("plain", "/release-assets/")):
+        github.url_style = style
+        moved = call(github, "GET", path, headers=octets)
+        assert moved.status == 302 and urllib.parse.urlsplit(moved.headers["location"]).path.startswith(host_path)
+        assert call(github, "GET", moved.headers["location"], token=None).body == b"route"
+        graphql_url = graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).json()["data"]["node"]["url"]
+        assert call(github, "GET", graphql_url, token=None).status in (403, 404)  # broken, or the private browser URL
+    assert graphql_url == github.browser_url(asset) == described["browser_download_url"]
+    github.asset_route_streams = True
+    streamed = call(github, "GET", path, headers=octets)
+    assert streamed.status == 200 and streamed.body == b"route"
+    assert call(github, "GET", path, token=TOKEN_B, headers=octets).status == 404  # B cannot see the repo
+    assert call(github, "GET", path, token=TOKEN_BAD).status == 401
+    github.asset_route_streams, github.url_style = False, "sas"
+    url = call(github, "GET", path, headers=octets).headers["location"]
+    assert call(github, "HEAD", url, token=None).status == 200
+    github.refuse_head = True
+    assert call(github, "HEAD", url, token=None).status == 403 and call(github, "GET", url, token=None).status == 200
+    one = call(github, "GET", f"/repos/{OWNER}/route-pkg/releases/{release['databaseId']}").json()
+    assert {"id", "node_id", "tag_name", "draft", "prerelease", "immutable", "upload_url", "assets"} <= set(one)
+    assert one["assets"] == [github.asset_json(asset)] and one["immutable"] is False
+    listed = call(github, "GET", f"/repos/{OWNER}/route-pkg/releases/{release['databaseId']}/assets?per_page=1&page=1")
+    assert listed.json() == [github.asset_json(asset)] and "link" not in listed.headers
+    assert call(github, "GET", f"/repos/{OWNER}/route-pkg/releases").json() == [one]
+    assert call(github, "DELETE", path, token=TOKEN_B).status == 404
+    assert call(github, "DELETE", path).status == 204 and github.deleted_assets == ["route_pkg-1.0-py3-none-any.whl"]
+    assert call(github, "GET", path).status == 404 and call(github, "GET", url, token=None).status == 404
+    assert len(github.rest_calls) == 12 and github.writes == [("DELETE", path), ("DELETE", path)]
+
+
+def test_fake_immutable_releases(github, clock):
+    repo = github.add_repo("locked", immutable=True)
+    releases = f"/repos/{OWNER}/locked/releases"
+    draft = call(github, "POST", releases, body={"tag_name": "v1", "draft": True}).json()
+    assert draft["draft"] and not draft["immutable"] and draft["published_at"] is None
+    waiting = call(github, "POST", releases, body={"tag_name": "v1", "draft": True})  # drafts may share a tag
+    assert waiting.status == 201
+    upload = draft["upload_url"].split("{")[0] + "?name="
+    assert call(github, "POST", upload + "locked-1.0-py3-none-any.whl", body=b"wheel").status == 201  # drafts are mutable
+    published = call(github, "PATCH", f"{releases}/{draft['id']}", body={"draft": False, "name": "locked 1.0"}).json()
+    assert published["immutable"] and not published["draft"] and published["name"] == "locked 1.0"
+    assert abs(from_iso(published["published_at"]) - clock()) < 2
+    late = call(github, "POST", upload + "late.txt", body=b"x")
+    assert (late.status, late.json()) == (422, {"message": "Cannot upload assets to an immutable release.",
+                                                "documentation_url": "https://docs.github.com/rest"})
+    asset_id = published["assets"][0]["id"]
+    assert call(github, "DELETE", f"{releases}/assets/{asset_id}").status == 422
+    edited = call(github, "PATCH", f"{releases}/{draft['id']}", body={"prerelease": True, "body": "notes"})
+    assert edited.status == 200 and edited.json()["immutable"] and edited.json()["prerelease"]
+    assert call(github, "PATCH", f"{releases}/{draft['id']}", body={"tag_name": "v1-moved"}).status == 422
+    taken = call(github, "POST", releases, body={"tag_name": "v1", "draft": True})
+    assert taken.status == 422 and taken.json()["errors"] == [{"resource": "Release", "code": "already_exists", "field": "tag_name"}]
+    assert call(github, "DELETE", f"{releases}/{draft['id']}").status == 204
+    assert repo.burnt_tags == {"v1"} and github.deleted_published == ["v1"]
+    burnt = {"resource": "Release", "code": "custom", "field": "tag_name", "message": "tag_name was used by an immutable release"}
+    again = call(github, "POST", releases, body={"tag_name": "v1"})
+    assert again.status == 422 and again.json()["message"] == "Validation Failed" and again.json()["errors"] == [burnt]
+    publish = call(github, "PATCH", f"{releases}/{waiting.json()['id']}", body={"draft": False})
+    assert publish.status == 422 and publish.json()["errors"] == [burnt]
+    assert call(github, "DELETE", f"{releases}/{waiting.json()['id']}").status == 204
+    assert github.deleted_published == ["v1"]  # the draft was never published
+    assert call(github, "GET", f"{releases}/tags/v1").status == 404
+    assert [m for m, _ in github.writes] == ["POST", "POST", "POST", "PATCH", "POST", "DELETE", "PATCH", "PATCH", "POST",
+                                             "DELETE", "POST", "PATCH", "DELETE"]
+    older = github.add_repo("older")  # releases published before the setting stay mutable
+    old = older.add_release("v1", {})
+    older.immutable = True
+    assert call(github, "GET", f"/repos/{OWNER}/older/releases/{old['databaseId']}").json()["immutable"] is False
+    assert call(github, "POST", f"/uploads/repos/{OWNER}/older/releases/{old['databaseId']}/assets?name=a.txt", body=b"a").status == 201
+
+
+def test_fake_renames_uploads_and_keeps_starter_assets(github, clock):
+    repo = github.add_repo("names")
+    release = repo.add_release("v1", {})
+    assets = f"/repos/{OWNER}/names/releases/{release['databaseId']}/assets"
+    upload = f"/uploads{assets}?name="
+    answer = call(github, "POST", upload + urllib.parse.quote("names-1!2.0+local (1)~x.whl"), body=b"w")
+    assert answer.status == 201 and answer.json()["name"] == "names-1.2.0+local..1..x.whl"
+    assert abs(from_iso(answer.json()["created_at"]) - clock()) < 2
+    github.fail_uploads = "starter"
+    assert call(github, "POST", upload + "names-2.0.tar.gz", body=b"sdist").status == 502
+    github.fail_uploads = False
+    retry = call(github, "POST", upload + "names-2.0.tar.gz", body=b"sdist")
+    assert retry.status == 422 and retry.json()["errors"][0]["code"] == "already_exists"
+    github.add_asset(repo, release, "names-3.0.tar.gz", b"", "2026-01-01T00:00:00Z", state="starter")
+    listed = call(github, "GET", assets).json()
+    assert [(a["name"], a["state"], a["size"]) for a in listed] == [
+        ("names-1.2.0+local..1..x.whl", "uploaded", 1), ("names-2.0.tar.gz", "starter", 0), ("names-3.0.tar.gz", "starter", 0)]
+    names = graphql_call(github, "query Names($id: ID!) { node(id: $id) { ... on Release { releaseAssets(first: 10) { nodes { name } } } } }",
+                         id=release["id"]).json()["data"]["node"]["releaseAssets"]["nodes"]
+    assert [n["name"] for n in names] == [a["name"] for a in listed]  # GraphQL has no state: starters look normal
+    github.upload_delay = 1.0
+    with pytest.raises(OSError):  # TimeoutError; on Python 3.9 socket.timeout or a read of a timed-out socket
+        call(github, "POST", upload + "names-4.0.tar.gz", body=b"slow", timeout=0.3)
+    assert any(a["name"] == "names-4.0.tar.gz" for a in release["assets"])  # stored, though the answer was lost
+
+
+def test_fake_rest_releases_stop_at_1000_while_graphql_pages_on(github):
+    repo = github.add_repo("huge")
+    for n in range(1050):
+        repo.add_release(f"v{n}", {f"huge-1.{n}-py3-none-any.whl": b"w"})
+    path = f"/repos/{OWNER}/huge/releases?per_page=100&page="
+    tenth = call(github, "GET", path + "10")
+    assert tenth.status == 200 and len(tenth.json()) == 100 and 'rel="next"' in tenth.headers["link"]
+    beyond = call(github, "GET", path + "11")
+    assert (beyond.status, beyond.json()) == (422, {"message": "Only the first 1000 results are available.",
+                                                    "documentation_url": "https://docs.github.com/rest/releases/releases#list-releases"})
+    assert call(github, "GET", f"/repos/{OWNER}/huge/releases?per_page=50&page=21").status == 422
+    query = """query Page($after: String) { repository(owner: "octorg", name: "huge") {
+      releases(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { tagName releaseAssets(first: 5) { nodes { name } } } } } }"""
+    tags, after, started = [], None, time.monotonic()
+    while True:
+        connection = graphql_call(github, query, after=after).json()["data"]["repository"]["releases"]
+        tags += [r["tagName"] for r in connection["nodes"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert len(tags) == len(set(tags)) == 1050 and len(github.graphql_calls) == 11
+    assert time.monotonic() - started < 5  # ~0.2 s here: schema execution is not the bottleneck
+
+
+@pytest.mark.parametrize("shape, status, retry_after", [("secondary403", 403, None), ("secondary429", 429, "30"),
+                                                        ("secondary200", 200, None)])
+def test_fake_secondary_rate_limits(github, shape, status, retry_after):
+    github.add_repo("limited")
+    find = {"owner": OWNER, "name": "limited", "follow": True}
+    github.faults.append(shape)
+    answer = graphql_call(github, FIND_QUERY, **find)
+    assert answer.status == status and answer.headers.get("retry-after") == retry_after
+    assert answer.headers["x-ratelimit-remaining"] != "0"  # points are left: it is not the primary limit
+    body = answer.json()
+    message = body["errors"][0]["message"] if status == 200 else body["message"]
+    assert message.startswith("You have exceeded a secondary rate limit.") and "data" not in body
+    assert graphql_call(github, FIND_QUERY, **find).json()["data"]["repository"]["nameWithOwner"] == f"{OWNER}/limited"
+    if status != 200:
+        github.rest_faults.extend([shape, 502])
+        rest = call(github, "GET", f"/repos/{OWNER}/limited/releases")
+        assert rest.status == status and rest.headers.get("retry-after") == retry_after
+        assert "secondary rate limit" in rest.json()["message"]
+        assert call(github, "POST", f"/repos/{OWNER}/limited/releases", body={"tag_name": "v1"}).status == 502
+        assert call(github, "GET", f"/repos/{OWNER}/limited/releases").status == 200 and github.rest_faults == []
+
+
+def test_fake_primary_rate_limit_types(github):
+    github.rate_limited = True
+    limited = graphql_call(github, FIND_QUERY, owner=OWNER, name="x", follow=True)
+    assert limited.status == 200 and limited.json()["errors"][0]["type"] == "RATE_LIMITED"
+    github.rate_limit_type = "RATE_LIMIT"
+    limited = graphql_call(github, FIND_QUERY, owner=OWNER, name="x", follow=True)
+    assert limited.json()["errors"] == [{"type": "RATE_LIMIT", "code": "graphql_rate_limit",
+                                         "message": "API rate limit already exceeded for user ID 1."}]
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_fake_counts_api_requests_in_flight_per_token(github):
+    github.add_repo("busy")
+    github.gate = threading.Event()
+    threads = [threading.Thread(target=graphql_call, args=(github, FIND_QUERY), kwargs={"owner": OWNER, "name": "busy", "follow": True})
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: github.in_flight.get(TOKEN_A) == 3)
+    assert call(github, "GET", f"/repos/{OWNER}/busy/releases").status == 200  # REST counts too
+    github.gate.set()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: github.in_flight[TOKEN_A] == 0)  # a handler leaves just after its answer is sent
+    assert github.max_concurrent == {TOKEN_A: 4} and github.in_flight == {TOKEN_A: 0}
+
+
+def test_fake_transfer_keeps_the_old_name_working(github):
+    repo = github.add_repo("wanderer")
+    github.add_repo("stays")
+    asset = repo.add_release("v1", {"w.whl": b"w"})["assets"][0]
+    github.transfer(repo, "neworg")
+    found = graphql_call(github, FIND_QUERY, owner=OWNER, name="wanderer", follow=True).json()["data"]["repository"]
+    assert found == {"nameWithOwner": "neworg/wanderer", "owner": {"login": "neworg"}}
+    strict = graphql_call(github, FIND_QUERY, owner=OWNER, name="wanderer", follow=False).json()
+    assert strict["data"] == {"repository": None} and strict["errors"][0]["type"] == "NOT_FOUND"
+    owned = graphql_call(github, 'query Owned { repositoryOwner(login: "octorg") { repositories(first: 10) { nodes { name } } } }')
+    assert owned.json()["data"]["repositoryOwner"]["repositories"]["nodes"] == [{"name": "stays"}]
+    node = graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).json()["data"]["node"]
+    assert node["release"]["repository"] == {"nameWithOwner": "neworg/wanderer", "owner": {"login": "neworg"}}
+    assert node["downloadUrl"].startswith(f"{github.base}/neworg/wanderer/releases/download/")
+    old = call(github, "GET", f"/repos/{OWNER}/wanderer/releases?per_page=10")
+    location = f"{github.base}/repositories/{repo.database_id}/releases?per_page=10"
+    assert (old.status, old.headers["location"]) == (301, location)
+    assert old.json() == {"message": "Moved Permanently", "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"}
+    assert [r["tag_name"] for r in call(github, "GET", location).json()] == ["v1"]
+    assert call(github, "GET", f"/repos/neworg/wanderer/releases/tags/v1").status == 200
+    assert call(github, "POST", f"/repos/{OWNER}/wanderer/releases", body={"tag_name": "v2"}).status == 307
+    assert call(github, "GET", f"/repos/{OWNER}/wanderer/releases", token=TOKEN_B).status == 404  # B cannot see it
+
+
+def test_fake_saml_sso_refuses_unauthorized_tokens(github):
+    repo = github.add_repo("sso-pkg")
+    asset = repo.add_release("v1", {"s.whl": b"s"})["assets"][0]
+    github.add_repo("free", owner="elsewhere")
+    github.sso_blocked.add((TOKEN_A, OWNER))
+    answer = graphql_call(github, FIND_QUERY, owner=OWNER, name="sso-pkg", follow=True)
+    assert answer.status == 200 and answer.json()["data"] == {"repository": None}
+    assert answer.json()["errors"] == [{"type": "FORBIDDEN", "path": ["repository"], "extensions": {"saml_failure": True},
+                                        "message": SAML_GRAPHQL}]
+    header = answer.headers["x-github-sso"]
+    assert header.startswith("required; url=https://github.com/orgs/octorg/sso?authorization_request=") and TOKEN_A not in header
+    node = graphql_call(github, ASSET_NODE_QUERY, id=asset["id"]).json()
+    assert node["data"] == {"node": None} and node["errors"][0]["extensions"] == {"saml_failure": True}
+    rest = call(github, "GET", f"/repos/{OWNER}/sso-pkg/releases")
+    assert rest.status == 403 and rest.headers["x-github-sso"] == header and rest.json()["message"] == SAML_REST
+    assert graphql_call(github, FIND_QUERY, owner="elsewhere", name="free", follow=True).json()["data"]["repository"]
+    assert "x-github-sso" not in graphql_call(github, FIND_QUERY, owner="elsewhere", name="free", follow=True).headers
+
+
+def test_fake_installation_token_sees_only_its_repos(github):
+    mine, theirs = github.add_repo("app-pkg"), github.add_repo("other-private")
+    github.add_repo("open-pkg", private=False)
+    github.add_token("ghs_installation0000000000000000000000", read=(mine,))
+    token = "ghs_installation0000000000000000000000"
+
+    def visible(name: str) -> bool:
+        return graphql_call(github, FIND_QUERY, token, owner=OWNER, name=name, follow=True).json()["data"]["repository"] is not None
+
+    assert visible("app-pkg") and not visible("other-private") and not visible("open-pkg")
+    github.installation_tokens_see_public = True
+    assert visible("open-pkg") and not visible("other-private")
+    assert call(github, "GET", f"/repos/{OWNER}/other-private/releases", token=token).status == 404
+    denied = call(github, "POST", f"/repos/{OWNER}/app-pkg/releases", token=token, body={"tag_name": "v1"})
+    assert denied.status == 403 and denied.json()["message"] == "Resource not accessible by integration"
+    github.add_token(token, write=(theirs,))
+    assert call(github, "POST", f"/repos/{OWNER}/other-private/releases", token=token, body={"tag_name": "v1"}).status == 201
+
+
 # --- The server against the fake GitHub ---
 
 # -- the index alone: no PyPIHub HTTP server in between --
@@ -1360,7 +2374,7 @@ def test_asset_redirects_to_signed_url_and_bytes_match(hub, github, demo):
     response = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
     assert response.status == 302
     location = response.headers["location"]
-    assert location.startswith(github.base + "/download/")
+    assert location.startswith(github.base + "/release-assets/") and pypihub.is_signed_url(location)
     target = urllib.parse.urlsplit(location)
     connection = http.client.HTTPConnection(target.hostname, target.port)
     connection.request("GET", f"{target.path}?{target.query}")
@@ -1524,6 +2538,10 @@ def test_github_faults(hub, github, demo, faults, status, calls):
     assert all(0.5 <= pause / (pypihub.RETRY_BASE_DELAY * 2 ** n) <= 1.0 for n, pause in enumerate(hub.pauses))
     if status == 429:
         assert response.headers["retry-after"] == "7"
+        held = hub.request("/simple/demo-pkg/")  # GitHub said wait: the token's requests go nowhere until then
+        assert held.status == 429 and len(github.graphql_calls) == calls
+        assert 1 <= int(held.headers["retry-after"]) <= 7
+        hub.clock.advance(7)
     assert hub.request("/simple/demo-pkg/").status == 200  # and the server keeps serving
 
 
@@ -1611,7 +2629,7 @@ def test_cache_never_answers_another_token(hub, github, demo):
 def test_cache_keys_hold_no_token(hub, github, demo):
     hub.request("/simple/demo-pkg/")
     index = hub.server.index
-    keys = repr(index.listings.keys() + index.links.keys() + index.digests.keys() + index.metadata.keys())
+    keys = repr(index.listings.keys() + index.links.keys() + index.facts.keys() + index.metadata.keys())
     assert TOKEN_A not in keys and "demo-pkg" in keys
 
 
@@ -2093,6 +3111,264 @@ def test_oversized_upload_is_refused_before_reading_it(make_hub, github, demo):
     assert response.status == 413 and github.writes == []
 
 
+# -- GitHub as it behaves today (issue 12) --
+
+
+def parse_prometheus_strictly(text: str) -> dict[str, tuple[str, list[tuple[str, float]]]]:
+    """Prometheus text format 0.0.4 read as strictly as Prometheus does: one TYPE line per metric
+    family, before all of its samples, which stand together; valid names, labels and values."""
+    families: dict[str, tuple[str, list[tuple[str, float]]]] = {}
+    current = None
+    sample_re = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)')
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name not in families, f"a second TYPE line for {name}"
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            families[name], current = (kind, []), name
+            continue
+        if not line or line.startswith("#"):
+            continue
+        match = sample_re.fullmatch(line)
+        assert match, f"not a sample line: {line!r}"
+        name, labels, value = match.groups()
+        family = name if name in families else re.sub(r"_(bucket|sum|count)$", "", name)
+        assert family == current, f"{name} stands apart from the other samples of {family}"
+        families[family][1].append((name + (labels or ""), float(value)))
+    for name, (kind, samples) in families.items():
+        if kind == "histogram":
+            check_histogram(name, dict(samples))
+    return families
+
+
+def check_histogram(name: str, samples: dict[str, float]) -> None:
+    for count_key in (k for k in samples if k.startswith(f"{name}_count")):
+        labels = count_key[len(f"{name}_count"):]
+        buckets = [v for k, v in samples.items() if k.startswith(f"{name}_bucket{labels[:-1]},le=")]
+        assert buckets == sorted(buckets) and buckets[-1] == samples[count_key], f"{name}{labels} is not cumulative"
+
+
+def test_metrics_parse_strictly(hub, github, demo):
+    hub.request("/simple/demo-pkg/")
+    hub.request("/simple/demo-pkg/", token=TOKEN_B)
+    hub.request("/nothing")
+    families = parse_prometheus_strictly(hub.request("/metrics", token=None).body.decode())
+    assert families["pypihub_cache_hits_total"][0] == "counter"
+    assert {labels for labels, _ in families["pypihub_cache_entries"][1]} >= {
+        'pypihub_cache_entries{cache="listings"}', 'pypihub_cache_entries{cache="links"}'}
+    assert families["pypihub_request_duration_seconds"][0] == "histogram"
+
+
+def test_format_with_a_literal_plus_as_a_browser_sends_it(hub, github, demo):
+    response = hub.request("/simple/demo-pkg/?format=application/vnd.pypi.simple.v1+json")
+    assert response.status == 200 and response.headers["content-type"] == pypihub.JSON_V1
+
+
+def releases_of(github: FakeGitHub, repo: FakeRepo, tag: str) -> list[dict]:
+    return [r for r in repo.releases if r["tagName"] == tag]
+
+
+def test_upload_drafts_publishes_and_takes_a_versions_second_file(hub, github, demo):
+    repo, _ = demo
+    wheel, wheel_bytes = make_wheel("demo-pkg", "3.1")
+    sdist, sdist_bytes = make_sdist("demo-pkg", "3.1")
+    assert post_upload(hub, upload_fields("demo-pkg", "3.1", wheel_bytes), wheel, wheel_bytes).status == 200
+    assert post_upload(hub, upload_fields("demo-pkg", "3.1", sdist_bytes), sdist, sdist_bytes).status == 200
+    [release] = releases_of(github, repo, "v3.1")
+    assert not release["isDraft"] and sorted(a["name"] for a in release["assets"]) == sorted([wheel, sdist])
+    # GitHub's advice for immutable releases, kept on every repo: a draft, its file, then publish.
+    assert [m for m, _ in github.writes] == ["POST", "POST", "PATCH", "POST"] and github.deleted_published == []
+    assert sorted(project_files(hub.request("/simple/demo-pkg/")))[-2:] == sorted([wheel, sdist])
+
+
+def test_immutable_repo_takes_the_first_file_and_refuses_a_later_one_before_sending_it(hub, github):
+    repo = github.add_repo("locked-pkg", immutable=True)
+    wheel, wheel_bytes = make_wheel("locked-pkg", "1.0")
+    sdist, sdist_bytes = make_sdist("locked-pkg", "1.0")
+    assert post_upload(hub, upload_fields("locked-pkg", "1.0", wheel_bytes), wheel, wheel_bytes).status == 200
+    [release] = releases_of(github, repo, "v1.0")
+    assert release["immutable"] and [a["name"] for a in release["assets"]] == [wheel]
+    writes = list(github.writes)
+    refused = post_upload(hub, upload_fields("locked-pkg", "1.0", sdist_bytes), sdist, sdist_bytes)
+    assert refused.status == 409 and b"immutable" in refused.body
+    assert github.writes == writes  # not a byte went to GitHub
+    assert github.deleted_published == [] and releases_of(github, repo, "v1.0") == [release]
+    assert project_files(hub.request("/simple/locked-pkg/")) == [wheel]
+
+
+def test_a_deleted_immutable_releases_tag_is_refused_clearly(hub, github):
+    repo = github.add_repo("burnt-pkg", immutable=True)
+    wheel, content = make_wheel("burnt-pkg", "1.0")
+    assert post_upload(hub, upload_fields("burnt-pkg", "1.0", content), wheel, content).status == 200
+    [release] = releases_of(github, repo, "v1.0")
+    repo.releases.remove(release)  # someone deleted it on GitHub: the tag is burnt for good
+    repo.burnt_tags.add("v1.0")
+    again = post_upload(hub, upload_fields("burnt-pkg", "1.0", content), wheel, content)
+    assert again.status == 409 and b"tag_name was used by an immutable release" in again.body
+    assert releases_of(github, repo, "v1.0") == [] and github.deleted_published == []
+
+
+def test_failed_upload_on_an_immutable_repo_deletes_only_its_draft(hub, github):
+    repo = github.add_repo("shaky-pkg", immutable=True)
+    github.fail_uploads = "starter"  # GitHub's 502, leaving an empty asset in state "starter"
+    wheel, content = make_wheel("shaky-pkg", "1.0")
+    assert post_upload(hub, upload_fields("shaky-pkg", "1.0", content), wheel, content).status == 502
+    assert repo.releases == [] and github.deleted_published == [] and repo.burnt_tags == set()
+    github.fail_uploads = False
+    assert post_upload(hub, upload_fields("shaky-pkg", "1.0", content), wheel, content).status == 200
+
+
+def test_an_upload_whose_answer_is_lost_counts_when_github_has_the_file(make_hub, github, demo):
+    hub = make_hub(upload_timeout=0.3)
+    github.upload_delay = 1.0  # GitHub stores the file, but its answer comes after our timeout
+    wheel, content = make_wheel("demo-pkg", "3.2")
+    assert post_upload(hub, upload_fields("demo-pkg", "3.2", content), wheel, content).status == 200
+    [release] = releases_of(github, demo[0], "v3.2")
+    assert not release["isDraft"] and [a["name"] for a in release["assets"]] == [wheel]
+
+
+def test_an_upload_github_renames_is_removed_and_refused(hub, github, demo):
+    version = "1!5.0"  # a version epoch: GitHub renames "!" (or may: compare the answer's name)
+    wheel, content = make_wheel("demo-pkg", version)
+    refused = post_upload(hub, upload_fields("demo-pkg", version, content), wheel, content)
+    assert refused.status == 400 and wheel.encode() in refused.body and b"demo_pkg-1.5.0-py3" in refused.body
+    assert github.deleted_assets == [wheel.replace("!", ".")] and releases_of(github, demo[0], f"v{version}") == []
+
+
+def test_failed_uploads_leftovers_are_not_listed(hub, github, demo):
+    repo, _ = demo
+    github.add_asset(repo, repo.releases[-1], "demo_pkg-1.0-py2-none-any.whl", b"", "2026-01-10T12:00:00Z",
+                     state="starter")
+    assert "demo_pkg-1.0-py2-none-any.whl" not in project_files(hub.request("/simple/demo-pkg/"))
+
+
+@pytest.mark.parametrize("shape, wait", [("secondary403", "60"), ("secondary429", "30"), ("secondary200", "60")])
+def test_secondary_rate_limit_is_429_and_holds_the_token_off(hub, github, demo, clock, shape, wait):
+    github.faults.append(shape)
+    limited = hub.request("/simple/demo-pkg/")
+    assert limited.status == 429 and limited.headers["retry-after"] == wait and b"secondary" in limited.body
+    calls = len(github.graphql_calls)
+    held = hub.request("/simple/demo-pkg/")
+    assert held.status == 429 and len(github.graphql_calls) == calls  # answered from memory
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # another token is not held off
+    clock.advance(int(wait))
+    assert hub.request("/simple/demo-pkg/").status == 200
+
+
+def test_secondary_rate_limit_serves_the_stale_listing(hub, github, demo, clock):
+    assert hub.request("/simple/demo-pkg/").status == 200
+    clock.advance(61)
+    github.faults.append("secondary403")
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert hub.request("/simple/demo-pkg/").status == 200  # held off: still the stale listing, no call
+    assert len(github.graphql_calls) == 2 and any("stale" in line for line in hub.logs)
+
+
+def test_a_token_has_at_most_8_github_requests_in_flight(hub, github):
+    for n in range(20):
+        name, content = make_wheel(f"many-{n}", "1.0")
+        github.add_repo(f"many-{n}").add_release("v1.0", {name: content})
+    github.gate = threading.Event()
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda n=n: results.append(hub.request(f"/simple/many-{n}/").status))
+               for n in range(20)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: github.in_flight.get(TOKEN_A) == pypihub.TOKEN_CONCURRENCY)
+    github.gate.set()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 20 and github.max_concurrent[TOKEN_A] == pypihub.TOKEN_CONCURRENCY == 8
+
+
+def test_more_than_1000_releases_list_older_files_without_a_hash(hub, github, clock):
+    repo = github.add_repo("huge")
+    for n in range(1050):
+        name, content = make_wheel("huge", f"1.{n}")
+        repo.add_release(f"v1.{n}", {name: content})
+    files = hub.request("/simple/huge/", headers={"Accept": pypihub.JSON_V1}).json()["files"]
+    hashed = {f["filename"] for f in files if f["hashes"]}
+    assert len(files) == 1050 and len(hashed) == 1000 and "huge-1.1049-py3-none-any.whl" in hashed
+    assert len(github.rest_calls) == 10  # GitHub's list stops at page 10 of 100: never asked for more
+    clock.advance(61)
+    again = hub.request("/simple/huge/", headers={"Accept": pypihub.JSON_V1}).json()["files"]
+    assert {f["filename"] for f in again if f["hashes"]} == hashed
+    assert len(github.rest_calls) == 10  # the older assets are known to have no reachable digest
+
+
+def test_a_redirect_never_hands_out_an_expired_url(make_hub, github, demo, clock):
+    github.jwt_lifetime = 120  # the jwt's exp comes 58 minutes before se
+    hub = make_hub(cache_ttl=600)
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-2.0-py3-none-any.whl")
+    assert hub.request(path).status == 302 and len(github.graphql_calls) == 1  # the listing's own URL
+    clock.advance(90)  # the listing is fresh for 600 s, but its URLs are not
+    location = hub.request(path).headers["location"]
+    assert pypihub.signed_url_expiry(location) > clock() + 60
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query Asset"]
+    target = urllib.parse.urlsplit(location)
+    connection = http.client.HTTPConnection(target.hostname, target.port)
+    connection.request("GET", f"{target.path}?{target.query}")
+    assert connection.getresponse().read() == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
+
+
+def test_an_unsigned_graphql_url_falls_back_to_githubs_asset_route(hub, github, demo):
+    github.url_style = "plain"  # ReleaseAsset.url as the browser URL: 404 without a browser session
+    page = hub.request("/simple/demo-pkg/")
+    path = asset_path(page, "demo_pkg-2.0-py3-none-any.whl")
+    first = hub.request(path)
+    assert first.status == 302 and pypihub.is_signed_url(first.headers["location"])
+    assert any("/releases/assets/" in p for _, p in github.rest_calls)
+    rest = len(github.rest_calls)
+    assert hub.request(path).headers["location"] == first.headers["location"]  # remembered while valid
+    assert len(github.rest_calls) == rest and len(github.graphql_calls) == 2
+    assert hub.request(metadata_path(page, "demo_pkg-2.0-py3-none-any.whl")).body == \
+        wheel_metadata(demo[1]["demo_pkg-2.0-py3-none-any.whl"])
+
+
+def test_a_refused_url_falls_back_to_githubs_asset_route_in_proxy_mode(make_hub, github, demo):
+    github.broken_graphql_urls = True  # the download host answers 403 to GraphQL's URLs
+    hub = make_hub(proxy_downloads=True)
+    page = hub.request("/simple/demo-pkg/")
+    whole = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
+    assert whole.status == 200 and whole.body == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query Asset"]  # then the REST route
+
+
+def test_an_asset_route_that_streams_the_bytes_is_passed_on(hub, github, demo):
+    github.url_style, github.asset_route_streams = "plain", True  # "API clients should handle both"
+    page = hub.request("/simple/demo-pkg/")
+    whole = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
+    assert whole.status == 200 and whole.body == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
+
+
+def test_proxy_head_when_the_download_host_refuses_head(make_hub, github, demo):
+    github.refuse_head = True
+    hub = make_hub(proxy_downloads=True)
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-2.0-py3-none-any.whl")
+    head = hub.request(path, method="HEAD")
+    size = len(demo[1]["demo_pkg-2.0-py3-none-any.whl"])
+    assert (head.status, head.body, head.headers["content-length"]) == (200, b"", str(size))
+    assert "content-range" not in head.headers and head.headers["accept-ranges"] == "bytes"
+
+
+def test_sso_protected_org_says_where_to_authorize_the_token(hub, github, demo):
+    github.sso_blocked.add((TOKEN_A, OWNER))
+    response = hub.request("/simple/demo-pkg/")
+    assert response.status == 403 and b"SAML" in response.body
+    assert b"https://github.com/orgs/octorg/sso?authorization_request=" in response.body
+
+
+def test_a_transferred_repo_is_404_for_listing_and_download_alike(hub, github, demo, clock):
+    repo, _ = demo
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-2.0-py3-none-any.whl")
+    github.transfer(repo, "neworg")
+    clock.advance(61)
+    listing = hub.request("/simple/demo-pkg/")
+    assert listing.status == 404 and b"neworg/demo-pkg" in listing.body and b"use neworg" in listing.body
+    assert hub.request(path).status == 404
+    assert hub.request("/simple/demo-pkg/", owner="neworg").status == 200
+
+
 # --- End-to-end clients ---
 
 
@@ -2189,6 +3465,20 @@ def test_old_pip_from_python_39_installs(hub, github, demo, tmp_path):
     version = run([str(python), "-m", "pip", "--version"], tmp_path).stdout
     run([str(python), "-m", "pip", "install", "--index-url", hub.index_url(), "demo-pkg"], tmp_path)
     assert imported_value(python, tmp_path) == "2.0", version
+
+
+def test_pip_installs_during_a_github_outage_after_the_ttl(hub, github, demo, clock, tmp_path):
+    github.jwt_lifetime = 3600  # GitHub signs its URLs for 5 to 60 minutes; these outlast the outage
+    pip_download(tmp_path, hub.index_url(), "demo-pkg==2.0")  # listed, metadata read, links remembered
+    clock.advance(61)  # past the TTL ...
+    github.faults.extend([502] * 200)  # ... GitHub goes down ...
+    clock.advance(300)  # ... for five minutes
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
+         "--index-url", hub.index_url(), "demo-pkg"], tmp_path)
+    assert imported_value(python, tmp_path) == "2.0"
+    assert any("stale listing" in line for line in hub.logs)
+    assert any("remembered download link" in line for line in hub.logs)
 
 
 # -- uv --
