@@ -28,8 +28,10 @@ import argparse
 import base64
 import binascii
 import bisect
+import contextlib
 import dataclasses
 import datetime
+import email.errors
 import email.message
 import email.parser
 import email.utils
@@ -131,8 +133,13 @@ UPLOAD_CHUNK = 256 * 1024
 UPLOAD_SPOOL = 8 * 1024 * 1024  # an upload's file goes to disk past this
 MAX_PART_HEADERS = 16 * 1024
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
+MAX_FORM_PARTS = 1000  # twine sends about 30 fields, a repeated one for each classifier
+TOKEN_CHECK_TTL = 60.0  # seconds GitHub's word on a token (good for uploads, or rejected) is kept
+WRITERS = ("ADMIN", "MAINTAIN", "WRITE")  # Repository.viewerPermission that may publish
 
 MAX_TARGET = 8192  # longest request target served
+HEALTH_RESERVE = 8  # connections past the caps that may still ask /healthz (and get 503 otherwise)
+OVERFLOW_HEAD_TIMEOUT = 2.0  # seconds such a connection has to send its request head
 SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -223,6 +230,25 @@ class ExpiredLink(BadGateway):
 
 class GatewayTimeout(PyPIHubError):
     status = 504
+
+
+class Overloaded(PyPIHubError):
+    """More connections than this server takes: try again in a moment."""
+
+    status = 503
+    headers = (("Retry-After", "1"),)
+
+
+class ShortBody(Exception):
+    """A streamed body ended before its length: the client must see a broken answer, not a whole one."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"the upstream body ended after {sent} bytes")
+        self.sent = sent
+
+
+class RequestTimeout(PyPIHubError):
+    status = 408
 
 
 class Conflict(PyPIHubError):
@@ -480,9 +506,9 @@ def parse_credentials(header: str | None) -> Credentials:
     scheme, _, value = (header or "").strip().partition(" ")
     if scheme.lower() != "basic" or not value.strip():
         raise Unauthorized("Log in with your GitHub owner as user and your GitHub token as password.")
-    try:
+    try:  # ValueError also for non-ASCII bytes, which reach us as Latin-1 text
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
         raise Unauthorized("The Authorization header is not valid Basic credentials.") from None
     owner, colon, token = decoded.partition(":")
     if not colon or not token:
@@ -504,6 +530,30 @@ def redact(text: str, authorization: str | None) -> str:
     for secret in sorted({value, token}, key=len, reverse=True):
         text = text.replace(secret, "[token]") if len(secret) >= 4 else text
     return text
+
+
+def head_problem(headers: email.message.Message) -> str | None:
+    """What makes a request head unsafe to serve, as RFC 9112 sees it, or None. Behind a front
+    proxy each of these can split one request into two (request smuggling): all are 400."""
+    # A line that is no header (e.g. "Content-Length : 5") ends the email parser's headers there.
+    if any(isinstance(d, email.errors.MissingHeaderBodySeparatorDefect) for d in headers.defects):
+        return "A header line is malformed."
+    if any("\n" in value or "\r" in value for value in headers.values()):
+        return "Folded header lines (obs-fold) are not accepted."
+    lengths = headers.get_all("Content-Length") or []
+    if len(lengths) > 1:
+        return "More than one Content-Length."
+    if lengths and not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
+        return "Content-Length is not a number."
+    if lengths and "Transfer-Encoding" in headers:
+        return "Transfer-Encoding and Content-Length together."
+    return None
+
+
+def loggable_target(target: str) -> str:
+    """A request target (or a line quoting one) without userinfo: an absolute-form target such
+    as http://owner:TOKEN@host/simple/ must not put the token into the log."""
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
 
 
 def parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -1034,6 +1084,7 @@ class Upload:
     file: Any  # a SpooledTemporaryFile positioned anywhere; size and sha256 below
     size: int
     sha256: str
+    repo: dict | None = None  # the target repo, when it was checked before the file was read
 
 
 def multipart_boundary(content_type: str | None) -> bytes:
@@ -1185,13 +1236,16 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 class Throttle:
     """One token's way to GitHub: at most TOKEN_CONCURRENCY requests in flight (GitHub's
     secondary limit allows 100 per user, so one cold resolve of many packages must not take them
-    all), and none while GitHub has told it to wait: that is answered from memory, as a 429."""
+    all); none while GitHub has told it to wait (answered from memory, as a 429), nor for a
+    minute after GitHub rejected the token (a 401 from memory: a bad token costs one call a minute)."""
 
     def __init__(self, clock: Clock = time.time, slots: int = TOKEN_CONCURRENCY) -> None:
         self.clock, self.slots = clock, threading.BoundedSemaphore(slots)
-        self.until = 0.0
+        self.until = self.rejected_until = self.confirmed_until = 0.0
 
     def enter(self, deadline: float) -> None:
+        if self.rejected_until > self.clock():
+            raise Unauthorized("GitHub rejected this token (within the last minute).")
         wait = int(self.until - self.clock() + 0.999)
         if wait > 0:
             raise TooManyRequests(f"GitHub asked this token to pause its requests; retry in {wait} s.",
@@ -1204,6 +1258,13 @@ class Throttle:
 
     def hold_off(self, wait: int) -> None:
         self.until = max(self.until, self.clock() + wait)
+
+    def learn(self, error: PyPIHubError) -> None:
+        """What a failed call says about the token: rejected, or to be held off."""
+        if isinstance(error, Unauthorized):
+            self.rejected_until = self.clock() + TOKEN_CHECK_TTL
+        if isinstance(error, TooManyRequests):
+            self.hold_off(error.wait)
 
 
 class GitHub:
@@ -1218,6 +1279,7 @@ class GitHub:
                  clock: Clock = time.time, sleep: Sleep = time.sleep,
                  throttle: Throttle | None = None) -> None:
         self.url, self._token, self.timeout = url, token, timeout
+        self.deadline = time.monotonic() + timeout  # one for every call made for this request
         self.rest_url = rest_url or rest_base(url)
         self.calls = calls if calls is not None else GitHubCalls()
         self.record = record or (lambda api, outcome, headers: None)
@@ -1246,14 +1308,19 @@ class GitHub:
         if length is not None:
             headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
-        return self._call("rest", request, time.monotonic() + (timeout or self.timeout), decode_write)
+        deadline = time.monotonic() + timeout if timeout else self.deadline
+        return self._call("rest", request, deadline, decode_write)
 
     def asset_route(self, path: str, method: str, forward: Mapping[str, str]) -> tuple[str, Any]:
         """GET (or HEAD) a release asset's bytes through GitHub's documented route: ("redirect",
         signed URL) or ("stream", open response, which the caller closes); see decode_asset_route."""
         headers = {**self.headers("application/octet-stream"), **forward}
         request = urllib.request.Request(self.rest_url + path, method=method, headers=headers)
-        return self._call("rest", request, time.monotonic() + self.timeout, decode_asset_route, stream=True)
+        return self._call("rest", request, self.deadline, decode_asset_route, stream=True)
+
+    def remaining(self) -> float:
+        """Seconds left of this request's time with GitHub (for the download host too)."""
+        return max(0.001, self.deadline - time.monotonic())
 
     def headers(self, accept: str = REST_ACCEPT) -> dict[str, str]:
         """What every call carries; REST calls also name the API version they speak."""
@@ -1264,7 +1331,7 @@ class GitHub:
 
     def _retrying(self, api: str, request: urllib.request.Request, decode: Callable[..., Any]) -> Any:
         """_call() again on connection failures and 5xx (every call here is idempotent)."""
-        deadline = time.monotonic() + self.timeout
+        deadline = self.deadline
         for tries in range(MAX_RETRIES + 1):
             try:
                 return self._call(api, request, deadline, decode)
@@ -1289,8 +1356,7 @@ class GitHub:
             result = decode(status, headers, payload, self.clock())
         except PyPIHubError as exc:
             self.record(api, type(exc).__name__, headers)
-            if isinstance(exc, TooManyRequests):
-                self.throttle.hold_off(exc.wait)
+            self.throttle.learn(exc)
             raise
         finally:
             self.throttle.leave()
@@ -1337,6 +1403,7 @@ REPO_FIELDS = """
 fragment RepoFields on Repository {
   name
   owner { login }
+  viewerPermission
   releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
     pageInfo { hasNextPage endCursor }
     nodes { ...ReleaseFields }
@@ -1696,39 +1763,63 @@ def via_asset_route(github: GitHub, link: AssetLink, method: str,
     return stream_answer(found.getcode(), lower_keys(found.headers or {}), found)
 
 
-def copy_stream(source: Any, target: Any) -> None:
-    """Copy through one reused buffer: no allocation per chunk, constant memory."""
+def copy_stream(source: Any, target: Any, length: int | None, chunked: bool) -> int:
+    """Copy through one reused buffer (constant memory), as chunks (RFC 9112 7.1) if `chunked`;
+    the bytes copied. A source that ends before `length`, or breaks, raises ShortBody: the
+    caller then cuts the connection, so that no client takes a short file for a whole one."""
     buffer = bytearray(DOWNLOAD_CHUNK)
-    view = memoryview(buffer)
-    while count := source.readinto(buffer):
-        target.write(view[:count])
+    view, sent = memoryview(buffer), 0
+    try:
+        while count := source.readinto(buffer):
+            if chunked:
+                target.write(b"%x\r\n" % count)
+            target.write(view[:count])
+            if chunked:
+                target.write(b"\r\n")
+            sent += count
+    except (OSError, http.client.HTTPException, ValueError):
+        raise ShortBody(sent) from None
+    if length is not None and sent < length:
+        raise ShortBody(sent)
+    if chunked:
+        target.write(b"0\r\n\r\n")  # the last chunk: only a whole body gets one
+    return sent
 
 
 # --- Publishing: the multipart reader, release and asset writes ---
 
 
 class MultipartReader:
-    """A streaming multipart/form-data parser over a bounded stream: text fields are kept
-    (up to MAX_FORM_FIELDS bytes in all), the file is spooled to disk past UPLOAD_SPOOL and
-    hashed on the way, so memory stays bounded whatever its size."""
+    """A streaming multipart/form-data parser (RFC 7578), linear in the body's size, over a
+    stream of known length. Form fields, their names and part headers share one small budget
+    (MAX_FORM_FIELDS bytes, MAX_FORM_PARTS parts) and a field past it stops the reading at once.
+    The file is hashed on the way and spooled to disk past UPLOAD_SPOOL; `check` sees the fields
+    read so far before its first byte is kept (twine and uv send them first) and may refuse it."""
 
-    def __init__(self, stream: Any, length: int, boundary: bytes, max_file: int) -> None:
-        self.stream, self.remaining, self.max_file = stream, length, max_file
+    def __init__(self, stream: Any, length: int, boundary: bytes, max_file: int,
+                 check: Callable[[Mapping[str, str]], dict | None] = lambda fields: None) -> None:
+        self.stream, self.remaining, self.max_file, self.check = stream, length, max_file, check
         self.delimiter = b"\r\n--" + boundary
-        self.buffer = b"\r\n"  # so that the first boundary looks like every other
+        self.buffer, self.start = bytearray(b"\r\n"), 0  # unread: buffer[start:]; the CRLF makes
+        self.budget = MAX_FORM_FIELDS                     # the first boundary look like every other
 
     def read(self) -> Upload:
         self._copy(lambda chunk: None)  # the preamble
         fields: dict[str, str] = {}
         upload = Upload(fields, "", None, 0, "")
-        while self._take(2) == b"\r\n":
+        for _ in range(MAX_FORM_PARTS):
+            if self._take(2) != b"\r\n":
+                break
             name, filename = disposition(self._headers())
             if filename is None:
-                fields[name] = self._field(sum(len(v) for v in fields.values()))
+                fields[name] = self._field()
             elif name == "content" and upload.file is None:
+                upload.repo = self.check(fields)
                 upload.filename, upload.file, upload.size, upload.sha256 = filename, *self._file()
             else:
                 raise BadRequest(f"Unexpected file field {name!r}.")
+        else:
+            raise PayloadTooLarge("The upload has too many form fields.")
         if upload.file is None:
             raise BadRequest("The upload has no content file.")
         return upload
@@ -1736,51 +1827,72 @@ class MultipartReader:
     def finish(self) -> bool:
         """Read what follows the last boundary (a short epilogue); True when the body is all read."""
         while 0 < self.remaining <= UPLOAD_CHUNK:
-            self.remaining -= len(self.stream.read(self.remaining)) or self.remaining
+            self.remaining -= len(self._read(self.remaining)) or self.remaining
         return self.remaining == 0
 
+    def _read(self, count: int) -> bytes:
+        try:
+            return self.stream.read(count)
+        except (socket.timeout, TimeoutError):
+            raise RequestTimeout("The upload stopped coming.") from None
+        except (OSError, ValueError):
+            raise BadRequest("The upload's connection broke.") from None
+
     def _fill(self) -> None:
-        data = self.stream.read(min(UPLOAD_CHUNK, self.remaining)) if self.remaining > 0 else b""
+        data = self._read(min(UPLOAD_CHUNK, self.remaining)) if self.remaining > 0 else b""
         if not data:
             raise BadRequest("The multipart body ends early.")
         self.remaining -= len(data)
+        if self.start > UPLOAD_CHUNK:  # drop what was parsed now and then, not on every part
+            del self.buffer[: self.start]
+            self.start = 0
         self.buffer += data
 
+    def _spend(self, count: int) -> None:
+        self.budget -= count
+        if self.budget < 0:
+            raise PayloadTooLarge("The upload's form fields are too large.")
+
     def _take(self, count: int) -> bytes:
-        while len(self.buffer) < count:
+        while len(self.buffer) - self.start < count:
             self._fill()
-        taken, self.buffer = self.buffer[:count], self.buffer[count:]
+        taken = bytes(self.buffer[self.start: self.start + count])
+        self.start += count
         return taken
 
     def _headers(self) -> bytes:
-        while b"\r\n\r\n" not in self.buffer[:MAX_PART_HEADERS]:
-            if len(self.buffer) > MAX_PART_HEADERS:
+        while (end := self.buffer.find(b"\r\n\r\n", self.start, self.start + MAX_PART_HEADERS)) < 0:
+            if len(self.buffer) - self.start > MAX_PART_HEADERS:
                 raise BadRequest("A multipart part has too long headers.")
             self._fill()
-        block, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        return block + b"\r\n\r\n"
+        block = bytes(self.buffer[self.start: end + 4])
+        self._spend(len(block))
+        self.start = end + 4
+        return block
 
     def _copy(self, write: Callable[[bytes], None]) -> None:
         """Pass a part's bytes to write() up to the next boundary, which is consumed."""
         keep = len(self.delimiter) - 1
         while True:
-            index = self.buffer.find(self.delimiter)
+            index = self.buffer.find(self.delimiter, self.start)
             if index >= 0:
-                write(self.buffer[:index])
-                self.buffer = self.buffer[index + len(self.delimiter):]
+                write(bytes(self.buffer[self.start: index]))
+                self.start = index + len(self.delimiter)
                 return
-            if len(self.buffer) > keep:
-                write(self.buffer[:-keep])
-                self.buffer = self.buffer[-keep:]
+            if len(self.buffer) - keep > self.start:
+                write(bytes(self.buffer[self.start: len(self.buffer) - keep]))
+                self.start = len(self.buffer) - keep
             self._fill()
 
-    def _field(self, used: int) -> str:
+    def _field(self) -> str:
         parts: list[bytes] = []
-        self._copy(parts.append)
-        value = b"".join(parts)
-        if used + len(value) > MAX_FORM_FIELDS:
-            raise PayloadTooLarge("The upload's form fields are too large.")
-        return value.decode("utf-8", "replace")
+
+        def write(chunk: bytes) -> None:
+            self._spend(len(chunk))  # before the next chunk is read, so a huge field stops at once
+            parts.append(chunk)
+
+        self._copy(write)
+        return b"".join(parts).decode("utf-8", "replace")
 
     def _file(self) -> tuple[Any, int, str]:
         spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL)
@@ -1801,6 +1913,28 @@ class MultipartReader:
             raise
         spool.seek(0)
         return spool, size, digest.hexdigest()
+
+
+class KeyedLocks:
+    """A lock for each key in use, forgotten when no one holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[Any, list] = {}  # key -> [lock, holders and waiters]
+
+    @contextlib.contextmanager
+    def hold(self, key: Any) -> Any:
+        with self._lock:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
 
 
 def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> dict | None:
@@ -2103,10 +2237,14 @@ class Settings:
                                            "to GitHub's download host")
     max_upload_size: int = setting(2 * 1024 ** 3, "largest file accepted by upload (GitHub's limit for one "
                                                   "release asset)", metavar="BYTES")
+    max_uploads: int = setting(4, "uploads received at once, each spooled to disk up to --max-upload-size; "
+                                  "more get 503", metavar="N")
     tag_template: str = setting("v{version}", "release tag of an uploaded version (an existing tag "
                                               "{version} is used too)",
                                 metavar="TEMPLATE", parse=tag_template)
     max_connections: int = setting(200, "open connections served at once; more get 503", metavar="N")
+    max_client_connections: int = setting(64, "open connections from one client address; more get 503",
+                                          metavar="N")
     idle_timeout: float = setting(30.0, "close idle connections after", metavar="SECONDS")
     log_format: str = setting("text", "access and event log format", choices=("text", "json"))
 
@@ -2163,6 +2301,7 @@ class Index:
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock)
         self.throttles = Cache(IMMUTABLE_TTL, 0, size * 16, clock)  # per token, by its keyed hash
         self.usage = GitHubUsage(clock, log)
+        self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
 
     def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
@@ -2232,7 +2371,7 @@ class Index:
         link = self.asset_link(github, creds, node_id, wheel)
         metadata = self.metadata.get(node_id)
         if metadata is None:
-            timeout = self.settings.upstream_timeout
+            timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
             data = self._reaching(github, creds, link, "GET", lambda good: read_wheel_metadata(good, timeout),
                                   lambda answer: read_streamed_metadata(answer, wheel))
             metadata = parse_core_metadata(data)
@@ -2255,13 +2394,33 @@ class Index:
             link = found
         return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
 
+    def confirm_token(self, github: GitHub) -> None:
+        """Before an upload's body is read: GitHub's word that the token is real (GET /rate_limit,
+        which any token may ask and which costs no rate limit), kept for a minute."""
+        if github.throttle.confirmed_until <= self.clock():
+            github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
+            github.throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
+
+    def upload_target(self, github: GitHub, creds: Credentials, fields: Mapping[str, str]) -> dict | None:
+        """Before an upload's file is read: the repo it goes to, if this token may write there
+        (GitHub still decides; viewerPermission is null for GitHub App tokens, so that passes)."""
+        if not fields.get("name") or not PROJECT_RE.fullmatch(fields["name"]):
+            return None  # check_upload() will say what is wrong, once the file is read
+        repo = self.repo(github, creds, normalize(fields["name"]))
+        if repo.get("viewerPermission") not in (None, *WRITERS):
+            raise Forbidden(f"This token can only read {creds.owner}/{repo.get('name')} "
+                            f"(GitHub: {repo.get('viewerPermission')}); publishing needs write access")
+        return repo
+
     def publish(self, github: GitHub, creds: Credentials, upload: Upload) -> None:
-        """Check an upload, attach it to its version's release, and show it in this token's listing."""
+        """Check an upload, attach it to its version's release, and show it in this token's listing.
+        Uploads of one version are made one at a time, as a wheel and an sdist often come at once."""
         dist, settings = check_upload(upload), self.settings
-        repo = self.repo(github, creds, dist.project)
+        repo = upload.repo or self.repo(github, creds, dist.project)
         publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
                               settings.upload_timeout)
-        publisher.publish(upload, dist)
+        with self._publishing.hold((creds.owner.lower(), str(repo["name"]).lower(), dist.version.lower())):
+            publisher.publish(upload, dist)
         token = self.token_key(creds.token)
         self.listings.discard(("listing", token, creds.owner.lower(), dist.project))
         self.listings.discard(("projects", token, creds.owner.lower()))
@@ -2404,9 +2563,10 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 class PyPIHubServer(ThreadingHTTPServer):
-    """The transport: one thread per connection up to --max-connections (503 past that), TLS
-    handshakes off the accept loop, a drain for graceful shutdown, metrics and the log. It holds
-    no cache: the package index behind it (`index`) does."""
+    """The transport: one thread per connection up to --max-connections (and a few past it, for
+    /healthz, answered 503 otherwise), a deadline for every request head, TLS handshakes off the
+    accept loop, a drain for graceful shutdown, metrics and the log. It holds no cache: the
+    package index behind it (`index`) does."""
 
     daemon_threads = True
     request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
@@ -2418,7 +2578,10 @@ class PyPIHubServer(ThreadingHTTPServer):
         self.metrics = Metrics()
         self.index = Index(settings, clock, sleep, self.log)
         self._state = threading.Condition()
-        self.connections = self.busy = 0
+        self.connections = self.overflow = self.busy = 0
+        self.clients: dict[str, int] = {}  # open connections by client address
+        self._heads: dict[socket.socket, float] = {}  # connections awaiting a request head: deadline
+        self._uploads = threading.BoundedSemaphore(settings.max_uploads)
         self.stopping = False
         self.tls = tls_context(settings) if settings.certfile else None
         if ":" in settings.host:
@@ -2436,7 +2599,7 @@ class PyPIHubServer(ThreadingHTTPServer):
     def log(self, message: str) -> None:
         self.emit(message, {"message": message})
 
-    # Connections: a cap, and a drain for graceful shutdown.
+    # Connections: caps, head deadlines, and a drain for graceful shutdown.
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
         if self.tls is not None:
@@ -2446,22 +2609,46 @@ class PyPIHubServer(ThreadingHTTPServer):
         return sock, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._state:
-            full = self.connections >= self.settings.max_connections
-            self.connections += not full
-        if full:
+        """Serve the connection in a thread of its own: a normal one within the caps; past them,
+        one of HEALTH_RESERVE that answers only /healthz; past those, refuse it at once."""
+        kind = self.admit(client_address[0])
+        if kind is None:
             return self.refuse(request)
-        super().process_request(request, client_address)
+        handler = OverflowHandler if kind == "overflow" else Handler
+        threading.Thread(target=self.serve_connection, args=(request, client_address, handler, kind),
+                         daemon=True).start()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def admit(self, client: str) -> str | None:
+        settings = self.settings
+        with self._state:
+            within = self.connections < settings.max_connections and \
+                self.clients.get(client, 0) < settings.max_client_connections
+            kind = "normal" if within else "overflow" if self.overflow < HEALTH_RESERVE else None
+            if kind is not None:
+                self.connections += kind == "normal"
+                self.overflow += kind == "overflow"
+                self.clients[client] = self.clients.get(client, 0) + 1
+        return kind
+
+    def serve_connection(self, request: Any, client_address: Any, handler: type, kind: str) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            handler(request, client_address, self)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            with self._state:
-                self.connections -= 1
+            self.shutdown_request(request)
+            self.release(client_address[0], kind)
+
+    def release(self, client: str, kind: str) -> None:
+        with self._state:
+            self.connections -= kind == "normal"
+            self.overflow -= kind == "overflow"
+            self.clients[client] -= 1
+            if not self.clients[client]:
+                del self.clients[client]
 
     def refuse(self, sock: socket.socket) -> None:
-        """Answer 503 from the accept loop without blocking it, then close."""
+        """Answer 503 from the accept loop without blocking it (over TLS, only close), then close."""
         self.metrics.observe_request("refused", 503, 0.0)
         if self.tls is None:
             try:
@@ -2474,6 +2661,38 @@ class PyPIHubServer(ThreadingHTTPServer):
             except OSError:
                 pass
         self.shutdown_request(sock)
+
+    @contextlib.contextmanager
+    def upload_slot(self) -> Any:
+        """One of --max-uploads uploads at once (each may spool up to --max-upload-size to disk)."""
+        if not self._uploads.acquire(blocking=False):
+            raise Overloaded("Too many uploads at once; try again.")
+        try:
+            yield
+        finally:
+            self._uploads.release()
+
+    def await_head(self, sock: socket.socket, seconds: float) -> None:
+        """Give `sock` `seconds` to deliver a whole request head, however slowly its bytes come."""
+        with self._state:
+            self._heads[sock] = time.monotonic() + seconds
+
+    def head_done(self, sock: socket.socket) -> None:
+        with self._state:
+            self._heads.pop(sock, None)
+
+    def service_actions(self) -> None:
+        """Between polls of the accept loop: cut the connections whose head is overdue."""
+        now = time.monotonic()
+        with self._state:
+            late = [sock for sock, deadline in self._heads.items() if deadline <= now]
+            for sock in late:
+                del self._heads[sock]
+        for sock in late:
+            try:  # the plain socket's shutdown, also for TLS: its reader in the other thread wakes at once
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def track(self, delta: int) -> None:
         with self._state:
@@ -2496,7 +2715,7 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def render_metrics(self) -> bytes:
         lines = self.metrics.metric_lines()
-        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections)])
+        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
         lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
         return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
@@ -2518,7 +2737,7 @@ class Handler(BaseHTTPRequestHandler):
     path = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.settings.idle_timeout
+        self.timeout = self.head_timeout = self.server.settings.idle_timeout
         super().setup()
 
     def handle(self) -> None:
@@ -2526,6 +2745,28 @@ class Handler(BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionError, ssl.SSLError, socket.timeout, TimeoutError):
             self.close_connection = True
+
+    def handle_one_request(self) -> None:
+        # Idle or trickling, a connection has head_timeout for the whole request head (and, over
+        # TLS, the handshake): the socket timeout alone bounds each read, not their sum.
+        self.server.await_head(self.connection, self.head_timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.head_done(self.connection)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        self.server.head_done(self.connection)
+        problem = head_problem(self.headers)
+        if problem:
+            self.send_error(400, problem)
+            return False
+        return True
+
+    def handle_expect_100(self) -> bool:
+        return True  # "100 Continue" is sent by upload(), once the head has passed its checks
 
     # Every method is routed here; the answer is made in one place.
     def do_GET(self) -> None:
@@ -2538,7 +2779,7 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_GET
 
     def respond(self) -> None:
-        started, calls, endpoint = time.perf_counter(), GitHubCalls(), "invalid"
+        started, calls, endpoint, sent = time.perf_counter(), GitHubCalls(), "invalid", "-"
         if self.has_body():
             self.close_connection = True  # the body is not read, so the connection cannot be reused
         try:
@@ -2555,12 +2796,15 @@ class Handler(BaseHTTPRequestHandler):
             answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
         if self.server.stopping:
             self.close_connection = True
-        self.log_access(endpoint, answer.status, time.perf_counter() - started, calls)
         try:
-            self.send_answer(answer)
+            sent = str(self.send_answer(answer))
+        except ShortBody as short:
+            self.close_connection = True  # the client sees a broken answer, never a short whole one
+            sent = f"{short.sent}-cut-short"
         finally:
             if answer.stream is not None:
                 answer.stream.close()
+            self.log_access(endpoint, answer.status, time.perf_counter() - started, calls, sent)
 
     def has_body(self) -> bool:
         length = self.headers.get("Content-Length", "0").strip()
@@ -2626,19 +2870,28 @@ class Handler(BaseHTTPRequestHandler):
         return index.download(github, creds, node_id, filename, self.command or "GET", forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
-        """The legacy upload API of twine and uv publish: the file goes to a GitHub Release."""
-        creds, github = self.authenticate(calls)  # before a byte of the body is read
-        limit, length = self.server.settings.max_upload_size, self.headers.get("Content-Length", "").strip()
-        if "Transfer-Encoding" in self.headers or not length.isdigit():
+        """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
+        Before a byte of the body is read, everything the head allows is checked (and GitHub
+        confirms the token); before the file is kept, GitHub confirms the repo and write access."""
+        creds, github = self.authenticate(calls)
+        limit, length = self.server.settings.max_upload_size, self.headers.get("Content-Length")
+        index = self.server.index
+        if "Transfer-Encoding" in self.headers or length is None:
             raise LengthRequired("Uploads need a Content-Length.")
-        if int(length) > limit + MAX_FORM_FIELDS:
+        if int(length) > limit + MAX_FORM_FIELDS:  # head_problem() made sure it is a number
             raise PayloadTooLarge(f"The upload is larger than this index accepts ({limit} bytes).")
         boundary = multipart_boundary(self.headers.get("Content-Type"))
-        reader = MultipartReader(self.rfile, int(length), boundary, limit)
-        upload = reader.read()
-        with upload.file:
-            self.close_connection = not reader.finish()
-            self.server.index.publish(github, creds, upload)
+        index.confirm_token(github)
+        with self.server.upload_slot():
+            if self.headers.get("Expect", "").lower() == "100-continue":
+                self.send_response_only(100)
+                self.end_headers()
+            reader = MultipartReader(self.rfile, int(length), boundary, limit,
+                                     lambda fields: index.upload_target(github, creds, fields))
+            upload = reader.read()
+            with upload.file:
+                self.close_connection = not reader.finish()
+                index.publish(github, creds, upload)
         return Answer(200, b"OK\n", [("Content-Type", TEXT_PLAIN)])
 
     def accept(self, query: Mapping[str, list[str]]) -> str | None:
@@ -2654,19 +2907,23 @@ class Handler(BaseHTTPRequestHandler):
             return Answer(304, b"", headers)
         return Answer(200, body, headers)
 
-    def send_answer(self, answer: Answer) -> None:
+    def send_answer(self, answer: Answer) -> int:
+        """Send the answer; the body bytes sent."""
         self.send_response_only(answer.status, answer.reason)
         self.send_header("Server", self.version_string())
         self.send_header("Date", self.date_time_string())
         for name, value in answer.headers:
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name} has a line break")
-            if name.lower() != "content-length":
+            if name.lower() not in ("content-length", "transfer-encoding"):
                 self.send_header(name, value)
         length = answer.length if answer.stream is not None or answer.length is not None else len(answer.body)
-        if length is None:
-            self.close_connection = True  # the end of the body is the end of the connection
-        else:
+        chunked = length is None and self.request_version == "HTTP/1.1"
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")  # so that a cut-off body shows as one
+        elif length is None:
+            self.close_connection = True  # HTTP/1.0: the end of the body is the end of the connection
+        elif answer.status != 304:  # RFC 9110 8.6: a 304 gives no length other than the 200's
             self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -2676,35 +2933,53 @@ class Handler(BaseHTTPRequestHandler):
             # end_headers() does, with the body appended to its buffer).
             self._headers_buffer.extend([b"\r\n", answer.body])
             self.flush_headers()
-            return
+            return len(answer.body)
         self.end_headers()
-        if answer.stream is None and with_body:
+        if not with_body:
+            return 0
+        if answer.stream is None:
             self.wfile.write(answer.body)
-        elif answer.stream is not None and with_body:
-            copy_stream(answer.stream, self.wfile)
+            return len(answer.body)
+        return copy_stream(answer.stream, self.wfile, length, chunked)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""
         self.close_connection = True
-        error = PyPIHubError(message or http.HTTPStatus(code).phrase)
+        # http.server quotes the request line in some messages: it may hold a token.
+        error = PyPIHubError((message or http.HTTPStatus(code).phrase).split(" (")[0])
         error.status = code
-        self.log_access("invalid", code, 0.0, GitHubCalls())
-        self.send_answer(error_answer(error))
+        sent = self.send_answer(error_answer(error))
+        self.log_access("invalid", code, 0.0, GitHubCalls(), str(sent))
 
-    def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls) -> None:
-        method, path, client = self.command or "-", self.path or "-", self.client_address[0]
+    def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str) -> None:
+        method, path, client = self.command or "-", loggable_target(self.path) or "-", self.client_address[0]
         self.server.metrics.observe_request(endpoint, status, seconds)
         ms = round(seconds * 1000, 1)
         self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
-                         f'rest={calls.rest}',
+                         f'rest={calls.rest} bytes={sent}',
                          {"client": client, "method": method, "path": path, "status": status, "ms": ms,
-                          "github_calls": calls.graphql, "rest_calls": calls.rest})
+                          "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": sent})
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.log(f"{self.client_address[0]} {format % args}")
+        self.server.log(f"{self.client_address[0]} {loggable_target(format % args)}")
+
+
+class OverflowHandler(Handler):
+    """A connection past the caps (--max-connections, --max-client-connections): it still gets
+    /healthz, so a load balancer does not mark a busy instance dead; anything else gets 503."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.timeout = self.head_timeout = min(OVERFLOW_HEAD_TIMEOUT, self.server.settings.idle_timeout)
+
+    def route(self, target: Target, calls: GitHubCalls) -> Answer:
+        self.close_connection = True
+        if target.segments == ("healthz",):
+            return super().route(target, calls)
+        raise Overloaded("Too many connections; try again.")
 
 
 # --- Command line ---

@@ -758,7 +758,7 @@ SETTING_SAMPLES = {
     "stale_ttl": ("30", 30.0), "cache_size": ("7", 7), "proxy_downloads": ("yes", True),
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
     "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "log_format": ("json", "json"),
-    "upload_timeout": ("60", 60.0),
+    "upload_timeout": ("60", 60.0), "max_client_connections": ("3", 3), "max_uploads": ("2", 2),
 }
 SETTING_FIELDS = {field.name: field for field in dataclasses.fields(pypihub.Settings)}
 TLS_PAIR = {"PYPIHUB_CERTFILE": "c.pem", "PYPIHUB_KEYFILE": "k.pem"}  # they go together
@@ -965,7 +965,14 @@ class FakeRepo:
         owner = {"__typename": "Organization", "login": self.owner}
         return {"__typename": "Repository", "id": self.node_id, "databaseId": self.database_id, "name": self.name,
                 "owner": owner, "isPrivate": self.private, "nameWithOwner": f"{self.owner}/{self.name}",
-                "releases": lambda info, **a: paginate(self.listed_releases(info.context["token"]), a, "releases")}
+                "releases": lambda info, **a: paginate(self.listed_releases(info.context["token"]), a, "releases"),
+                "viewerPermission": lambda info: self.permission(info.context["token"])}
+
+    def permission(self, token: str) -> str | None:
+        """Repository.viewerPermission: "Will return null if authenticated as an GitHub App" (the schema)."""
+        if token.startswith("ghs_"):
+            return None
+        return "WRITE" if token in self.writers else "READ" if self.visible_to(token) else None
 
 
 class FakeGitHub:
@@ -1377,6 +1384,8 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.download(urllib.parse.unquote(path[len("/release-assets/"):]), fields, "sas")
         if path.startswith(("/repos/", "/repositories/")):
             return self.api(b"")
+        if path == "/rate_limit":
+            return self.rate_limit()
         self.browser_download(path)
 
     do_HEAD = do_GET
@@ -1478,6 +1487,17 @@ class FakeHandler(BaseHTTPRequestHandler):
             raise
         finally:
             github.leave(token)
+
+    def rate_limit(self) -> None:
+        """GET /rate_limit: any valid token may ask, and "accessing this endpoint does not count
+        against your REST API rate limit" (docs.github.com/rest/rate-limit/rate-limit)."""
+        github, token = self.github, self.token()
+        with github.lock:
+            github.rest_calls.append((token, self.path))
+        if token not in github.tokens:
+            return self.reply_json(401, {"message": "Bad credentials", "documentation_url": REST_DOCS})
+        rate = {"limit": 5000, "remaining": github.remaining, "reset": int(github.clock()) + 1800, "used": 1}
+        self.reply_json(200, {"resources": {"core": rate, "graphql": rate}, "rate": rate})
 
     def route(self, token: str, body: bytes) -> None:
         path, _, query = self.path.partition("?")
@@ -1824,6 +1844,13 @@ class Response:
         return f"<Response {self.status} {self.body[:200]!r}>"
 
 
+def wait_until(condition, seconds: float = 10) -> None:
+    """Poll until condition() holds or the time is up (the test's own asserts then tell)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class Hub:
     """A running PyPIHub server and what it logged."""
 
@@ -1838,12 +1865,17 @@ class Hub:
         self.thread.start()
         self.answers: list[bytes] = []
 
+    def logged(self) -> int:
+        """Requests logged so far (the access log and the request metrics are written together)."""
+        return sum(self.server.metrics.requests.values())
+
     def index_url(self, token: str = TOKEN_A, owner: str = OWNER) -> str:
         return f"http://{owner}:{token}@127.0.0.1:{self.port}/simple/"
 
     def request(self, path: str, token: str | None = TOKEN_A, owner: str = OWNER, method: str = "GET",
                 headers: dict | None = None, auth: str | None = None, body: bytes | None = None,
                 timeout: float = 10) -> Response:
+        logged = self.logged()
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         sent = dict(headers or {})
         if auth is not None:
@@ -1855,6 +1887,7 @@ class Hub:
         response = Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
         connection.close()
         self.answers.append(repr(response.headers).encode() + response.body)
+        wait_until(lambda: self.logged() > logged, 5)  # each request is logged after its body is sent
         return response
 
     def stop(self) -> None:
@@ -1954,13 +1987,6 @@ def post_upload(hub: Hub, fields: dict, filename: str, content: bytes, token: st
     """The multipart POST twine sends; with token=None, no credentials at all."""
     body, content_type = multipart(fields, filename, content)
     return hub.request(path, token=token, method="POST", headers={"Content-Type": content_type}, body=body, timeout=30)
-
-
-def wait_until(condition, seconds: float = 10) -> None:
-    """Poll until condition() holds or the time is up (the test's own asserts then tell)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def serve(command: list[str], github: FakeGitHub) -> tuple[subprocess.Popen, str]:
@@ -2773,13 +2799,16 @@ def test_proxy_asks_github_again_when_signed_url_is_refused(make_hub, github, de
 # -- connections: the cap, idle and slow clients --
 
 
-def test_connection_cap_answers_503(make_hub, github):
+def test_connection_cap_answers_503_but_never_to_healthz(make_hub, github, demo):
     hub = make_hub(max_connections=3)
     idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(3)]
-    assert hub.request("/healthz", token=None).status == 503
+    wait_until(lambda: hub.server.connections == 3)
+    assert hub.request("/healthz", token=None).status == 200  # a load balancer still sees a live instance
+    busy = hub.request("/simple/demo-pkg/")
+    assert busy.status == 503 and busy.headers["retry-after"] == "1" and github.graphql_calls == []
     idle.pop().close()
     wait_until(lambda: hub.server.connections < 3)
-    assert hub.request("/healthz", token=None).status == 200
+    assert hub.request("/simple/demo-pkg/").status == 200
     for sock in idle:
         sock.close()
 
@@ -2840,10 +2869,11 @@ def test_metrics(hub, github, demo):
 
 
 def test_access_log_has_one_line_per_request_without_token(hub, github, demo):
-    hub.request("/simple/demo-pkg/")
+    page = hub.request("/simple/demo-pkg/")
     hub.request("/simple/demo-pkg/", token=TOKEN_BAD)
     assert len(hub.logs) == 2
-    assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and hub.logs[0].endswith("gh=1 rest=1")
+    assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ')
+    assert hub.logs[0].endswith(f"gh=1 rest=1 bytes={len(page.body)}")  # written once the body is sent
     assert " 401 " in hub.logs[1]
 
 
@@ -3072,15 +3102,25 @@ def test_upload_with_wrong_digest_touches_nothing(hub, github, demo):
     name, content = make_wheel("demo-pkg", "4.1")
     response = post_upload(hub, upload_fields("demo-pkg", "4.1", content, sha256_digest="ab" * 32), name, content)
     assert response.status == 400 and response.body == b"sha256_digest does not match the uploaded file.\n"
-    assert github.writes == [] and github.graphql_calls == []
+    assert github.writes == []  # only reads: the repo and write access, confirmed before the file was kept
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo"]
 
 
-def test_upload_without_write_access_is_403_with_githubs_reason(hub, github):
+def test_upload_without_write_access_is_403_before_the_file_is_read(hub, github):
     repo = github.add_repo("open-pkg", private=False, readers=(TOKEN_A,), writers=(TOKEN_A,))
     name, content = make_wheel("open-pkg", "1.0")
     response = post_upload(hub, upload_fields("open-pkg", "1.0", content), name, content, token=TOKEN_B)
-    assert response.status == 403
-    assert b"Resource not accessible by personal access token" in response.body
+    assert response.status == 403 and b"publishing needs write access" in response.body  # viewerPermission READ
+    assert repo.releases == [] and github.writes == []
+
+
+def test_upload_that_github_refuses_is_403_with_githubs_reason(hub, github):
+    repo = github.add_repo("app-pkg")
+    github.add_token("ghs_readonly000000000000000000000000000", read=(repo,))  # an App token: no viewerPermission
+    name, content = make_wheel("app-pkg", "1.0")
+    response = post_upload(hub, upload_fields("app-pkg", "1.0", content), name, content,
+                           token="ghs_readonly000000000000000000000000000")
+    assert response.status == 403 and b"Resource not accessible by integration" in response.body
     assert repo.releases == []
 
 
