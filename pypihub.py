@@ -126,7 +126,8 @@ FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range",
 RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
 RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
 MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
-MAX_METADATA = 4 * 1024 * 1024
+MAX_METADATA = 1024 * 1024  # METADATA larger than this is neither read, cached nor advertised
+CACHE_ENTRY_BYTES = 600  # an entry's key (a keyed hash and names), tuple and place in the map
 
 UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 UPLOAD_CHUNK = 256 * 1024
@@ -261,6 +262,10 @@ class ReleaseExists(BadRequest):
     """Creating a release failed: another one has its tag (someone created it just now)."""
 
 
+class MetadataTooLarge(NotFound):
+    """A wheel's METADATA is larger than MAX_METADATA: the index serves none for it."""
+
+
 class ListEnd(BadGateway):
     """GitHub lists no further: its REST releases list stops after 1,000 results."""
 
@@ -345,6 +350,9 @@ class CoreMetadata:
     data: bytes
     sha256: str
     requires_python: str | None
+
+
+NO_METADATA = CoreMetadata(b"", "", None)  # for a wheel whose METADATA is too large to serve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -705,7 +713,7 @@ def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, st
     attrs = {}
     if metadata is not None and metadata.requires_python:
         attrs["data-requires-python"] = metadata.requires_python
-    if asset.filename.endswith(".whl"):
+    if asset.filename.endswith(".whl") and metadata is not NO_METADATA:  # advertise only what is served
         value = f"sha256={metadata.sha256}" if metadata else "true"
         attrs["data-core-metadata"] = attrs["data-dist-info-metadata"] = value
     return attrs
@@ -728,7 +736,7 @@ def json_file(asset: Asset, metadata: CoreMetadata | None) -> dict[str, Any]:
     }
     if metadata is not None and metadata.requires_python:
         entry["requires-python"] = metadata.requires_python
-    if asset.filename.endswith(".whl"):
+    if asset.filename.endswith(".whl") and metadata is not NO_METADATA:
         # PEP 714: only "core-metadata" in JSON; pip 22.3 to 23.1 crash on "dist-info-metadata" here.
         entry["core-metadata"] = {"sha256": metadata.sha256} if metadata else True
     return entry
@@ -1650,7 +1658,7 @@ def fetch_small(url: str, timeout: float, limit: int) -> bytes:
     with response:
         data = response.read(limit + 1)
     if len(data) > limit:
-        raise BadGateway("The file is larger than expected.")
+        raise MetadataTooLarge("The METADATA is larger than this index serves (1 MiB).")
     return data
 
 
@@ -1728,7 +1736,7 @@ def wheel_metadata(file: Any, filename: str) -> bytes:
         with zipfile.ZipFile(file) as wheel:
             info = wheel.getinfo(wheel_metadata_member(wheel.namelist(), filename))
             if info.file_size > MAX_METADATA:
-                raise BadGateway("The wheel's METADATA is too large.")
+                raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
             return wheel.read(info)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError,
             RuntimeError):
@@ -2055,15 +2063,18 @@ class _Flight:
 
 
 class Cache:
-    """A bounded LRU map with a TTL, stale-if-error and coalescing of concurrent loads.
+    """An LRU map bounded in entries and in bytes, with a TTL, stale-if-error and coalescing of
+    concurrent loads. `size_of` estimates what an entry holds in memory (key included).
 
     Keys say whose an entry is: a per-token cache's keys hold a keyed hash of the token, so one
-    token's entries never answer another token; a per-asset cache (digests, METADATA) is keyed
+    token's entries never answer another token; a per-asset cache (facts, METADATA) is keyed
     by the asset and read only for assets the caller's own listing or lookup has shown it."""
 
-    def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time) -> None:
+    def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time,
+                 max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
-        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()  # key -> (expiry, value)
+        self.max_bytes, self.size_of, self.bytes = max_bytes, size_of, 0
+        self._entries: OrderedDict[Any, tuple[float, Any, int]] = OrderedDict()  # (expiry, value, bytes)
         self._flights: dict[Any, _Flight] = {}
         self._lock = threading.Lock()
         self.stats = {"hits": 0, "misses": 0, "coalesced": 0, "stale": 0}
@@ -2082,7 +2093,7 @@ class Cache:
 
     def discard(self, key: Any) -> None:
         with self._lock:
-            self._entries.pop(key, None)
+            self.bytes -= self._entries.pop(key, (0, None, 0))[2]
 
     def get(self, key: Any, stale: bool = False) -> Any:
         """The value stored under `key` while it is fresh (or, with `stale`, up to `stale_ttl`
@@ -2097,15 +2108,17 @@ class Cache:
             return {key: value for key, value in found if value is not None}
 
     def put(self, key: Any, value: Any, lifetime: float | None = None) -> None:
-        """Store `value`, fresh for `lifetime` seconds (default: the TTL)."""
-        if self.size <= 0 or self.ttl <= 0 and lifetime is None:
+        """Store `value`, fresh for `lifetime` seconds (default: the TTL); the least recently
+        used entries go while there are too many or they hold too many bytes."""
+        cost = CACHE_ENTRY_BYTES + self.size_of(value)
+        if self.size <= 0 or self.ttl <= 0 and lifetime is None or cost > self.max_bytes:
             return
         expiry = self.clock() + (self.ttl if lifetime is None else lifetime)
         with self._lock:
-            self._entries[key] = (expiry, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self.bytes += cost - self._entries.pop(key, (0, None, 0))[2]
+            self._entries[key] = (expiry, value, cost)
+            while len(self._entries) > self.size or self.bytes > self.max_bytes:
+                self.bytes -= self._entries.popitem(last=False)[1][2]
 
     def get_or_load(self, key: Any, load: Callable[[], Any], log: Log) -> Any:
         """The fresh value, else load() once for all concurrent callers; when GitHub fails, the
@@ -2124,7 +2137,7 @@ class Cache:
 
     def _fresh(self, key: Any, grace: float = 0.0) -> Any:
         """The value while it is fresh (or within `grace` seconds after); the caller holds the lock."""
-        expiry, value = self._entries.get(key, (None, None))
+        expiry, value, _ = self._entries.get(key, (None, None, 0))
         if expiry is None or self.clock() >= expiry + grace:
             return None
         self._entries.move_to_end(key)
@@ -2233,6 +2246,7 @@ class Settings:
     stale_ttl: float = setting(600.0, "serve a listing this long past its TTL when GitHub fails",
                                metavar="SECONDS")
     cache_size: int = setting(1024, "listings kept at most", metavar="N")
+    cache_memory: int = setting(256, "memory all caches together may hold, in MiB", metavar="MIB")
     proxy_downloads: bool = setting(False, "stream files through PyPIHub instead of redirecting clients "
                                            "to GitHub's download host")
     max_upload_size: int = setting(2 * 1024 ** 3, "largest file accepted by upload (GitHub's limit for one "
@@ -2280,6 +2294,21 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
 # --- Index: what each token may see, through the caches ---
 
 
+def listing_bytes(value: Any) -> int:
+    """What a cached listing (or "no such project", or an owner's project index) holds, with
+    its renderings: measured with tracemalloc, rounded up (a test holds it to that)."""
+    if isinstance(value, Listing):
+        return 2000 + sum(1500 + 3 * len(a.url) + 8 * len(a.filename) + 4 * len(a.id) for a in value.files)
+    if isinstance(value, dict):
+        return 500 + sum(200 + 2 * (len(k) + len(v)) for k, v in value.items())
+    return 1000
+
+
+def link_bytes(link: AssetLink) -> int:
+    return 700 + len(link.url) + len(link.filename) + len(link.id) + len(link.repo)
+
+
+
 class Index:
     """The package index: listings, the owner's project index, file links, digests and wheel
     METADATA, each as the caller's token may see them on GitHub, through bounded caches.
@@ -2291,15 +2320,16 @@ class Index:
     def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
                  log: Log = lambda message: None) -> None:
         self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
-        ttl, size = settings.cache_ttl, settings.cache_size
+        ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
         # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
-        self.listings = Cache(ttl, settings.stale_ttl, size, clock)
-        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock)
+        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes)
+        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes)
         # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
         # handed out only for assets the caller's own listing or node lookup has shown it.
-        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock)
-        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock)
-        self.throttles = Cache(IMMUTABLE_TTL, 0, size * 16, clock)  # per token, by its keyed hash
+        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300)
+        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
+                              lambda metadata: len(metadata.data) + 400)
+        self.throttles = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 5 // 100, lambda throttle: 2000)
         self.usage = GitHubUsage(clock, log)
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
@@ -2369,13 +2399,20 @@ class Index:
     def core_metadata(self, github: GitHub, creds: Credentials, node_id: str, wheel: str) -> CoreMetadata:
         """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset."""
         link = self.asset_link(github, creds, node_id, wheel)
-        metadata = self.metadata.get(node_id)
-        if metadata is None:
-            timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
+        metadata = self.metadata.get(node_id) or self._read_metadata(github, creds, link)
+        if metadata is NO_METADATA:
+            raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
+        return metadata
+
+    def _read_metadata(self, github: GitHub, creds: Credentials, link: AssetLink) -> CoreMetadata:
+        timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
+        try:
             data = self._reaching(github, creds, link, "GET", lambda good: read_wheel_metadata(good, timeout),
-                                  lambda answer: read_streamed_metadata(answer, wheel))
+                                  lambda answer: read_streamed_metadata(answer, link.filename))
             metadata = parse_core_metadata(data)
-            self.metadata.put(node_id, metadata)
+        except MetadataTooLarge:
+            metadata = NO_METADATA  # remembered, so listings stop advertising it
+        self.metadata.put(link.id, metadata)
         return metadata
 
     def download(self, github: GitHub, creds: Credentials, node_id: str, filename: str, method: str,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import email.message
 import hashlib
 import hmac
 import html.parser
@@ -31,6 +32,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -63,7 +65,7 @@ UV_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1
 
 
 def make_wheel(name: str, version: str, value: str = "", requires_python: str | None = None,
-               requires: tuple[str, ...] = ()) -> tuple[str, bytes]:
+               requires: tuple[str, ...] = (), description: str = "") -> tuple[str, bytes]:
     """A real, installable pure-Python wheel with one module."""
     module = name.replace("-", "_")
     dist_info = f"{module}-{version}.dist-info"
@@ -71,6 +73,7 @@ def make_wheel(name: str, version: str, value: str = "", requires_python: str | 
     if requires_python:
         metadata += f"Requires-Python: {requires_python}\n"
     metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    metadata += f"\n{description}" if description else ""
     files = {
         f"{module}/__init__.py": f"VALUE = {value or version!r}\n",
         f"{dist_info}/METADATA": metadata,
@@ -696,6 +699,119 @@ def test_metrics_histogram_is_cumulative():
     assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 5
 
 
+# -- hostile heads and bodies (pure) --
+
+
+def head(raw: bytes) -> email.message.Message:
+    return http.client.parse_headers(io.BytesIO(raw))
+
+
+@pytest.mark.parametrize("raw, problem", [
+    (b"Host: x\r\nContent-Length: 5\r\n\r\n", None),
+    (b"Host: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 5\r\n\r\n", None),
+    (b"Host: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "More than one Content-Length"),
+    (b"Host: x\r\nContent-Length : 5\r\n\r\n", "malformed"),  # RFC 9112 5.1: no space before the colon
+    (b"Host: x\r\nTransfer-Encoding : chunked\r\n\r\n", "malformed"),
+    (b"Host: x\r\nContent-Length: \xc2\xb2\r\n\r\n", "not a number"),  # "\xb2": isdigit() is true, int() fails
+    (b"Host: x\r\nContent-Length: -1\r\n\r\n", "not a number"),
+    (b"Host: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "together"),
+    (b"Host: x\r\nX-A: 1\r\n folded\r\n\r\n", "Folded"),
+])
+def test_head_problem(raw, problem):
+    found = pypihub.head_problem(head(raw))
+    assert (found is None) if problem is None else (problem in found)
+
+
+@pytest.mark.parametrize("target, logged", [
+    ("http://octorg:ghp_secret@host/simple/x/", "http://host/simple/x/"),
+    ("https://u:p@ss@host:8080/", "https://host:8080/"),
+    ("/simple/a@b/", "/simple/a@b/"),
+    ("Request timed out: 'GET http://x:tok@h/ HTTP/1.1'", "Request timed out: 'GET http://h/ HTTP/1.1'"),
+])
+def test_loggable_target_drops_userinfo(target, logged):
+    assert pypihub.loggable_target(target) == logged
+
+
+def test_non_ascii_credentials_are_401():
+    with pytest.raises(pypihub.Unauthorized):
+        pypihub.parse_credentials("Basic \xe9\xe9\xe9")
+
+
+def tiny_fields(count: int, boundary: bytes = b"x") -> bytes:
+    return b"".join(b'--%s\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % (boundary, n)
+                    for n in range(count))
+
+
+def test_many_tiny_fields_are_refused_after_the_part_limit():
+    body = tiny_fields(200_000)  # 10 MB
+    stream = io.BytesIO(body)
+    with pytest.raises(pypihub.PayloadTooLarge, match="too many form fields"):
+        pypihub.MultipartReader(stream, len(body), b"x", 1 << 30).read()
+    assert stream.tell() <= 2 * pypihub.UPLOAD_CHUNK  # it stopped reading at once
+
+
+def test_a_huge_field_stops_the_reading_at_its_budget():
+    body = b'--x\r\nContent-Disposition: form-data; name="description"\r\n\r\n' + b"a" * (20 << 20)
+    stream = io.BytesIO(body)
+    with pytest.raises(pypihub.PayloadTooLarge, match="form fields are too large"):
+        pypihub.MultipartReader(stream, len(body), b"x", 1 << 30).read()
+    assert stream.tell() <= pypihub.MAX_FORM_FIELDS + 2 * pypihub.UPLOAD_CHUNK
+
+
+def test_field_names_count_toward_the_budget():
+    name = b"n" * 8000
+    part = b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n\r\n' % name
+    body = part * 600  # 4.8 MB of names and nothing else
+    with pytest.raises(pypihub.PayloadTooLarge):
+        pypihub.MultipartReader(io.BytesIO(body), len(body), b"x", 1 << 30).read()
+
+
+def test_the_file_is_not_read_when_the_check_refuses_it():
+    fields = {"name": "demo", "version": "1.0"}
+    body, content_type = multipart(fields, "demo-1.0-py3-none-any.whl", b"w" * (2 << 20))
+    stream = io.BytesIO(body)
+
+    def refuse(seen):
+        assert seen == fields
+        raise pypihub.Forbidden("no")
+
+    with pytest.raises(pypihub.Forbidden):
+        pypihub.MultipartReader(stream, len(body), pypihub.multipart_boundary(content_type), 1 << 30, refuse).read()
+    assert stream.tell() < 1 << 20  # the 2 MiB file was never spooled
+
+
+def test_cache_is_bounded_in_bytes():
+    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=1000, max_bytes=10_000, size_of=len)
+    for n in range(10):
+        cache.put(n, "x" * 1400)
+    assert cache.bytes <= 10_000 and len(cache) == 10_000 // (1400 + pypihub.CACHE_ENTRY_BYTES)
+    assert cache.get(9) is not None and cache.get(0) is None  # the least recently used went first
+    cache.put(9, "y")
+    cache.discard(8)
+    assert cache.bytes == sum(len(cache.get(k)) + pypihub.CACHE_ENTRY_BYTES for k in cache.keys())
+    cache.put("huge", "z" * 20_000)  # larger than the whole cache: not kept
+    assert cache.get("huge") is None
+
+
+def test_listing_size_estimate_covers_what_python_holds():
+    import tracemalloc
+
+    sas = "https://release-assets.githubusercontent.com/x?" + "&".join(f"p{n}={'v' * 30}" for n in range(18))
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    files = tuple(pypihub.Asset(f"RA_kwDOfake{n:06d}", f"wide-1.{n}-py3-none-any.whl", f"1.{n}", 300_000,
+                                "2026-01-01T00:00:00Z", sas + str(n), "2026-01-01T00:00:00Z", "ab" * 32,
+                                None, n, n) for n in range(300))
+    listing = pypihub.Listing("wide", OWNER, "wide", files)
+    for media in (pypihub.TEXT_HTML, pypihub.HTML_V1, pypihub.JSON_V1):
+        pypihub.rendered_page(listing, media, {})
+    held = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    estimate = pypihub.listing_bytes(listing)
+    assert held <= estimate <= 3 * held, (held, estimate)
+
+
+
 # -- settings and the command line --
 
 
@@ -759,6 +875,7 @@ SETTING_SAMPLES = {
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
     "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "log_format": ("json", "json"),
     "upload_timeout": ("60", 60.0), "max_client_connections": ("3", 3), "max_uploads": ("2", 2),
+    "cache_memory": ("32", 32),
 }
 SETTING_FIELDS = {field.name: field for field in dataclasses.fields(pypihub.Settings)}
 TLS_PAIR = {"PYPIHUB_CERTFILE": "c.pem", "PYPIHUB_KEYFILE": "k.pem"}  # they go together
@@ -999,6 +1116,7 @@ class FakeGitHub:
         self.jwt_lifetime: int | None = 300  # sas: jwt exp - nbf, 300/1800/3600 s observed (§4); None: no jwt
         self.broken_graphql_urls = False  # GraphQL's URLs carry a bad signature; the REST asset route's are good
         self.refuse_head = False  # the download host answers HEAD with 403 (old S3 presigned URLs, §4)
+        self.cut_downloads: str | None = None  # "length" or "chunked": the host sends half and hangs up
         self.asset_route_streams = False  # the REST asset route answers 200 with the bytes instead of 302
         self.ignore_range = False
         # What happened
@@ -1790,9 +1908,28 @@ class FakeHandler(BaseHTTPRequestHandler):
         if self.command == "GET":
             with github.lock:
                 github.bytes_served += hi - lo + 1
+        if isinstance(content, bytes) and github.cut_downloads and self.command == "GET":
+            return self.send_cut(status, content[lo:hi + 1], headers)
         if isinstance(content, bytes):
             return self.reply(status, content[lo:hi + 1], headers)
         self.send_file(status, content, lo, hi - lo + 1, headers)
+
+    def send_cut(self, status: int, body: bytes, headers: dict) -> None:
+        """A download host that stops halfway and hangs up: after its full Content-Length
+        ("length"), or in the middle of a chunked body, without the last chunk ("chunked")."""
+        self.close_connection = True
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        half = body[: len(body) // 2]
+        if self.github.cut_downloads == "length":
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(half)
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
 
     def send_file(self, status: int, path: Path, offset: int, length: int, headers: dict) -> None:
         self.send_response(status)
@@ -3407,6 +3544,198 @@ def test_a_transferred_repo_is_404_for_listing_and_download_alike(hub, github, d
     assert listing.status == 404 and b"neworg/demo-pkg" in listing.body and b"use neworg" in listing.body
     assert hub.request(path).status == 404
     assert hub.request("/simple/demo-pkg/", owner="neworg").status == 200
+
+
+# -- hostile clients: bounded, and never a 500 (issue 13) --
+
+
+def exchange_head_first(port: int, head: bytes, body: bytes = b"", timeout: float = 5) -> bytes:
+    """Send a request head, read what the server says before the body is sent, then send the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        sock.settimeout(1.0)
+        try:
+            early = sock.recv(65536)
+        except socket.timeout:
+            early = b""
+        if body and not early.startswith((b"HTTP/1.1 4", b"HTTP/1.1 5")):
+            sock.settimeout(timeout)
+            sock.sendall(body)
+            early += sock.recv(65536)
+    return early
+
+
+@pytest.mark.parametrize("payload", [
+    b"POST /legacy/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhelloGET /nope HTTP/1.1\r\n\r\n",
+    b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length : 30\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /simple/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\nGET /nope HTTP/1.1\r\n\r\n",
+])
+def test_request_smuggling_shapes_are_400_and_end_the_connection(hub, github, payload):
+    assert statuses(raw_exchange(hub.port, payload)) == [400]  # never a second answer from the body
+    assert github.graphql_calls == []
+
+
+def test_an_absolute_form_target_with_userinfo_never_logs_the_token(hub, github):
+    answer = raw_exchange(hub.port, f"GET http://{OWNER}:{TOKEN_A}@127.0.0.1/simple/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert statuses(answer) == [400] and TOKEN_A.encode() not in answer
+    wait_until(lambda: any("400" in line for line in hub.logs))
+    assert not any(TOKEN_A in line for line in hub.logs) and any("http://127.0.0.1/simple/" in line for line in hub.logs)
+
+
+def test_a_bad_token_costs_one_github_call_a_minute(hub, github, demo, clock):
+    for _ in range(5):
+        assert hub.request("/simple/demo-pkg/", token=TOKEN_BAD).status == 401
+    assert len(github.graphql_calls) == 1
+    clock.advance(61)
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_BAD).status == 401
+    assert len(github.graphql_calls) == 2
+
+
+def test_a_304_carries_no_content_length(hub, github, demo):
+    etag = hub.request("/simple/demo-pkg/").headers["etag"]
+    unchanged = hub.request("/simple/demo-pkg/", headers={"If-None-Match": etag})
+    assert unchanged.status == 304 and "content-length" not in unchanged.headers
+
+
+def upload_head(length: int, token: str = TOKEN_A, expect: bool = False, boundary: str = "b0undary") -> bytes:
+    return (f"POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(f'{OWNER}:{token}')}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n"
+            + ("Expect: 100-continue\r\n" if expect else "") + "\r\n").encode()
+
+
+def test_an_unknown_tokens_upload_is_refused_before_its_body(hub, github):
+    early = exchange_head_first(hub.port, upload_head(300 << 20, token=TOKEN_BAD, expect=True))
+    assert statuses(early) == [401]  # no "100 Continue" first, and no byte of the 300 MiB read
+    assert [path for _, path in github.rest_calls] == ["/rate_limit"] and github.graphql_calls == []
+
+
+def test_expect_100_continue_comes_after_the_checks(hub, github, demo):
+    name, content = make_wheel("demo-pkg", "5.1")
+    body, _ = multipart(upload_fields("demo-pkg", "5.1", content), name, content)
+    answer = exchange_head_first(hub.port, upload_head(len(body), expect=True), body)
+    assert statuses(answer) == [100, 200]
+    assert statuses(exchange_head_first(hub.port, upload_head(len(body) + (3 << 30), expect=True))) == [413]
+
+
+def test_an_upload_cut_off_midway_is_a_4xx_not_a_500(make_hub, github, demo):
+    hub = make_hub(idle_timeout=0.5)
+    name, content = make_wheel("demo-pkg", "5.2")
+    body, _ = multipart(upload_fields("demo-pkg", "5.2", content), name, content)
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(upload_head(len(body)) + body[: len(body) // 2])  # and then nothing more
+        answer = sock.recv(65536)
+    assert statuses(answer) in ([408], [400])
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(upload_head(len(body)) + body[: len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)  # the client hangs up
+        assert statuses(sock.recv(65536)) == [400]
+    assert not any("internal error" in line for line in hub.logs)
+    assert demo[0].releases[0]["tagName"] != "v5.2"
+
+
+def test_uploads_beyond_the_slots_get_503(make_hub, github, demo):
+    hub = make_hub(max_uploads=1)
+    name, content = make_wheel("demo-pkg", "5.3")
+    body, _ = multipart(upload_fields("demo-pkg", "5.3", content), name, content)
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as holder:
+        holder.sendall(upload_head(len(body)) + body[:100])  # holds the one slot, reading its body
+        wait_until(lambda: any(path == "/rate_limit" for _, path in github.rest_calls))
+        second = post_upload(hub, upload_fields("demo-pkg", "5.3", content), name, content)
+        assert second.status == 503 and second.headers["retry-after"] == "1"
+        holder.sendall(body[100:])
+        assert statuses(holder.recv(65536)) == [200]
+
+
+def test_a_wheel_and_an_sdist_of_a_new_version_uploaded_at_once_both_land(hub, github, demo):
+    for n in range(10):
+        version = f"6.{n}"
+        dists = [make_wheel("demo-pkg", version), make_sdist("demo-pkg", version)]
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda d=d: results.append(
+            post_upload(hub, upload_fields("demo-pkg", version, d[1]), d[0], d[1]).status)) for d in dists]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        [release] = releases_of(github, demo[0], f"v{version}")
+        assert results == [200, 200] and sorted(a["name"] for a in release["assets"]) == sorted(d[0] for d in dists)
+
+
+def test_a_trickled_request_head_is_cut_at_its_deadline(make_hub, github):
+    hub = make_hub(idle_timeout=0.6)
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(b"GET /simple/ HTTP/1.1\r\n")
+        started, closed = time.monotonic(), False
+        while time.monotonic() - started < 4 and not closed:
+            try:
+                sock.sendall(b"X")  # one byte every 0.2 s: each read is quick, the head never ends
+                time.sleep(0.2)
+            except OSError:
+                closed = True
+        assert closed or sock.recv(1) == b""
+        assert time.monotonic() - started < 3
+
+
+def test_one_client_address_cannot_take_every_connection(make_hub, github, demo):
+    hub = make_hub(max_client_connections=2)
+    hogs = [socket.create_connection(("127.0.0.1", hub.port), source_address=("127.0.0.2", 0)) for _ in range(2)]
+    wait_until(lambda: hub.server.clients.get("127.0.0.2") == 2)
+    with socket.create_connection(("127.0.0.1", hub.port), source_address=("127.0.0.2", 0), timeout=5) as third:
+        third.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert statuses(third.recv(65536)) == [503]
+    assert hub.request("/simple/demo-pkg/").status == 200  # from another address
+    for sock in hogs:
+        sock.close()
+
+
+def test_over_tls_the_caps_still_answer_healthz_and_503(make_hub, github, demo, certificate):
+    cert, key = certificate
+    hub = make_hub(certfile=str(cert), keyfile=str(key), max_connections=2)
+    context = ssl.create_default_context(cafile=str(cert))
+    idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(2)]
+    wait_until(lambda: hub.server.connections == 2)
+    for path, status in (("/healthz", 200), ("/simple/demo-pkg/", 503)):
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", hub.port), timeout=5),
+                                 server_hostname="127.0.0.1") as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(f'{OWNER}:{TOKEN_A}')}\r\n\r\n".encode())
+            assert statuses(sock.recv(65536)) == [status]
+    for sock in idle:
+        sock.close()
+
+
+@pytest.mark.parametrize("cut", ["length", "chunked"])
+def test_a_download_cut_short_upstream_is_never_a_whole_200(make_hub, github, demo, cut):
+    github.cut_downloads = cut
+    hub = make_hub(proxy_downloads=True)
+    path = asset_path(hub.request("/simple/demo-pkg/"), "demo_pkg-2.0-py3-none-any.whl")
+    connection = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=10)
+    connection.request("GET", path, headers={"Authorization": basic(f"{OWNER}:{TOKEN_A}")})
+    response = connection.getresponse()
+    with pytest.raises(http.client.IncompleteRead):  # what pip and uv see: an error, not a short file
+        response.read()
+    connection.close()
+    wait_until(lambda: any("cut-short" in line for line in hub.logs))
+
+
+def test_a_download_of_unknown_length_is_chunked(make_hub, github, demo):
+    github.cut_downloads = None
+    hub = make_hub(proxy_downloads=True)
+    page = hub.request("/simple/demo-pkg/")
+    answer = pypihub.Answer(200, stream=io.BytesIO(b"abc"), length=None)  # the shape of such an upstream
+    assert answer.length is None
+    whole = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
+    assert whole.status == 200 and whole.body == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
+
+
+def test_metadata_over_1_mib_is_neither_served_nor_advertised(hub, github, demo):
+    repo, _ = demo
+    name, content = make_wheel("demo-pkg", "7.0", description="x" * (2 << 20))
+    repo.add_release("v7.0", {name: content}, created="2026-07-01T00:00:00Z")
+    page = hub.request("/simple/demo-pkg/")
+    assert hub.request(metadata_path(page, name)).status == 404
+    hub.clock.advance(61)
+    files = {f["filename"]: f for f in hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1}).json()["files"]}
+    assert "core-metadata" not in files[name] and files["demo_pkg-2.0-py3-none-any.whl"]["core-metadata"]
 
 
 # --- End-to-end clients ---
