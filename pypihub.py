@@ -212,9 +212,10 @@ class TooManyRequests(PyPIHubError):
     status = 429
 
     def __init__(self, message: str, headers: Sequence[tuple[str, str]] = (),
-                 wait: int = SECONDARY_WAIT) -> None:
+                 wait: int = SECONDARY_WAIT, api: str = "") -> None:
         super().__init__(message, headers)
-        self.wait = wait  # seconds before GitHub takes this token's requests again
+        self.wait = wait  # seconds before GitHub takes this token's requests again ...
+        self.api = api  # ... on this API's budget ("graphql", "rest"), or on all ("") for secondary limits
 
 
 class BadGateway(PyPIHubError):
@@ -332,6 +333,7 @@ class AssetLink:
     repo: str = ""  # with release_id or rest_id: where GitHub's documented asset route is
     release_id: int | None = None
     rest_id: int | None = None
+    expires: float = 0.0  # when `url` stops working (set when the link is remembered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,22 +417,16 @@ def upload_time(created_at: str) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def signed_url_expiry(url: str) -> float | None:
-    """Epoch seconds at which a signed download URL stops working: the earliest expiry it carries
-    (AWS X-Amz-Date + X-Amz-Expires; Azure SAS se and ske; the exp of GitHub's jwt parameter,
-    which can come before se), or None when it names none."""
-    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-    expiries = (amz_expiry(query), iso_expiry(query.get("se")), iso_expiry(query.get("ske")),
-                jwt_expiry(query.get("jwt")), epoch_expiry(query.get("Expires")))
-    return min((e for e in expiries if e is not None), default=None)
-
-
 def amz_expiry(query: Mapping[str, str]) -> float | None:
     try:
         start = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
         return start.replace(tzinfo=datetime.timezone.utc).timestamp() + int(query["X-Amz-Expires"])
     except (KeyError, ValueError, OverflowError):
         return None
+
+
+def epoch_expiry(value: str | None) -> float | None:
+    return float(value) if value is not None and value.isdigit() else None
 
 
 def iso_expiry(value: str | None) -> float | None:
@@ -451,8 +447,14 @@ def jwt_expiry(token: str | None) -> float | None:
         return None
 
 
-def epoch_expiry(value: str | None) -> float | None:
-    return float(value) if value is not None and value.isdigit() else None
+def signed_url_expiry(url: str) -> float | None:
+    """Epoch seconds at which a signed download URL stops working: the earliest expiry it carries
+    (AWS X-Amz-Date + X-Amz-Expires; Azure SAS se and ske; the exp of GitHub's jwt parameter,
+    which can come before se), or None when it names none."""
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    expiries = (amz_expiry(query), iso_expiry(query.get("se")), iso_expiry(query.get("ske")),
+                jwt_expiry(query.get("jwt")), epoch_expiry(query.get("Expires")))
+    return min((e for e in expiries if e is not None), default=None)
 
 
 def is_signed_url(url: str) -> bool:
@@ -617,6 +619,17 @@ def unquote_segment(segment: str) -> str:
     return text
 
 
+def endpoint_of(segments: Sequence[str]) -> str:
+    """The endpoint a path is routed to, as named in logs and metrics (never a project name)."""
+    if segments[:1] == ("simple",) and len(segments) > 1:
+        if segments == ("simple", ""):
+            return "root"
+        return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
+    if len(segments) == 3 and segments[0] == "asset":
+        return "asset"
+    return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
+
+
 def parse_target(command: str | None, path: str) -> Target:
     """The endpoint, path segments and query a request line asks for; 4xx when malformed."""
     if command == "POST" and urllib.parse.urlsplit(path).path in UPLOAD_PATHS:
@@ -636,17 +649,6 @@ def parse_target(command: str | None, path: str) -> Target:
     # A browser sends ?format=application/vnd.pypi.simple.v1+json with a literal "+", which form
     # decoding would turn into a space: only ?format= is read, so "+" stays "+".
     return Target(endpoint_of(segments), segments, urllib.parse.parse_qs(split.query.replace("+", "%2B")))
-
-
-def endpoint_of(segments: Sequence[str]) -> str:
-    """The endpoint a path is routed to, as named in logs and metrics (never a project name)."""
-    if segments[:1] == ("simple",) and len(segments) > 1:
-        if segments == ("simple", ""):
-            return "root"
-        return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
-    if len(segments) == 3 and segments[0] == "asset":
-        return "asset"
-    return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
 
 
 def quote_etag(body: bytes) -> str:
@@ -689,6 +691,10 @@ HTML_PAGE = """<!DOCTYPE html>
 """
 
 
+def html_attributes(attrs: Mapping[str, str]) -> str:
+    return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
+
+
 def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]]) -> bytes:
     """A PEP 503 page: one anchor per (href, text, attributes), every name and value escaped."""
     anchors = "\n".join(
@@ -696,10 +702,6 @@ def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]])
         for href, text, attrs in links
     )
     return HTML_PAGE.format(api=API_VERSION, title=html.escape(title), links=anchors).encode()
-
-
-def html_attributes(attrs: Mapping[str, str]) -> str:
-    return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
 
 
 def asset_href(asset: Asset) -> str:
@@ -825,17 +827,18 @@ def retry_after(headers: Mapping[str, str], now: float, primary: bool = False) -
     return SECONDARY_WAIT
 
 
-def rate_limited(wait: int, secondary: bool = False) -> TooManyRequests:
+def rate_limited(wait: int, secondary: bool = False, api: str = "") -> TooManyRequests:
+    """A 429 to answer with; the primary limit is per API ("graphql" or "rest"), secondary ones span both."""
     kind = "secondary rate limit (too many requests at once)" if secondary else "rate limit"
     return TooManyRequests(f"GitHub's {kind} for this token is used up; retry in {wait} s.",
-                           [("Retry-After", str(wait))], wait)
+                           [("Retry-After", str(wait))], wait, "" if secondary else api)
 
 
 def is_secondary_limit(message: str | bytes) -> bool:
     """GitHub's secondary rate limits are told apart by their message only (403, 429, or a
     GraphQL 200): "You have exceeded a secondary rate limit", formerly "abuse detection"."""
     text = str(message, "utf-8", "replace") if isinstance(message, bytes) else message
-    return bool(re.search(r"secondary rate limit|abuse", text, re.IGNORECASE))
+    return bool(re.search(r"secondary rate limit|abuse detection", text, re.IGNORECASE))
 
 
 def is_rate_limit(status: int, headers: Mapping[str, str], payload: bytes = b"") -> bool:
@@ -861,12 +864,13 @@ def forbidden(headers: Mapping[str, str], reason: str = "GitHub refused this tok
     return Forbidden(f"{reason} (an organization policy, e.g. SSO, may apply)")
 
 
-def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
-    """Our answer to a GitHub HTTP error status."""
+def http_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"",
+                 api: str = "rest") -> PyPIHubError:
+    """Our answer to a GitHub HTTP error status (of `api`, "rest" or "graphql")."""
     if status == 401:
         return Unauthorized("GitHub rejected this token.")
     if is_rate_limit(status, headers, payload):
-        return rate_limited(retry_after(headers, now), secondary=is_secondary_limit(payload))
+        return rate_limited(retry_after(headers, now), is_secondary_limit(payload), api)
     if status == 403:
         return forbidden(headers)
     if status == 504:
@@ -876,18 +880,13 @@ def http_failure(status: int, headers: Mapping[str, str], now: float, payload: b
     return BadGateway(f"GitHub answered HTTP {status}.")
 
 
-def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
-    """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
-    reason = github_message(payload)
-    if status in (403, 404) and not is_rate_limit(status, headers, payload):
-        if sso_url(headers):
-            return forbidden(headers, "GitHub refused the write")
-        # GitHub hides repos it will not let a token write to behind 403 or 404.
-        return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); "
-                         "the token needs write access to the repo's contents")
-    if status == 422:
-        return validation_failure(payload, reason)
-    return http_failure(status, headers, now, payload)
+def github_errors(payload: bytes) -> list[dict]:
+    """The `errors` list of a REST 422 answer ("Validation Failed")."""
+    try:
+        errors = json.loads(payload).get("errors")
+    except (ValueError, AttributeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
 def validation_failure(payload: bytes, reason: str) -> PyPIHubError:
@@ -904,13 +903,18 @@ def validation_failure(payload: bytes, reason: str) -> PyPIHubError:
     return BadRequest(f"GitHub refused the release or file: {reason}")
 
 
-def github_errors(payload: bytes) -> list[dict]:
-    """The `errors` list of a REST 422 answer ("Validation Failed")."""
-    try:
-        errors = json.loads(payload).get("errors")
-    except (ValueError, AttributeError):
-        return []
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+def write_failure(status: int, headers: Mapping[str, str], now: float, payload: bytes = b"") -> PyPIHubError:
+    """Our answer to a GitHub error on a release or asset write, with GitHub's reason."""
+    reason = github_message(payload)
+    if status in (403, 404) and not is_rate_limit(status, headers, payload):
+        if sso_url(headers):
+            return forbidden(headers, "GitHub refused the write")
+        # GitHub hides repos it will not let a token write to behind 403 or 404.
+        return Forbidden(f"GitHub refused the write (HTTP {status}: {reason}); "
+                         "the token needs write access to the repo's contents")
+    if status == 422:
+        return validation_failure(payload, reason)
+    return http_failure(status, headers, now, payload)
 
 
 def network_failure(exc: BaseException) -> PyPIHubError:
@@ -927,11 +931,12 @@ def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
         raise BadGateway("GitHub's answer was not a GraphQL response.")
     errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
     kinds = {e.get("type") for e in errors}
-    if any(is_secondary_limit(str(e.get("message", ""))) for e in errors):  # a 200 answer, per GitHub's docs
+    messages = (str(e.get("message", "")) for e in errors if e.get("type") != "NOT_FOUND")  # names echo input
+    if any(is_secondary_limit(message) for message in messages):  # a 200 answer, per GitHub's docs
         raise rate_limited(retry_after(headers, now), secondary=True)
     # The primary limit's type is undocumented: RATE_LIMITED and RATE_LIMIT are both seen (githubkit#271).
     if kinds & {"RATE_LIMITED", "RATE_LIMIT"} or headers.get("x-ratelimit-remaining") == "0" and errors:
-        raise rate_limited(retry_after(headers, now, primary=True))
+        raise rate_limited(retry_after(headers, now, primary=True), api="graphql")
     if "FORBIDDEN" in kinds:
         raise forbidden(headers)
     data = answer.get("data")
@@ -1032,6 +1037,12 @@ def parse_digest(value: Any) -> str | None:
     return match.group(1) if match else None
 
 
+def asset_facts(asset: Mapping[str, Any]) -> AssetFacts:
+    rest_id = asset.get("id")
+    return AssetFacts(parse_digest(asset.get("digest")), rest_id if isinstance(rest_id, int) else None,
+                      str(asset.get("state") or "uploaded"))
+
+
 def release_facts(releases: Any) -> dict[str, AssetFacts]:
     """What one page of GitHub's REST releases list says of each asset, by node id."""
     if not isinstance(releases, list):
@@ -1041,15 +1052,14 @@ def release_facts(releases: Any) -> dict[str, AssetFacts]:
             for asset in release.get("assets") or [] if isinstance(asset, dict)}
 
 
-def asset_facts(asset: Mapping[str, Any]) -> AssetFacts:
-    rest_id = asset.get("id")
-    return AssetFacts(parse_digest(asset.get("digest")), rest_id if isinstance(rest_id, int) else None,
-                      str(asset.get("state") or "uploaded"))
-
-
 def has_next_page(link_header: str) -> bool:
     """Whether a REST Link header (RFC 8288) points to a next page."""
     return any('rel="next"' in part for part in link_header.split(","))
+
+
+def dist_info_matches(directory: str, dist: Distribution) -> bool:
+    name, _, version = directory[: -len(".dist-info")].rpartition("-")
+    return normalize(name) == dist.project and version == dist.version
 
 
 def wheel_metadata_member(names: Iterable[str], filename: str) -> str:
@@ -1060,11 +1070,6 @@ def wheel_metadata_member(names: Iterable[str], filename: str) -> str:
     if len(matching) == 1 or len(candidates) == 1:
         return (matching or candidates)[0]
     raise BadGateway("The wheel has no single .dist-info/METADATA.")
-
-
-def dist_info_matches(directory: str, dist: Distribution) -> bool:
-    name, _, version = directory[: -len(".dist-info")].rpartition("-")
-    return normalize(name) == dist.project and version == dist.version
 
 
 def parse_core_metadata(data: bytes) -> CoreMetadata:
@@ -1197,7 +1202,7 @@ class GitHubUsage:
 
 def decode_graphql(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> dict:
     if status >= 400:
-        raise http_failure(status, headers, now, payload)
+        raise http_failure(status, headers, now, payload, "graphql")
     return graphql_data(parse_json(payload), headers, now)
 
 
@@ -1229,50 +1234,96 @@ def decode_asset_route(status: int, headers: Mapping[str, str], answer: Any, now
     if status == 200:
         return "stream", answer
     if status == 404:
-        raise ExpiredLink("GitHub's asset route answered HTTP 404.")
+        raise NotFound(NO_SUCH_FILE)
     raise http_failure(status, headers, now, answer)
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Hand a redirect back instead of following it: the signed URL that GitHub's asset route
-    points to must be fetched without our Authorization header (the host refuses two auths)."""
+class GitHubRedirects(urllib.request.HTTPRedirectHandler):
+    """GitHub's redirects (a renamed or transferred repo's 301) keep our Authorization header
+    on the same host only: urllib would send it to any other. With `follow` off, a redirect is
+    handed back instead (the asset route's signed URL, fetched without the header)."""
 
-    def redirect_request(self, *args: Any) -> None:
-        return None
+    def __init__(self, follow: bool = True) -> None:
+        super().__init__()
+        self.follow = follow
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not self.follow:
+            return None
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        moved = urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        if new is not None and moved:
+            new.remove_header("Authorization")
+        return new
 
 
 class Throttle:
     """One token's way to GitHub: at most TOKEN_CONCURRENCY requests in flight (GitHub's
     secondary limit allows 100 per user, so one cold resolve of many packages must not take them
-    all); none while GitHub has told it to wait (answered from memory, as a 429), nor for a
-    minute after GitHub rejected the token (a 401 from memory: a bad token costs one call a minute)."""
+    all); none while GitHub has told it to wait (answered from memory, as a 429: per API for the
+    primary limit, for both after a secondary one), nor for a minute after GitHub rejected the
+    token (a 401 from memory: a bad token costs one call a minute)."""
 
     def __init__(self, clock: Clock = time.time, slots: int = TOKEN_CONCURRENCY) -> None:
         self.clock, self.slots = clock, threading.BoundedSemaphore(slots)
-        self.until = self.rejected_until = self.confirmed_until = 0.0
+        self.until = {"": 0.0, "graphql": 0.0, "rest": 0.0}  # no requests before these times
+        self.rejected_until = self.confirmed_until = 0.0
+        self.active = 0
 
-    def enter(self, deadline: float) -> None:
+    def enter(self, deadline: float, api: str) -> None:
         if self.rejected_until > self.clock():
             raise Unauthorized("GitHub rejected this token (within the last minute).")
-        wait = int(self.until - self.clock() + 0.999)
+        wait = int(max(self.until[""], self.until[api]) - self.clock() + 0.999)
         if wait > 0:
             raise TooManyRequests(f"GitHub asked this token to pause its requests; retry in {wait} s.",
                                   [("Retry-After", str(wait))], wait)
         if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise GatewayTimeout("GitHub did not answer in time.")
+        self.active += 1
 
     def leave(self) -> None:
+        self.active -= 1
         self.slots.release()
-
-    def hold_off(self, wait: int) -> None:
-        self.until = max(self.until, self.clock() + wait)
 
     def learn(self, error: PyPIHubError) -> None:
         """What a failed call says about the token: rejected, or to be held off."""
         if isinstance(error, Unauthorized):
             self.rejected_until = self.clock() + TOKEN_CHECK_TTL
         if isinstance(error, TooManyRequests):
-            self.hold_off(error.wait)
+            self.until[error.api] = max(self.until[error.api], self.clock() + error.wait)
+
+    def idle(self) -> bool:
+        """Nothing in flight and nothing to remember: it can be forgotten."""
+        now = self.clock()
+        return not self.active and max(self.rejected_until, *self.until.values()) <= now
+
+
+class Throttles:
+    """Each token's Throttle, by its keyed hash. Past `size` of them, idle ones are forgotten;
+    if that is not enough (a flood of bad tokens), the oldest not in use, so memory stays bounded."""
+
+    def __init__(self, clock: Clock, size: int) -> None:
+        self.clock, self.size = clock, size
+        self._lock = threading.Lock()
+        self._throttles: dict[str, Throttle] = {}
+
+    def of(self, token_key: str) -> Throttle:
+        with self._lock:
+            throttle = self._throttles.get(token_key)
+            if throttle is None:
+                if len(self._throttles) >= self.size:
+                    self._throttles = self._kept()
+                throttle = self._throttles[token_key] = Throttle(self.clock)
+            return throttle
+
+    def _kept(self) -> dict[str, Throttle]:
+        kept = {k: t for k, t in self._throttles.items() if not t.idle()}
+        for key in [k for k, t in kept.items() if not t.active][: max(0, len(kept) - self.size // 2)]:
+            del kept[key]
+        return kept
+
+    def __len__(self) -> int:
+        return len(self._throttles)
 
 
 class GitHub:
@@ -1319,11 +1370,11 @@ class GitHub:
         deadline = time.monotonic() + timeout if timeout else self.deadline
         return self._call("rest", request, deadline, decode_write)
 
-    def asset_route(self, path: str, method: str, forward: Mapping[str, str]) -> tuple[str, Any]:
-        """GET (or HEAD) a release asset's bytes through GitHub's documented route: ("redirect",
-        signed URL) or ("stream", open response, which the caller closes); see decode_asset_route."""
+    def asset_route(self, path: str, forward: Mapping[str, str]) -> tuple[str, Any]:
+        """GET a release asset's bytes through GitHub's documented route: ("redirect", signed
+        URL) or ("stream", open response, which the caller closes); see decode_asset_route."""
         headers = {**self.headers("application/octet-stream"), **forward}
-        request = urllib.request.Request(self.rest_url + path, method=method, headers=headers)
+        request = urllib.request.Request(self.rest_url + path, method="GET", headers=headers)
         return self._call("rest", request, self.deadline, decode_asset_route, stream=True)
 
     def remaining(self) -> float:
@@ -1353,7 +1404,7 @@ class GitHub:
     def _call(self, api: str, request: urllib.request.Request, deadline: float,
               decode: Callable[..., Any], stream: bool = False) -> Any:
         """One exchange, counted and reported with its outcome, its answer decoded."""
-        self.throttle.enter(deadline)  # raises, sending nothing, while GitHub wants a pause
+        self.throttle.enter(deadline, api)  # raises, sending nothing, while GitHub wants a pause
         if api == "rest":
             self.calls.rest += 1
         else:
@@ -1380,9 +1431,8 @@ class GitHub:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
             try:
-                opener = urllib.request.build_opener(NoRedirect) if stream else None
-                response = opener.open(request, timeout=timeout) if opener else \
-                    urllib.request.urlopen(request, timeout=timeout)
+                opener = urllib.request.build_opener(GitHubRedirects(follow=not stream))
+                response = opener.open(request, timeout=timeout)
             except urllib.error.HTTPError as exc:
                 response = exc
             if stream and response.getcode() == 200:
@@ -1431,6 +1481,19 @@ query FindRepo($owner: String!, $name0: String!, $name1: String!, $name2: String
 CANDIDATE_ALIASES = ("c0", "c1", "c2")
 
 
+def repo_owner(repo: dict, asked: str) -> str:
+    return str((repo.get("owner") or {}).get("login") or asked)
+
+
+def owned_repo(repo: dict, owner: str) -> dict:
+    """`repo` if `owner` owns it; NotFound naming the new owner of a transferred repo."""
+    login = repo_owner(repo, owner)
+    if login.lower() != owner.lower():
+        raise NotFound(f"The repo {owner}/{repo.get('name')} has moved to {login}/{repo.get('name')}; "
+                       f"use {login} as the user name.")
+    return repo
+
+
 def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
     """The first candidate repo that exists and is visible to the token, with its first page.
 
@@ -1443,19 +1506,12 @@ def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
     variables = {"owner": owner, "name0": names[0], "name1": names[1], "name2": names[2],
                  "try1": len(candidates) > 1, "try2": len(candidates) > 2}
     data = github.query(FIND_REPO_QUERY, variables)
-    for alias in CANDIDATE_ALIASES[: len(candidates)]:
-        if isinstance(data.get(alias), dict):
-            return owned_repo(data[alias], owner)
+    aliases = CANDIDATE_ALIASES[: len(candidates)]
+    found = [data[alias] for alias in aliases if isinstance(data.get(alias), dict)]
+    owned = [repo for repo in found if repo_owner(repo, owner).lower() == owner.lower()]
+    if owned or found:
+        return owned[0] if owned else owned_repo(found[0], owner)
     raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
-
-
-def owned_repo(repo: dict, owner: str) -> dict:
-    """`repo` if `owner` owns it; NotFound naming the new owner of a transferred repo."""
-    login = str((repo.get("owner") or {}).get("login") or owner)
-    if login.lower() != owner.lower():
-        raise NotFound(f"The repo {owner}/{repo.get('name')} has moved to {login}/{repo.get('name')}; "
-                       f"use {login} as the user name.")
-    return repo
 
 
 MORE_RELEASES_QUERY = """
@@ -1589,9 +1645,13 @@ def fetch_facts(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict
             releases, headers = github.rest(f"{path}{page}")
         except ListEnd:
             break
+        except PyPIHubError:
+            if not found:
+                raise
+            return found  # what the pages before said is good; the rest is asked for next time
         found.update(release_facts(releases))
         if wanted <= found.keys() or not has_next_page(headers.get("link", "")):
-            break
+            return found  # an asset the whole list leaves out (just uploaded?) is asked for next time
     return {**{node_id: AssetFacts(None) for node_id in wanted}, **found}
 
 
@@ -1618,6 +1678,24 @@ def open_url(url: str, method: str, headers: Mapping[str, str], timeout: float,
     return response.status, lower_keys(response.headers), response
 
 
+def head_answer(answer: Answer, ranged: bool) -> Answer:
+    """The answer to HEAD from a GET's: the client's own Range answered as it is; else the 206
+    for the first byte stands for a 200 of the whole file, whose size its Content-Range gives."""
+    headers = dict(answer.headers)
+    total = headers.get("Content-Range", "").rpartition("/")[2]
+    if ranged or answer.status != 206 or not total.isdigit():
+        return Answer(answer.status, b"", list(headers.items()), length=answer.length)
+    kept = [(name, value) for name, value in headers.items()
+            if name not in ("Content-Range", "Content-Length")]
+    return Answer(200, b"", kept, length=int(total))
+
+
+def stream_answer(status: int, headers: Mapping[str, str], response: Any) -> Answer:
+    length = headers.get("content-length", "")
+    return Answer(status, b"", forwarded_headers(headers), stream=response,
+                  length=int(length) if length.isdigit() and response is not None else None)
+
+
 def open_download(url: str, method: str, forward: Mapping[str, str], timeout: float) -> Answer:
     """Stream a signed download URL (--proxy-downloads); the caller closes answer.stream."""
     # 304, 412 and 416 answer the client's own conditions and ranges: passed on as they are.
@@ -1634,29 +1712,19 @@ def open_download(url: str, method: str, forward: Mapping[str, str], timeout: fl
     return stream_answer(status, headers, response)
 
 
-def stream_answer(status: int, headers: Mapping[str, str], response: Any) -> Answer:
-    length = headers.get("content-length", "")
-    return Answer(status, b"", forwarded_headers(headers), stream=response,
-                  length=int(length) if length.isdigit() and response is not None else None)
-
-
-def head_answer(answer: Answer, ranged: bool) -> Answer:
-    """The answer to HEAD from a GET's: the client's own Range answered as it is; else the 206
-    for the first byte stands for a 200 of the whole file, whose size its Content-Range gives."""
-    headers = dict(answer.headers)
-    total = headers.get("Content-Range", "").rpartition("/")[2]
-    if ranged or answer.status != 206 or not total.isdigit():
-        return Answer(answer.status, b"", list(headers.items()), length=answer.length)
-    kept = [(name, value) for name, value in headers.items()
-            if name not in ("Content-Range", "Content-Length")]
-    return Answer(200, b"", kept, length=int(total))
+def read_body(response: Any, limit: int) -> bytes:
+    """Up to `limit` bytes of an open answer, which is closed; a read that breaks is a gateway error."""
+    try:
+        with response:
+            return response.read(limit)
+    except (OSError, http.client.HTTPException) as exc:
+        raise network_failure(exc) from None
 
 
 def fetch_small(url: str, timeout: float, limit: int) -> bytes:
     """A whole, small download (a .metadata asset); larger than `limit` is refused."""
     _, _, response = open_url(url, "GET", {}, timeout)
-    with response:
-        data = response.read(limit + 1)
+    data = read_body(response, limit + 1)
     if len(data) > limit:
         raise MetadataTooLarge("The METADATA is larger than this index serves (1 MiB).")
     return data
@@ -1707,28 +1775,12 @@ class RangeFile(io.RawIOBase):
         low = max(0, min(start, high - block))
         self.requests += 1
         status, _, response = open_url(self.url, "GET", {"Range": f"bytes={low}-{high - 1}"}, self.timeout)
-        with response:
-            if status == 206:
-                return low, response.read(high - low)
-            if self.size <= MAX_FULL_WHEEL:  # Range ignored: the whole file, once
-                return 0, response.read(MAX_FULL_WHEEL)
+        if status == 206:
+            return low, read_body(response, high - low)
+        if self.size <= MAX_FULL_WHEEL:  # Range ignored: the whole file, once
+            return 0, read_body(response, MAX_FULL_WHEEL)
+        response.close()
         raise BadGateway("The download host refuses Range requests and the wheel is too large.")
-
-
-def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
-    """The wheel's .dist-info/METADATA, byte for byte, read through Range requests."""
-    if link.metadata_url:
-        return fetch_small(link.metadata_url, timeout, MAX_METADATA)
-    return wheel_metadata(RangeFile(link.url, link.size, timeout), link.filename)
-
-
-def read_streamed_metadata(answer: Answer, filename: str) -> bytes:
-    """The METADATA of a wheel that GitHub's asset route streams whole (its 200 answer)."""
-    with answer.stream:
-        data = answer.stream.read(MAX_FULL_WHEEL + 1)
-    if len(data) > MAX_FULL_WHEEL:
-        raise BadGateway("The wheel is too large to be read whole.")
-    return wheel_metadata(io.BytesIO(data), filename)
 
 
 def wheel_metadata(file: Any, filename: str) -> bytes:
@@ -1741,6 +1793,21 @@ def wheel_metadata(file: Any, filename: str) -> bytes:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError,
             RuntimeError):
         raise BadGateway("The file is not a readable wheel.") from None
+
+
+def read_wheel_metadata(link: AssetLink, timeout: float) -> bytes:
+    """The wheel's .dist-info/METADATA, byte for byte, read through Range requests."""
+    if link.metadata_url:
+        return fetch_small(link.metadata_url, timeout, MAX_METADATA)
+    return wheel_metadata(RangeFile(link.url, link.size, timeout), link.filename)
+
+
+def read_streamed_metadata(answer: Answer, filename: str) -> bytes:
+    """The METADATA of a wheel that GitHub's asset route streams whole (its 200 answer)."""
+    data = read_body(answer.stream, MAX_FULL_WHEEL + 1)
+    if len(data) > MAX_FULL_WHEEL:
+        raise BadGateway("The wheel is too large to be read whole.")
+    return wheel_metadata(io.BytesIO(data), filename)
 
 
 def rest_asset_id(github: GitHub, link: AssetLink) -> int:
@@ -1759,13 +1826,12 @@ def rest_asset_id(github: GitHub, link: AssetLink) -> int:
     raise NotFound(NO_SUCH_FILE)
 
 
-def via_asset_route(github: GitHub, link: AssetLink, method: str,
-                    forward: Mapping[str, str]) -> AssetLink | Answer:
+def via_asset_route(github: GitHub, link: AssetLink, forward: Mapping[str, str]) -> AssetLink | Answer:
     """GitHub's documented way to a file, for when the GraphQL URL is no signed URL or is
     refused: REST GET /repos/{o}/{r}/releases/assets/{id} as application/octet-stream, whose 302
     gives a fresh signed URL (a link) and whose 200 streams the bytes (an answer)."""
     path = f"{repo_path(link.owner, link.repo)}/releases/assets/{rest_asset_id(github, link)}"
-    kind, found = github.asset_route(path, "GET" if method == "HEAD" else method, forward)
+    kind, found = github.asset_route(path, forward)
     if kind == "redirect":
         return dataclasses.replace(link, url=found)
     return stream_answer(found.getcode(), lower_keys(found.headers or {}), found)
@@ -1954,6 +2020,17 @@ def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> 
     return None
 
 
+def check_release_accepts(release: dict, filename: str) -> None:
+    """Refuse, before a byte goes to GitHub, what GitHub would refuse."""
+    if any(a.get("name") == filename for a in release.get("assets") or [] if isinstance(a, dict)):
+        raise BadRequest(f"File already exists: {filename}")
+    if release.get("immutable") and not release.get("draft"):
+        raise Conflict(f"The release {release.get('tag_name')} is immutable: this repo has GitHub's "
+                       "immutable releases on, so a published release takes no more files. Upload every "
+                       "file of a version before its release is published, or publish this file under a "
+                       "new version")
+
+
 class Publisher:
     """One upload's writes to one repo's releases: find or draft its version's release, attach
     the file, publish a draft made here. That is GitHub's advice for immutable releases (files
@@ -1973,12 +2050,35 @@ class Publisher:
             asset = self.attach(release, upload)
             self.check_name(asset, upload.filename)
             if created:
-                self.github.rest_write("PATCH", f"{self.releases}/{release.get('id')}",
-                                       json.dumps({"draft": False}).encode(), "application/json")
+                self.publish_draft(release, upload)
         except BaseException:
             if created:
                 self.discard_draft(release)
             raise
+
+    def publish_draft(self, draft: dict, upload: Upload) -> None:
+        """Publish the draft made here. If another PyPIHub instance published this version first
+        (its tag is taken now), the file joins that release instead, and the draft goes."""
+        body = json.dumps({"draft": False}).encode()
+        for attempt in range(2):  # the PATCH is idempotent: once more after a 5xx
+            try:
+                self.github.rest_write("PATCH", f"{self.releases}/{draft.get('id')}", body,
+                                       "application/json")
+                return
+            except Unavailable:
+                if attempt:
+                    raise
+            except ReleaseExists:
+                return self.join_published(draft, upload)
+
+    def join_published(self, draft: dict, upload: Upload) -> None:
+        release = find_release(self.github, self.owner, self.repo, [str(draft.get("tag_name"))])
+        if release is None:
+            raise Conflict("Another upload is publishing this version right now; try again.")
+        check_release_accepts(release, upload.filename)
+        upload.file.seek(0)
+        self.check_name(self.attach(release, upload), upload.filename)
+        self.discard_draft(draft)
 
     def release_of(self, version: str, dist: Distribution) -> tuple[dict, bool]:
         """The version's published release, else a new draft: (release, made here)."""
@@ -2016,8 +2116,8 @@ class Publisher:
         current, _ = self.github.rest(f"{repo_path(self.owner, self.repo)}/releases/{release.get('id')}")
         for asset in (current or {}).get("assets") or []:
             if isinstance(asset, dict) and asset.get("name") == upload.filename:
-                if asset.get("state", "uploaded") == "uploaded" and asset.get("size") == upload.size:
-                    return asset
+                if asset.get("state", "uploaded") == "uploaded":
+                    return asset if asset.get("size") == upload.size else None  # not ours: never deleted
                 self.github.rest_write("DELETE", f"{self.releases}/assets/{asset.get('id')}")
         return None
 
@@ -2037,17 +2137,6 @@ class Publisher:
                 self.github.rest_write("DELETE", f"{self.releases}/{release.get('id')}")
         except PyPIHubError:
             pass  # the upload's own error is the answer; a leftover draft is harmless and invisible
-
-
-def check_release_accepts(release: dict, filename: str) -> None:
-    """Refuse, before a byte goes to GitHub, what GitHub would refuse."""
-    if release.get("immutable") and not release.get("draft"):
-        raise Conflict(f"The release {release.get('tag_name')} is immutable: this repo has GitHub's "
-                       "immutable releases on, so a published release takes no more files. Upload every "
-                       "file of a version before its release is published, or publish this file under a "
-                       "new version")
-    if any(a.get("name") == filename for a in release.get("assets") or [] if isinstance(a, dict)):
-        raise BadRequest(f"File already exists: {filename}")
 
 
 # --- Cache ---
@@ -2308,7 +2397,6 @@ def link_bytes(link: AssetLink) -> int:
     return 700 + len(link.url) + len(link.filename) + len(link.id) + len(link.repo)
 
 
-
 class Index:
     """The package index: listings, the owner's project index, file links, digests and wheel
     METADATA, each as the caller's token may see them on GitHub, through bounded caches.
@@ -2329,7 +2417,7 @@ class Index:
         self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300)
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
                               lambda metadata: len(metadata.data) + 400)
-        self.throttles = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 5 // 100, lambda throttle: 2000)
+        self.throttles = Throttles(clock, size * 16)
         self.usage = GitHubUsage(clock, log)
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
@@ -2339,8 +2427,7 @@ class Index:
         settings = self.settings
         if settings.owners and creds.owner.lower() not in {o.lower() for o in settings.owners}:
             raise Forbidden("This index does not serve that owner.")
-        throttle = self.throttles.get_or_load(self.token_key(creds.token), lambda: Throttle(self.clock),
-                                              self.log)
+        throttle = self.throttles.of(self.token_key(creds.token))
         return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, settings.rest_url, calls,
                       self.usage.record, self.clock, self.sleep, throttle)
 
@@ -2382,24 +2469,28 @@ class Index:
             return find_repo(github, creds.owner, [elsewhere])
 
     def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
-                   fresh: bool = False) -> AssetLink:
-        """A file's link, from this token's own listing or from GitHub (always, if `fresh`); while
-        GitHub fails, a remembered signed URL that is still valid. Another owner's asset is
-        answered exactly like a missing one."""
-        key = (self.token_key(creds.token), node_id)
+                   fresh: bool = False, url_needed: bool = True) -> AssetLink:
+        """A file's link, remembered from this token's own listing or lookups, or from GitHub
+        (always, if `fresh`); while GitHub fails, a remembered one (whose URL, if `url_needed`,
+        still works). A file of another owner's repo is not served under this owner."""
+        key = self._link_key(creds, node_id)
         link = None if fresh else self.links.get(key)
         self.links.count("misses" if link is None else "hits")
-        link = link if link is not None else self._look_up_link(github, key, node_id, filename)
-        if link.owner.lower() != creds.owner.lower() or link.filename != filename:
+        link = link or self._look_up_link(github, key, node_id, filename, url_needed)
+        if link.filename != filename:
             raise NotFound(NO_SUCH_FILE)
+        if link.owner.lower() != creds.owner.lower():  # e.g. a transferred repo's file
+            raise NotFound(f"That file is in {link.owner}/{link.repo}; use {link.owner} as the user name.")
         if not is_safe_url(link.url):
             raise BadGateway("GitHub gave a download URL that cannot be used.")
         return link
 
     def core_metadata(self, github: GitHub, creds: Credentials, node_id: str, wheel: str) -> CoreMetadata:
-        """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset."""
-        link = self.asset_link(github, creds, node_id, wheel)
-        metadata = self.metadata.get(node_id) or self._read_metadata(github, creds, link)
+        """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset.
+        Once read, it needs no working download URL: it is served through GitHub outages."""
+        metadata = self.metadata.get(node_id)
+        link = self.asset_link(github, creds, node_id, wheel, url_needed=metadata is None)
+        metadata = metadata or self._read_metadata(github, creds, link)
         if metadata is NO_METADATA:
             raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
         return metadata
@@ -2407,8 +2498,8 @@ class Index:
     def _read_metadata(self, github: GitHub, creds: Credentials, link: AssetLink) -> CoreMetadata:
         timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
         try:
-            data = self._reaching(github, creds, link, "GET", lambda good: read_wheel_metadata(good, timeout),
-                                  lambda answer: read_streamed_metadata(answer, link.filename))
+            data = self._reaching(github, creds, link, lambda good: read_wheel_metadata(good, timeout),
+                                  lambda answer: read_streamed_metadata(answer, link.filename), {})
             metadata = parse_core_metadata(data)
         except MetadataTooLarge:
             metadata = NO_METADATA  # remembered, so listings stop advertising it
@@ -2421,11 +2512,11 @@ class Index:
         streams them itself rather than give a URL)."""
         link, timeout = self.asset_link(github, creds, node_id, filename), self.settings.upstream_timeout
         if self.settings.proxy_downloads:
-            return self._reaching(github, creds, link, method,
+            return self._reaching(github, creds, link,
                                   lambda good: open_download(good.url, method, forward, timeout),
-                                  lambda answer: answer)
+                                  lambda answer: answer, forward)
         if not is_signed_url(link.url):
-            found = self._via_asset_route(github, creds, link, method, {})
+            found = self._via_asset_route(github, creds, link, {})
             if isinstance(found, Answer):
                 return found
             link = found
@@ -2467,9 +2558,11 @@ class Index:
                   ("metadata", self.metadata))
         lines = metric_lines("pypihub_cache_entries", "gauge",
                              ((f'{{cache="{n}"}}', len(c)) for n, c in caches))
-        for stat in ("hits", "misses", "coalesced", "stale"):
+        lines += metric_lines("pypihub_cache_bytes", "gauge",
+                              ((f'{{cache="{n}"}}', c.bytes) for n, c in caches))
+        for stat in ("hits", "misses", "coalesced", "stale"):  # the per-token caches, looked up by key
             lines += metric_lines(f"pypihub_cache_{stat}_total", "counter",
-                                  ((f'{{cache="{n}"}}', c.stats[stat]) for n, c in caches))
+                                  ((f'{{cache="{n}"}}', c.stats[stat]) for n, c in caches[:2]))
         return lines + self.usage.metric_lines()
 
     def _load_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing | NotFound:
@@ -2501,26 +2594,34 @@ class Index:
             if facts.state == "uploaded"))
 
     def _remember_links(self, token: str, listing: Listing) -> None:
-        """Keep each file's signed URL while it stays valid, so a download needs no GitHub call:
-        fresh for the TTL at most, and kept for the stale window in case GitHub fails."""
+        """Keep each file's link, so a download needs no GitHub call: fresh for the TTL at most
+        (and, for a signed URL, while it stays valid), then for the stale window in case GitHub fails."""
         for asset in listing.files:
             link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
                              asset.metadata_url, listing.repo, asset.release_id, asset.rest_id)
-            if is_signed_url(asset.url):
-                self._remember((self.token_key(token), asset.id), link)
+            self._remember((self.token_key(token), asset.id), link)
 
-    def _remember(self, key: Any, link: AssetLink) -> None:
-        lifetime = link_expiry(link.url, self.clock()) - LINK_SAFETY_MARGIN - self.clock()
+    def _remember(self, key: Any, link: AssetLink) -> AssetLink:
+        """Keep `link` with its expiry; an unsigned one (never handed out) for the TTL, for its ids."""
+        now = self.clock()
+        expires = link_expiry(link.url, now) if is_signed_url(link.url) else now + self.settings.cache_ttl
+        link = dataclasses.replace(link, expires=expires)
+        lifetime = expires - LINK_SAFETY_MARGIN - now if is_signed_url(link.url) else self.settings.cache_ttl
         if lifetime > 0:
             self.links.put(key, link, min(lifetime, self.settings.cache_ttl))
+        return link
 
-    def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str) -> AssetLink:
-        """GitHub's link for an asset; while GitHub fails, a remembered one that still works."""
+    def _link_key(self, creds: Credentials, node_id: str) -> tuple[str, str]:
+        return self.token_key(creds.token), node_id
+
+    def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str,
+                      url_needed: bool) -> AssetLink:
+        """GitHub's link for an asset, remembered; while GitHub fails, a remembered one that still works."""
         try:
-            return fetch_asset_link(github, node_id, filename)
+            return self._remember(key, fetch_asset_link(github, node_id, filename))
         except UPSTREAM_FAILURES as exc:
             link = self.links.get(key, stale=True)
-            if link is None or link_expiry(link.url, 0.0) - LINK_SAFETY_MARGIN <= self.clock():
+            if link is None or url_needed and link.expires - LINK_SAFETY_MARGIN <= self.clock():
                 raise
             self.links.count("stale")
             self.log(f"serving a remembered download link: GitHub failed ({exc.status} {exc.message})")
@@ -2530,30 +2631,48 @@ class Index:
         """The wheels of a listing whose METADATA has been read already."""
         return self.metadata.get_many(a.id for a in listing.files if a.filename.endswith(".whl"))
 
-    def _reaching(self, github: GitHub, creds: Credentials, link: AssetLink, method: str,
-                  use: Callable[[AssetLink], Any], streamed: Callable[[Answer], Any]) -> Any:
-        """use(link) with a URL the download host takes: the remembered one, else a new one from
-        GitHub, else the one GitHub's asset route gives (or its bytes, for streamed())."""
-        for attempt in (link, None):
-            attempt = attempt or self.asset_link(github, creds, link.id, link.filename, fresh=True)
-            if is_signed_url(attempt.url) and (attempt is link or attempt.url != link.url):
+    def _reaching(self, github: GitHub, creds: Credentials, link: AssetLink, use: Callable[[AssetLink], Any],
+                  streamed: Callable[[Answer], Any], forward: Mapping[str, str]) -> Any:
+        """use(link) with a URL the download host takes: the remembered one; if it is refused, a
+        new one from GitHub; if that is refused too, or none is a signed URL, the one GitHub's
+        documented asset route gives (or the bytes it streams, for streamed())."""
+        if is_signed_url(link.url):
+            try:
+                return use(link)
+            except ExpiredLink:  # expired early, or refused
+                pass
+            fresh = self.asset_link(github, creds, link.id, link.filename, fresh=True)
+            if is_signed_url(fresh.url) and fresh.url != link.url:
                 try:
-                    return use(attempt)
-                except ExpiredLink:  # expired early or refused: ask GitHub again
+                    return use(fresh)
+                except ExpiredLink:
                     pass
-        found = self._via_asset_route(github, creds, attempt, method, {})
-        return streamed(found) if isinstance(found, Answer) else use(found)
+            link = fresh
+        found = self._via_asset_route(github, creds, link, forward)
+        # The route gives the wheel itself: a sibling .metadata asset's URL is of no more use.
+        if isinstance(found, Answer):
+            return streamed(found)
+        return use(dataclasses.replace(found, metadata_url=None))
 
-    def _via_asset_route(self, github: GitHub, creds: Credentials, link: AssetLink, method: str,
+    def _via_asset_route(self, github: GitHub, creds: Credentials, link: AssetLink,
                          forward: Mapping[str, str]) -> AssetLink | Answer:
         """via_asset_route(), its signed URL remembered like a listing's."""
-        found = via_asset_route(github, link, method, forward)
+        found = via_asset_route(github, link, forward)
         if isinstance(found, AssetLink):
-            self._remember((self.token_key(creds.token), link.id), found)
+            return self._remember(self._link_key(creds, link.id), found)
         return found
 
 
 # --- Server and handler ---
+
+
+def histogram(endpoint: str, row: list[float]) -> list[tuple[str, float]]:
+    """One endpoint's histogram samples: cumulative buckets, then sum and count."""
+    cumulative = itertools.accumulate(row[: len(DURATION_BUCKETS)])
+    label = f'endpoint="{endpoint}"'
+    buckets = [(f'_bucket{{{label},le="{b}"}}', int(n)) for b, n in zip(DURATION_BUCKETS, cumulative)]
+    return buckets + [(f'_bucket{{{label},le="+Inf"}}', int(row[-1])), (f"_sum{{{label}}}", row[-2]),
+                      (f"_count{{{label}}}", int(row[-1]))]
 
 
 class Metrics:
@@ -2583,178 +2702,11 @@ class Metrics:
         return lines + metric_lines("pypihub_request_duration_seconds", "histogram", samples)
 
 
-def histogram(endpoint: str, row: list[float]) -> list[tuple[str, float]]:
-    """One endpoint's histogram samples: cumulative buckets, then sum and count."""
-    cumulative = itertools.accumulate(row[: len(DURATION_BUCKETS)])
-    label = f'endpoint="{endpoint}"'
-    buckets = [(f'_bucket{{{label},le="{b}"}}', int(n)) for b, n in zip(DURATION_BUCKETS, cumulative)]
-    return buckets + [(f'_bucket{{{label},le="+Inf"}}', int(row[-1])), (f"_sum{{{label}}}", row[-2]),
-                      (f"_count{{{label}}}", int(row[-1]))]
-
-
 def tls_context(settings: Settings) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.certfile, settings.keyfile)
     return context
-
-
-class PyPIHubServer(ThreadingHTTPServer):
-    """The transport: one thread per connection up to --max-connections (and a few past it, for
-    /healthz, answered 503 otherwise), a deadline for every request head, TLS handshakes off the
-    accept loop, a drain for graceful shutdown, metrics and the log. It holds no cache: the
-    package index behind it (`index`) does."""
-
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
-
-    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 sink: Log | None = None) -> None:
-        self.settings, self.clock = settings, clock
-        self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.metrics = Metrics()
-        self.index = Index(settings, clock, sleep, self.log)
-        self._state = threading.Condition()
-        self.connections = self.overflow = self.busy = 0
-        self.clients: dict[str, int] = {}  # open connections by client address
-        self._heads: dict[socket.socket, float] = {}  # connections awaiting a request head: deadline
-        self._uploads = threading.BoundedSemaphore(settings.max_uploads)
-        self.stopping = False
-        self.tls = tls_context(settings) if settings.certfile else None
-        if ":" in settings.host:
-            self.address_family = socket.AF_INET6
-        super().__init__((settings.host, settings.port), Handler)
-
-    # Logging: one line per event, text or JSON (--log-format).
-    def emit(self, text: str, record: Mapping[str, Any]) -> None:
-        if self.settings.log_format == "json":
-            moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
-            self.sink(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
-        else:
-            self.sink(sanitize_log(text))
-
-    def log(self, message: str) -> None:
-        self.emit(message, {"message": message})
-
-    # Connections: caps, head deadlines, and a drain for graceful shutdown.
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        if self.tls is not None:
-            # The handshake happens on first read, in the worker thread: a client that connects
-            # and never speaks must not stall the accept loop.
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve the connection in a thread of its own: a normal one within the caps; past them,
-        one of HEALTH_RESERVE that answers only /healthz; past those, refuse it at once."""
-        kind = self.admit(client_address[0])
-        if kind is None:
-            return self.refuse(request)
-        handler = OverflowHandler if kind == "overflow" else Handler
-        threading.Thread(target=self.serve_connection, args=(request, client_address, handler, kind),
-                         daemon=True).start()
-
-    def admit(self, client: str) -> str | None:
-        settings = self.settings
-        with self._state:
-            within = self.connections < settings.max_connections and \
-                self.clients.get(client, 0) < settings.max_client_connections
-            kind = "normal" if within else "overflow" if self.overflow < HEALTH_RESERVE else None
-            if kind is not None:
-                self.connections += kind == "normal"
-                self.overflow += kind == "overflow"
-                self.clients[client] = self.clients.get(client, 0) + 1
-        return kind
-
-    def serve_connection(self, request: Any, client_address: Any, handler: type, kind: str) -> None:
-        try:
-            handler(request, client_address, self)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            self.release(client_address[0], kind)
-
-    def release(self, client: str, kind: str) -> None:
-        with self._state:
-            self.connections -= kind == "normal"
-            self.overflow -= kind == "overflow"
-            self.clients[client] -= 1
-            if not self.clients[client]:
-                del self.clients[client]
-
-    def refuse(self, sock: socket.socket) -> None:
-        """Answer 503 from the accept loop without blocking it (over TLS, only close), then close."""
-        self.metrics.observe_request("refused", 503, 0.0)
-        if self.tls is None:
-            try:
-                sock.setblocking(False)
-                sock.recv(65536)  # what already arrived, so closing does not reset the connection
-            except OSError:
-                pass
-            try:
-                sock.send(REFUSAL)
-            except OSError:
-                pass
-        self.shutdown_request(sock)
-
-    @contextlib.contextmanager
-    def upload_slot(self) -> Any:
-        """One of --max-uploads uploads at once (each may spool up to --max-upload-size to disk)."""
-        if not self._uploads.acquire(blocking=False):
-            raise Overloaded("Too many uploads at once; try again.")
-        try:
-            yield
-        finally:
-            self._uploads.release()
-
-    def await_head(self, sock: socket.socket, seconds: float) -> None:
-        """Give `sock` `seconds` to deliver a whole request head, however slowly its bytes come."""
-        with self._state:
-            self._heads[sock] = time.monotonic() + seconds
-
-    def head_done(self, sock: socket.socket) -> None:
-        with self._state:
-            self._heads.pop(sock, None)
-
-    def service_actions(self) -> None:
-        """Between polls of the accept loop: cut the connections whose head is overdue."""
-        now = time.monotonic()
-        with self._state:
-            late = [sock for sock, deadline in self._heads.items() if deadline <= now]
-            for sock in late:
-                del self._heads[sock]
-        for sock in late:
-            try:  # the plain socket's shutdown, also for TLS: its reader in the other thread wakes at once
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def track(self, delta: int) -> None:
-        with self._state:
-            self.busy += delta
-            if self.stopping:  # only drain() waits for this
-                self._state.notify_all()
-
-    def drain(self, grace: float) -> bool:
-        """Wait up to `grace` seconds for requests in progress to finish."""
-        deadline = time.monotonic() + grace
-        with self._state:
-            self.stopping = True
-            while self.busy and deadline > time.monotonic():
-                self._state.wait(deadline - time.monotonic())
-            return self.busy == 0
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        kind = sys.exc_info()[0]
-        self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
-
-    def render_metrics(self) -> bytes:
-        lines = self.metrics.metric_lines()
-        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
-        lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
-        return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -3017,6 +2969,164 @@ class OverflowHandler(Handler):
         if target.segments == ("healthz",):
             return super().route(target, calls)
         raise Overloaded("Too many connections; try again.")
+
+
+class PyPIHubServer(ThreadingHTTPServer):
+    """The transport: one thread per connection up to --max-connections (and a few past it, for
+    /healthz, answered 503 otherwise), a deadline for every request head, TLS handshakes off the
+    accept loop, a drain for graceful shutdown, metrics and the log. It holds no cache: the
+    package index behind it (`index`) does."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
+
+    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
+                 sink: Log | None = None) -> None:
+        self.settings, self.clock = settings, clock
+        self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.metrics = Metrics()
+        self.index = Index(settings, clock, sleep, self.log)
+        self._state = threading.Condition()
+        self.connections = self.overflow = self.busy = 0
+        self.clients: dict[str, int] = {}  # open connections by client address
+        self._heads: dict[socket.socket, float] = {}  # connections awaiting a request head: deadline
+        self._uploads = threading.BoundedSemaphore(settings.max_uploads)
+        self.stopping = False
+        self.tls = tls_context(settings) if settings.certfile else None
+        if ":" in settings.host:
+            self.address_family = socket.AF_INET6
+        super().__init__((settings.host, settings.port), Handler)
+
+    # Logging: one line per event, text or JSON (--log-format).
+    def emit(self, text: str, record: Mapping[str, Any]) -> None:
+        if self.settings.log_format == "json":
+            moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
+            self.sink(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
+        else:
+            self.sink(sanitize_log(text))
+
+    def log(self, message: str) -> None:
+        self.emit(message, {"message": message})
+
+    # Connections: caps, head deadlines, and a drain for graceful shutdown.
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens on first read, in the worker thread: a client that connects
+            # and never speaks must not stall the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own: a normal one within the caps; past them,
+        one of HEALTH_RESERVE that answers only /healthz; past those, refuse it at once."""
+        kind = self.admit(client_address[0])
+        if kind is None:
+            return self.refuse(request)
+        handler = OverflowHandler if kind == "overflow" else Handler
+        threading.Thread(target=self.serve_connection, args=(request, client_address, handler, kind),
+                         daemon=True).start()
+
+    def admit(self, client: str) -> str | None:
+        settings = self.settings
+        with self._state:
+            within = self.connections < settings.max_connections and \
+                self.clients.get(client, 0) < settings.max_client_connections
+            kind = "normal" if within else "overflow" if self.overflow < HEALTH_RESERVE else None
+            if kind is not None:
+                self.connections += kind == "normal"
+                self.overflow += kind == "overflow"
+                self.clients[client] = self.clients.get(client, 0) + 1
+        return kind
+
+    def serve_connection(self, request: Any, client_address: Any, handler: type, kind: str) -> None:
+        try:
+            handler(request, client_address, self)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self.release(client_address[0], kind)
+
+    def release(self, client: str, kind: str) -> None:
+        with self._state:
+            self.connections -= kind == "normal"
+            self.overflow -= kind == "overflow"
+            self.clients[client] -= 1
+            if not self.clients[client]:
+                del self.clients[client]
+
+    def refuse(self, sock: socket.socket) -> None:
+        """Answer 503 from the accept loop without blocking it (over TLS, only close), then close."""
+        self.metrics.observe_request("refused", 503, 0.0)
+        if self.tls is None:
+            try:
+                sock.setblocking(False)
+                sock.recv(65536)  # what already arrived, so closing does not reset the connection
+            except OSError:
+                pass
+            try:
+                sock.send(REFUSAL)
+            except OSError:
+                pass
+        self.shutdown_request(sock)
+
+    @contextlib.contextmanager
+    def upload_slot(self) -> Any:
+        """One of --max-uploads uploads at once (each may spool up to --max-upload-size to disk)."""
+        if not self._uploads.acquire(blocking=False):
+            raise Overloaded("Too many uploads at once; try again.")
+        try:
+            yield
+        finally:
+            self._uploads.release()
+
+    def await_head(self, sock: socket.socket, seconds: float) -> None:
+        """Give `sock` `seconds` to deliver a whole request head, however slowly its bytes come."""
+        with self._state:
+            self._heads[sock] = time.monotonic() + seconds
+
+    def head_done(self, sock: socket.socket) -> None:
+        with self._state:
+            self._heads.pop(sock, None)
+
+    def service_actions(self) -> None:
+        """Between polls of the accept loop: cut the connections whose head is overdue."""
+        now = time.monotonic()
+        with self._state:
+            late = [sock for sock, deadline in self._heads.items() if deadline <= now]
+            for sock in late:
+                del self._heads[sock]
+        for sock in late:
+            try:  # the plain socket's shutdown, also for TLS: its reader in the other thread wakes at once
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def track(self, delta: int) -> None:
+        with self._state:
+            self.busy += delta
+            if self.stopping:  # only drain() waits for this
+                self._state.notify_all()
+
+    def drain(self, grace: float) -> bool:
+        """Wait up to `grace` seconds for requests in progress to finish."""
+        deadline = time.monotonic() + grace
+        with self._state:
+            self.stopping = True
+            while self.busy and deadline > time.monotonic():
+                self._state.wait(deadline - time.monotonic())
+            return self.busy == 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        kind = sys.exc_info()[0]
+        self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
+
+    def render_metrics(self) -> bytes:
+        lines = self.metrics.metric_lines()
+        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
+        lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
+        return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
 
 # --- Command line ---

@@ -18,6 +18,7 @@ expiring download URLs that refuse Authorization headers.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import datetime
@@ -911,6 +912,22 @@ def test_bad_setting_values_are_config_errors():
 
 
 # -- the module itself --
+
+
+def test_module_defines_each_name_above_its_first_use():
+    """pypihub.py reads top to bottom: no module-level function or class uses one defined further down
+    (annotations aside: they are not evaluated)."""
+    tree = ast.parse((ROOT / "pypihub.py").read_text())
+    defined = {node.name: n for n, node in enumerate(tree.body) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    later = []
+    for n, node in enumerate(tree.body):
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        annotations = {id(part) for sub in ast.walk(node) for field in ("annotation", "returns")
+                       if getattr(sub, field, None) is not None for part in ast.walk(getattr(sub, field))}
+        used = {name.id for name in ast.walk(node) if isinstance(name, ast.Name) and id(name) not in annotations}
+        later += [(node.name, name) for name in used if defined.get(name, -1) > n]
+    assert later == []
 
 
 def test_module_keeps_its_declared_line_length():
@@ -3494,10 +3511,12 @@ def test_an_unsigned_graphql_url_falls_back_to_githubs_asset_route(hub, github, 
     path = asset_path(page, "demo_pkg-2.0-py3-none-any.whl")
     first = hub.request(path)
     assert first.status == 302 and pypihub.is_signed_url(first.headers["location"])
-    assert any("/releases/assets/" in p for _, p in github.rest_calls)
+    # The listing's REST list gave the asset's id: the route costs one REST call, and no GraphQL one.
+    assert [p for _, p in github.rest_calls if "/releases/assets/" in p] == [
+        f"/repos/{OWNER}/demo-pkg/releases/assets/{next(a['databaseId'] for a in github.assets.values() if a['name'] == 'demo_pkg-2.0-py3-none-any.whl')}"]
     rest = len(github.rest_calls)
     assert hub.request(path).headers["location"] == first.headers["location"]  # remembered while valid
-    assert len(github.rest_calls) == rest and len(github.graphql_calls) == 2
+    assert len(github.rest_calls) == rest and len(github.graphql_calls) == 1
     assert hub.request(metadata_path(page, "demo_pkg-2.0-py3-none-any.whl")).body == \
         wheel_metadata(demo[1]["demo_pkg-2.0-py3-none-any.whl"])
 

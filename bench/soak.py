@@ -4,12 +4,15 @@ PyPIHub as its own process, everything on loopback; prints one table.
 
     . /tmp/v/bin/activate   # or any Python with the test tools: python3 -m pip install '.[test]'
     python3 bench/soak.py [--tokens 2000] [--releases 150] [--metadata-kib 200] [--cache-memory 64]
-                          [--attack-seconds 40] [--tls]
+                          [--attack-seconds 40] [--tls] [--one-address]
 
 Phase A: each of --tokens distinct tokens lists a --releases-wheel project (PEP 691 JSON) and
 reads every wheel's .metadata, 8 keep-alive clients at once; PyPIHub's RSS is sampled.
 Phase B: 100 slowloris connections and 20 upload bombs (unknown token, endless tiny form fields)
 while pip downloads a wheel 5 times and /healthz is asked 10 times; with --tls again over HTTPS.
+Each attacker connects from its own loopback address (127.0.1.x, 127.0.2.x), so per-address caps
+do not hide the global ones; --one-address sends them all from 127.0.0.1, where pip and /healthz are.
+pypihub.py is copied at start, so edits made to it during a run do not mix versions.
 Targets (issue 13) that are missed are marked MISSED; the exit status is 0 unless the script fails.
 Quick run: python3 bench/soak.py --tokens 50
 """
@@ -27,6 +30,7 @@ import json
 import os
 import re
 import select
+import shutil
 import socket
 import ssl
 import statistics
@@ -61,8 +65,9 @@ def wide_wheel(version: str, metadata_kib: int) -> tuple[str, bytes]:
     meta = next(n for n in files if n.endswith("/METADATA"))
     files[meta] += b"Description-Content-Type: text/plain\n\n" + line * (metadata_kib * 1024 // len(line))
     record = meta.replace("/METADATA", "/RECORD")
-    files[record] = "".join(f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-                            f"{len(data)}\n" for path, data in files.items()).encode() + f"{record},,\n".encode()
+    digest = lambda data: base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()  # noqa: E731
+    files[record] = ("".join(f"{path},sha256={digest(data)},{len(data)}\n" for path, data in files.items())
+                     + f"{record},,\n").encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path, data in files.items():
@@ -84,17 +89,28 @@ def new_github(args: argparse.Namespace) -> tuple[t.FakeGitHub, list[str]]:
     return github, tokens
 
 
-def supports(flag: str) -> bool:
-    help_text = subprocess.run([sys.executable, str(bench_run.ROOT / "pypihub.py"), "--help"],
-                               capture_output=True, text=True).stdout
-    return flag in help_text
+def snapshot(work: Path) -> tuple[Path, str]:
+    """A copy of pypihub.py as it is now, and which version that is."""
+    copy = work / "pypihub.py"
+    shutil.copy(bench_run.ROOT / "pypihub.py", copy)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(bench_run.ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    edited = " + uncommitted edits" if git("status", "--porcelain", "pypihub.py") else ""
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:12]
+    return copy, f"git {git('rev-parse', '--short', 'HEAD')}{edited}; sha256 {digest}"
+
+
+def supports(program: Path, flag: str) -> bool:
+    return flag in subprocess.run([sys.executable, str(program), "--help"], capture_output=True, text=True).stdout
 
 
 class Hub:
     """PyPIHub as its own process; its log is drained and its worrying lines counted."""
 
-    def __init__(self, github: t.FakeGitHub, *flags: str) -> None:
-        command = [sys.executable, str(bench_run.ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
+    def __init__(self, program: Path, github: t.FakeGitHub, *flags: str) -> None:
+        command = [sys.executable, str(program), "--host", "127.0.0.1", "--port", "0",
                    "--graphql-url", github.graphql_url, *flags]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         first = self.process.stderr.readline()
@@ -201,9 +217,9 @@ def phase_a(hub: Hub, github: t.FakeGitHub, tokens: list[str], cache_mib: int, l
     graphql, rest, downloads = (b - a for a, b in zip(before, (len(github.graphql_calls), len(github.rest_calls),
                                                                len(github.downloads))))
     errors = sum(n for status, n in statuses.items() if status != 200)
-    rows = {"requests / errors (non-200; 0 = connection failed)":
-            f"{tally['requests']} / {errors} {dict(statuses)}" + (f"; {tally['skipped (time limit)']} tokens "
-                                                                   f"skipped at the {limit:.0f} s limit" if tally["skipped (time limit)"] else ""),
+    skipped = tally["skipped (time limit)"]
+    rows = {"requests / errors (non-200; 0 = connection failed)": f"{tally['requests']} / {errors} {dict(statuses)}"
+            + (f"; {skipped} tokens skipped at the {limit:.0f} s limit" if skipped else ""),
             "elapsed / requests per second": f"{elapsed:.1f} s / {tally['requests'] / elapsed:.0f}",
             "PyPIHub CPU seconds": f"{hub.cpu_seconds() - cpu:.1f}",
             "peak RSS (VmHWM) / RSS at the end": target(rss["peak"] < cache_mib + 64,
@@ -216,8 +232,8 @@ def phase_a(hub: Hub, github: t.FakeGitHub, tokens: list[str], cache_mib: int, l
 # --- Phase B: slowloris and upload bombs while pip installs ---
 
 
-def connect(port: int, tls: ssl.SSLContext | None, timeout: float = 10) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port: int, tls: ssl.SSLContext | None, source: str, timeout: float = 10) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
     return tls.wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
 
 
@@ -231,13 +247,14 @@ def first_line(sock: socket.socket) -> str:
     return data.split(b"\r\n", 1)[0].decode("latin-1") if data else "EOF"
 
 
-def slowloris(port: int, tls: ssl.SSLContext | None, done: threading.Event) -> dict[str, object]:
+def slowloris(port: int, tls: ssl.SSLContext | None, sources: list[str],
+              done: threading.Event) -> dict[str, object]:
     """SLOWLORIS connections that send a request line, then one header byte a second, until closed or done."""
     opened, closed, lines = {}, [], collections.Counter()
     for n in range(SLOWLORIS):
         started = time.monotonic()
         try:
-            sock = connect(port, tls)
+            sock = connect(port, tls, sources[n % len(sources)])
             sock.sendall(b"GET /simple/wide/ HTTP/1.1\r\nHost: x\r\nX-Slowloris: ")
             opened[sock] = started
         except (OSError, ssl.SSLError) as exc:
@@ -261,31 +278,35 @@ def slowloris(port: int, tls: ssl.SSLContext | None, done: threading.Event) -> d
     return {"slowloris connections closed by the server": f"{len(closed)} of {SLOWLORIS}{after}"}
 
 
-def bomb(port: int, tls: ssl.SSLContext | None, done: threading.Event) -> tuple[float | None, str, int]:
+def bomb(port: int, tls: ssl.SSLContext | None, source: str,
+         done: threading.Event) -> tuple[float | None, str, int]:
     """An upload with an unknown token: 300 MiB announced, then tiny form fields as fast as they go.
     Returns (seconds until the server refused, its status line, bytes sent)."""
     started, sent, n = time.monotonic(), 0, 0
     try:
-        sock = connect(port, tls)
+        sock = connect(port, tls, source)
         sock.sendall(f"POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: {auth(BAD_TOKEN)}\r\nContent-Type: "
                      f"multipart/form-data; boundary=x\r\nContent-Length: {300 * MIB}\r\n\r\n".encode())
     except (OSError, ssl.SSLError) as exc:
         return time.monotonic() - started, f"at connect: {type(exc).__name__}", 0
+    sock.settimeout(1.0)
     try:
         while not done.is_set():
             if select.select([sock], [], [], 0)[0] or (tls and sock.pending()):
                 break  # the server answered
-            chunk = b"".join(b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % (n + k) for k in range(500))
-            sock.settimeout(1.0)
-            try:
-                sock.sendall(chunk)
-            except (socket.timeout, ssl.SSLWantWriteError):
-                continue  # the server reads slower than this; a field may be cut, which a bomb does not mind
-            sent, n = sent + len(chunk), n + 500
+            field = b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n'
+            left = memoryview(b"".join(field % (n + k) for k in range(500)))
+            n += 500
+            while left and not done.is_set():
+                try:
+                    count = sock.send(left)
+                except (socket.timeout, ssl.SSLWantWriteError):
+                    continue  # the server reads slower than this: offer the same bytes again
+                left, sent = left[count:], sent + count
         else:
             return None, "still reading when the phase ended", sent
     except (OSError, ssl.SSLError):
-        pass
+        pass  # the server closed the connection
     refused = time.monotonic() - started
     line = first_line(sock)
     sock.close()
@@ -302,7 +323,9 @@ def pip_download(port: int, tls: bool, cert: Path | None, work: Path, n: int) ->
         result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=t.pip_env(work))
     except subprocess.TimeoutExpired:
         return "timed out (60 s)"
-    return time.monotonic() - started if result.returncode == 0 else f"failed: {result.stderr.strip()[-200:]}"
+    if result.returncode:
+        return f"failed: {(result.stderr.strip().splitlines() or ['?'])[-1][:160]}"
+    return time.monotonic() - started
 
 
 def healthz(port: int, tls: ssl.SSLContext | None, pause: float) -> float | str:
@@ -320,17 +343,19 @@ def healthz(port: int, tls: ssl.SSLContext | None, pause: float) -> float | str:
     return time.monotonic() - started if status == 200 else f"status {status}"
 
 
-def phase_b(hub: Hub, github: t.FakeGitHub, cache_mib: int, seconds: float, work: Path,
+def phase_b(hub: Hub, github: t.FakeGitHub, args: argparse.Namespace, work: Path,
             cert: Path | None) -> dict[str, object]:
+    cache_mib, seconds = args.cache_memory, args.attack_seconds
     tls = ssl.create_default_context(cafile=str(cert)) if cert else None
     done, started = threading.Event(), time.monotonic()
     bad = lambda calls: sum(token == BAD_TOKEN for token, _ in calls)  # noqa: E731
     before = (bad(github.graphql_calls) + bad(github.rest_calls), len(github.graphql_calls), len(github.rest_calls))
     sampler, cpu = RssSampler(hub.pid), hub.cpu_seconds()
     pool = concurrent.futures.ThreadPoolExecutor(1 + BOMBS + 2)
-    loris = pool.submit(slowloris, hub.port, tls, done)
+    address = lambda net, n: "127.0.0.1" if args.one_address else f"127.0.{net}.{n + 1}"  # noqa: E731
+    loris = pool.submit(slowloris, hub.port, tls, [address(1, n) for n in range(SLOWLORIS)], done)
     time.sleep(2)  # let the slowloris connections take their slots first
-    bombs = [pool.submit(bomb, hub.port, tls, done) for _ in range(BOMBS)]
+    bombs = [pool.submit(bomb, hub.port, tls, address(2, n), done) for n in range(BOMBS)]
     time.sleep(1)
     pips = pool.submit(lambda: [pip_download(hub.port, bool(cert), cert, work, n) for n in range(PIP_RUNS)])
     health = pool.submit(lambda: [healthz(hub.port, tls, pause=1.0) for _ in range(HEALTHZ_RUNS)])
@@ -346,13 +371,14 @@ def phase_b(hub: Hub, github: t.FakeGitHub, cache_mib: int, seconds: float, work
         good = [v for v in values if isinstance(v, float)]
         failed = [v for v in values if not isinstance(v, float)]
         text = ", ".join(f"{v:.2f}" if isinstance(v, float) else v for v in values) + " s"
-        return target(not failed and max(good) < limit, f"{text}; max {max(good) if good else float('nan'):.2f} s "
-                                                         f"(target < {limit:g} s)")
+        worst = f"max {max(good):.2f} s" if good else "none answered"
+        return target(not failed and max(good) < limit, f"{text}; {worst} (target < {limit:g} s)")
 
     refused = [r for r, _, _ in bomb_results if r is not None]
-    bomb_text = (f"{len(refused)} of {BOMBS} refused" + (f" after {min(refused):.1f}–{max(refused):.1f} s" if refused else "")
-                 + f"; status lines {dict(collections.Counter(line for _, line, _ in bomb_results))}; "
-                 f"{sum(s for _, _, s in bomb_results) / MIB:.1f} MiB sent in all")
+    answers = dict(collections.Counter(line for _, line, _ in bomb_results))
+    bomb_text = (f"{len(refused)} of {BOMBS} refused" + (f" after {min(refused):.1f}–{max(refused):.1f} s" if refused
+                                                         else "")
+                 + f"; status lines {answers}; {sum(s for _, _, s in bomb_results) / MIB:.1f} MiB sent in all")
     bad_calls = bad(github.graphql_calls) + bad(github.rest_calls) - before[0]
     rows = {"phase length": f"{elapsed:.1f} s",
             f"pip download wide==1.0 ×{PIP_RUNS}": times(pip_times, 5.0),
@@ -372,8 +398,9 @@ def phase_b(hub: Hub, github: t.FakeGitHub, cache_mib: int, seconds: float, work
 
 def self_signed(work: Path) -> Path:
     cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     return cert
 
@@ -385,30 +412,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-kib", type=int, default=200, help="size of each wheel's METADATA (default 200)")
     parser.add_argument("--cache-memory", type=int, default=64, help="PyPIHub's --cache-memory in MiB (default 64)")
     parser.add_argument("--attack-seconds", type=float, default=40, help="least length of phase B (default 40)")
-    parser.add_argument("--phase-a-limit", type=float, default=1200, help="phase A stops new tokens after (default 1200 s)")
+    parser.add_argument("--phase-a-limit", type=float, default=1200,
+                        help="phase A starts no new token after this (default 1200 s)")
     parser.add_argument("--tls", action="store_true", help="run phase B again over HTTPS")
+    parser.add_argument("--one-address", action="store_true", help="attack from 127.0.0.1, as pip does")
     args = parser.parse_args(argv)
-    rows: dict[str, object] = {"machine": bench_run.machine(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-    flags = ["--cache-memory", str(args.cache_memory)] if supports("--cache-memory") else []
-    rows["--cache-memory"] = (f"{args.cache_memory} MiB" if flags else
-                              f"not recognized by this PyPIHub: started without it (targets still use {args.cache_memory} MiB)")
+    command = " ".join(["python3 bench/soak.py", *(argv if argv is not None else sys.argv[1:])])
+    rows: dict[str, object] = {"machine": bench_run.machine(), "command": command}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        program, rows["pypihub.py"] = snapshot(work)
+        flags = ["--cache-memory", str(args.cache_memory)] if supports(program, "--cache-memory") else []
+        rows["--cache-memory"] = (f"{args.cache_memory} MiB" if flags else f"not recognized by this PyPIHub: started "
+                                  f"without it (targets still use {args.cache_memory} MiB)")
+        rows["attackers connect from"] = "127.0.0.1, as pip" if args.one_address else "one loopback address each"
         built = time.monotonic()
         github, tokens = new_github(args)
-        rows["fake GitHub"] = (f"'wide': {args.releases} releases, one wheel each with a {args.metadata_kib} KiB METADATA; "
-                               f"{len(tokens)} tokens; built in {time.monotonic() - built:.1f} s")
+        rows["fake GitHub"] = (f"'wide': {args.releases} releases, one wheel each with a {args.metadata_kib} KiB "
+                               f"METADATA; {len(tokens)} tokens; built in {time.monotonic() - built:.1f} s")
         gc.freeze()  # the fake's data lives here: keep its GC pauses out of the clients' timings
-        hubs = [Hub(github, *flags)]
+        hubs = [Hub(program, github, *flags)]
         try:
             rows["PyPIHub RSS at start"] = f"{bench_run.rss_kib(hubs[0].pid)['VmRSS'] / 1024:.0f} MiB"
             rows.update(phase_a(hubs[0], github, tokens, args.cache_memory, args.phase_a_limit))
-            rows.update(phase_b(hubs[0], github, args.cache_memory, args.attack_seconds, work, None))
+            rows.update(phase_b(hubs[0], github, args, work, None))
             rows["HTTP PyPIHub's log"] = hubs[0].log_summary()
             if args.tls:
                 cert = self_signed(work)
-                hubs.append(Hub(github, *flags, "--certfile", str(cert), "--keyfile", str(work / "key.pem")))
-                rows.update(phase_b(hubs[1], github, args.cache_memory, args.attack_seconds, work, cert))
+                hubs.append(Hub(program, github, *flags, "--certfile", str(cert), "--keyfile", str(work / "key.pem")))
+                rows.update(phase_b(hubs[1], github, args, work, cert))
                 rows["TLS PyPIHub's log"] = hubs[1].log_summary()
         finally:
             for hub in hubs:
