@@ -925,7 +925,8 @@ def test_module_defines_each_name_above_its_first_use():
             continue
         annotations = {id(part) for sub in ast.walk(node) for field in ("annotation", "returns")
                        if getattr(sub, field, None) is not None for part in ast.walk(getattr(sub, field))}
-        used = {name.id for name in ast.walk(node) if isinstance(name, ast.Name) and id(name) not in annotations}
+        used = {name.id for name in ast.walk(node)
+                if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load) and id(name) not in annotations}
         later += [(node.name, name) for name in used if defined.get(name, -1) > n]
     assert later == []
 
