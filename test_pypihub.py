@@ -3758,6 +3758,17 @@ def test_metadata_over_1_mib_is_neither_served_nor_advertised(hub, github, demo)
     assert "core-metadata" not in files[name] and files["demo_pkg-2.0-py3-none-any.whl"]["core-metadata"]
 
 
+def test_upstream_timeout_bounds_the_whole_request(make_hub, github):
+    repo = github.add_repo("paged")
+    for n in range(250):  # three pages of releases: three GraphQL calls
+        name, content = make_wheel("paged", f"1.{n}")
+        repo.add_release(f"v1.{n}", {name: content})
+    github.latency = 0.2  # each call is well within the timeout; all three together are not
+    hub = make_hub(upstream_timeout=0.5)
+    assert hub.request("/simple/paged/").status == 504
+    assert len(github.graphql_calls) == 3
+
+
 # --- End-to-end clients ---
 
 
