@@ -1268,6 +1268,7 @@ class Throttle:
         self.clock, self.slots = clock, threading.BoundedSemaphore(slots)
         self.until = {"": 0.0, "graphql": 0.0, "rest": 0.0}  # no requests before these times
         self.rejected_until = self.confirmed_until = 0.0
+        self.confirming = threading.Lock()  # one confirmation of the token at a time: many wait for it
         self.active = 0
 
     def enter(self, deadline: float, api: str) -> None:
@@ -2525,9 +2526,11 @@ class Index:
     def confirm_token(self, github: GitHub) -> None:
         """Before an upload's body is read: GitHub's word that the token is real (GET /rate_limit,
         which any token may ask and which costs no rate limit), kept for a minute."""
-        if github.throttle.confirmed_until <= self.clock():
-            github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
-            github.throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
+        throttle = github.throttle
+        with throttle.confirming:
+            if throttle.confirmed_until <= self.clock():
+                github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
+                throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
 
     def upload_target(self, github: GitHub, creds: Credentials, fields: Mapping[str, str]) -> dict | None:
         """Before an upload's file is read: the repo it goes to, if this token may write there

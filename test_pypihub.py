@@ -1630,10 +1630,16 @@ class FakeHandler(BaseHTTPRequestHandler):
         github, token = self.github, self.token()
         with github.lock:
             github.rest_calls.append((token, self.path))
-        if token not in github.tokens:
-            return self.reply_json(401, {"message": "Bad credentials", "documentation_url": REST_DOCS})
-        rate = {"limit": 5000, "remaining": github.remaining, "reset": int(github.clock()) + 1800, "used": 1}
-        self.reply_json(200, {"resources": {"core": rate, "graphql": rate}, "rate": rate})
+        github.enter(token)
+        try:
+            if github.gate is not None:
+                github.gate.wait(10)
+            if token not in github.tokens:
+                return self.reply_json(401, {"message": "Bad credentials", "documentation_url": REST_DOCS})
+            rate = {"limit": 5000, "remaining": github.remaining, "reset": int(github.clock()) + 1800, "used": 1}
+            self.reply_json(200, {"resources": {"core": rate, "graphql": rate}, "rate": rate})
+        finally:
+            github.leave(token)
 
     def route(self, token: str, body: bytes) -> None:
         path, _, query = self.path.partition("?")
@@ -3627,6 +3633,21 @@ def test_an_unknown_tokens_upload_is_refused_before_its_body(hub, github):
     early = exchange_head_first(hub.port, upload_head(300 << 20, token=TOKEN_BAD, expect=True))
     assert statuses(early) == [401]  # no "100 Continue" first, and no byte of the 300 MiB read
     assert [path for _, path in github.rest_calls] == ["/rate_limit"] and github.graphql_calls == []
+
+
+def test_twenty_uploads_with_one_unknown_token_cost_one_github_call(hub, github):
+    github.gate = threading.Event()  # hold GitHub's answers so that all twenty arrive together
+    answers: list[bytes] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        exchange_head_first(hub.port, upload_head(300 << 20, token=TOKEN_BAD), timeout=10))) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: github.in_flight.get(TOKEN_BAD) == 1)
+    github.gate.set()
+    for thread in threads:
+        thread.join()
+    assert [statuses(a) for a in answers] == [[401]] * 20
+    assert [path for _, path in github.rest_calls] == ["/rate_limit"]
 
 
 def test_expect_100_continue_comes_after_the_checks(hub, github, demo):

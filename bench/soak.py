@@ -237,14 +237,27 @@ def connect(port: int, tls: ssl.SSLContext | None, source: str, timeout: float =
     return tls.wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
 
 
-def first_line(sock: socket.socket) -> str:
-    """The status line the server sent (if any) before closing."""
+def first_line(sock: socket.socket, wait: float = 1.0) -> str | None:
+    """What the server sent within `wait` seconds: its status line, "EOF", or an error's name; None when it
+    sent nothing (over TLS, readable can be a record without data, such as a TLS 1.3 session ticket)."""
+    timeout = sock.gettimeout()
     try:
-        sock.settimeout(1)
+        sock.settimeout(wait)  # 0: do not wait
         data = sock.recv(4096)
-    except (OSError, ssl.SSLError) as exc:
+    except (ssl.SSLWantReadError, BlockingIOError, socket.timeout):
+        return None
+    except OSError as exc:
         return type(exc).__name__
+    finally:
+        sock.settimeout(timeout)
     return data.split(b"\r\n", 1)[0].decode("latin-1") if data else "EOF"
+
+
+def answered(sock: socket.socket) -> str | None:
+    """first_line() if the server has sent something (or closed), without waiting; else None."""
+    if select.select([sock], [], [], 0)[0] or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        return first_line(sock, wait=0)
+    return None
 
 
 def slowloris(port: int, tls: ssl.SSLContext | None, sources: list[str],
@@ -261,15 +274,16 @@ def slowloris(port: int, tls: ssl.SSLContext | None, sources: list[str],
             closed.append(time.monotonic() - started)
             lines[f"at connect: {type(exc).__name__}"] += 1
     while opened and not done.wait(1.0):
-        readable = set(select.select(list(opened), [], [], 0)[0]) | {s for s in opened if tls and s.pending()}
         for sock in list(opened):
-            try:
-                if sock in readable:
-                    raise ConnectionError
-                sock.sendall(b"a")
-            except (OSError, ssl.SSLError):
+            line = answered(sock)
+            if line is None:
+                try:
+                    sock.sendall(b"a")
+                except OSError:
+                    line = first_line(sock) or "nothing (send failed)"
+            if line is not None:
                 closed.append(time.monotonic() - opened.pop(sock))
-                lines[first_line(sock)] += 1
+                lines[line] += 1
                 sock.close()
     for sock in opened:
         sock.close()
@@ -290,10 +304,12 @@ def bomb(port: int, tls: ssl.SSLContext | None, source: str,
     except (OSError, ssl.SSLError) as exc:
         return time.monotonic() - started, f"at connect: {type(exc).__name__}", 0
     sock.settimeout(1.0)
+    line = None
     try:
         while not done.is_set():
-            if select.select([sock], [], [], 0)[0] or (tls and sock.pending()):
-                break  # the server answered
+            line = answered(sock)
+            if line is not None:
+                break  # the server answered or closed
             field = b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n'
             left = memoryview(b"".join(field % (n + k) for k in range(500)))
             n += 500
@@ -308,7 +324,7 @@ def bomb(port: int, tls: ssl.SSLContext | None, source: str,
     except (OSError, ssl.SSLError):
         pass  # the server closed the connection
     refused = time.monotonic() - started
-    line = first_line(sock)
+    line = line or first_line(sock) or "nothing (send failed)"
     sock.close()
     return refused, line, sent
 
@@ -378,7 +394,7 @@ def phase_b(hub: Hub, github: t.FakeGitHub, args: argparse.Namespace, work: Path
     answers = dict(collections.Counter(line for _, line, _ in bomb_results))
     bomb_text = (f"{len(refused)} of {BOMBS} refused" + (f" after {min(refused):.1f}–{max(refused):.1f} s" if refused
                                                          else "")
-                 + f"; status lines {answers}; {sum(s for _, _, s in bomb_results) / MIB:.1f} MiB sent in all")
+                 + f"; they got {answers}; {sum(s for _, _, s in bomb_results) / MIB:.1f} MiB sent in all")
     bad_calls = bad(github.graphql_calls) + bad(github.rest_calls) - before[0]
     rows = {"phase length": f"{elapsed:.1f} s",
             f"pip download wide==1.0 ×{PIP_RUNS}": times(pip_times, 5.0),
