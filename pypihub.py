@@ -35,6 +35,7 @@ import email.errors
 import email.message
 import email.parser
 import email.utils
+import fnmatch
 import functools
 import hashlib
 import hmac
@@ -49,6 +50,7 @@ import random
 import re
 import secrets
 import signal
+import subprocess
 import socket
 import ssl
 import sys
@@ -98,6 +100,11 @@ DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
 NO_SUCH_FILE = "No such file, or not visible to this token."
+# Basic Auth users that name no owner: twine's and uv's default, GitHub's convention, and none.
+# With them, a project is looked up across the configured --owner list, in its order.
+RESERVED_USERS = ("", "__token__", "x-access-token", "token")
+NAMES_MAX_PAGES = 10  # an owner's repo names, for deciding "not ours": its first 1,000 repos
+PRIVATE_NAMES_KEPT = 100_000  # names served from GitHub, never served from --fallback-index
 
 USER_AGENT = f"pypihub/{__version__}"
 REST_ACCEPT = "application/vnd.github+json"
@@ -261,6 +268,10 @@ class Conflict(PyPIHubError):
 
 class ReleaseExists(BadRequest):
     """Creating a release failed: another one has its tag (someone created it just now)."""
+
+
+class Moved(NotFound):
+    """The repo is another owner's now (a transfer GitHub follows): never looked for elsewhere."""
 
 
 class MetadataTooLarge(NotFound):
@@ -523,7 +534,9 @@ def parse_credentials(header: str | None) -> Credentials:
     owner, colon, token = decoded.partition(":")
     if not colon or not token:
         raise Unauthorized("Give your GitHub token as the password.")
-    if not LOGIN_RE.fullmatch(owner):
+    if owner.lower() in RESERVED_USERS:
+        owner = ""  # the configured owners, in their order
+    elif not LOGIN_RE.fullmatch(owner):
         raise Unauthorized("The user name must be the GitHub login of the repo's owner.")
     if not TOKEN_RE.fullmatch(token):
         raise Unauthorized("The password is not a GitHub token.")
@@ -625,8 +638,8 @@ def endpoint_of(segments: Sequence[str]) -> str:
         if segments == ("simple", ""):
             return "root"
         return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
-    if len(segments) == 3 and segments[0] == "asset":
-        return "asset"
+    if len(segments) == 3 and segments[0] in ("asset", "upstream"):
+        return segments[0]
     return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
 
 
@@ -769,6 +782,67 @@ def render_root(projects: Sequence[str], media: str) -> bytes:
         page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
         return json.dumps(page, indent=1).encode()
     return render_html("Simple index", ((f"{urllib.parse.quote(p)}/", p, {}) for p in projects))
+
+
+UPSTREAM_FIELDS = ("filename", "hashes", "requires-python", "yanked", "size", "upload-time")
+UPSTREAM_KEY_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
+    """A fallback index's PEP 691 project page, as what PyPIHub serves of it: each file's own
+    fields, its absolute URL, and a key naming that URL in PyPIHub's /upstream/ links."""
+    if not isinstance(page, dict) or not isinstance(page.get("files"), list):
+        raise BadGateway("The fallback index's answer is not a PEP 691 project page.")
+    files = []
+    for entry in (f for f in page["files"] if isinstance(f, dict)):
+        url = urllib.parse.urljoin(page_url, str(entry.get("url", "")))
+        if isinstance(entry.get("filename"), str) and is_safe_url(url):
+            core = entry.get("core-metadata", entry.get("dist-info-metadata"))
+            kept = {k: entry[k] for k in UPSTREAM_FIELDS if k in entry}
+            files.append({**kept, "core-metadata": core, "url": url,
+                          "key": hashlib.sha256(url.encode()).hexdigest()[:32]})
+    versions = page.get("versions") if isinstance(page.get("versions"), list) else None
+    return {"files": files, "versions": versions}
+
+
+def upstream_href(entry: Mapping[str, Any]) -> str:
+    return f"../../upstream/{entry['key']}/{urllib.parse.quote(str(entry['filename']), safe='')}"
+
+
+def upstream_attributes(entry: Mapping[str, Any]) -> dict[str, str]:
+    """PEP 503/592/658 data- attributes of a fallback index's file."""
+    attrs = {}
+    if isinstance(entry.get("requires-python"), str):
+        attrs["data-requires-python"] = entry["requires-python"]
+    if entry.get("yanked"):
+        attrs["data-yanked"] = entry["yanked"] if isinstance(entry["yanked"], str) else ""
+    core = entry.get("core-metadata")
+    if core:
+        sha256 = core.get("sha256") if isinstance(core, dict) else None
+        value = f"sha256={sha256}" if sha256 else "true"
+        attrs["data-core-metadata"] = attrs["data-dist-info-metadata"] = value
+    return attrs
+
+
+def upstream_fragment(entry: Mapping[str, Any]) -> str:
+    sha256 = (entry.get("hashes") or {}).get("sha256") if isinstance(entry.get("hashes"), dict) else None
+    return f"#sha256={sha256}" if isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256) else ""
+
+
+def render_upstream(project: str, upstream: Mapping[str, Any], media: str) -> bytes:
+    """A fallback index's project page as PyPIHub serves it (--proxy-downloads): the same files,
+    hashes and metadata, each URL leading back through PyPIHub."""
+    if media == JSON_V1:
+        files = [{**{k: v for k, v in e.items() if k not in ("url", "key", "core-metadata")},
+                  "url": upstream_href(e),
+                  **({"core-metadata": e["core-metadata"]} if e["core-metadata"] else {})}
+                 for e in upstream["files"]]
+        whole = all("size" in f for f in files) and upstream["versions"] is not None  # PEP 700 or not
+        page = {"meta": {"api-version": API_VERSION if whole else "1.0"}, "name": project, "files": files,
+                **({"versions": upstream["versions"]} if whole else {})}
+        return json.dumps(page, indent=1).encode()
+    return render_html(f"Links for {project}", ((upstream_href(e) + upstream_fragment(e), str(e["filename"]),
+                                                 upstream_attributes(e)) for e in upstream["files"]))
 
 
 def render_home() -> bytes:
@@ -1490,8 +1564,8 @@ def owned_repo(repo: dict, owner: str) -> dict:
     """`repo` if `owner` owns it; NotFound naming the new owner of a transferred repo."""
     login = repo_owner(repo, owner)
     if login.lower() != owner.lower():
-        raise NotFound(f"The repo {owner}/{repo.get('name')} has moved to {login}/{repo.get('name')}; "
-                       f"use {login} as the user name.")
+        raise Moved(f"The repo {owner}/{repo.get('name')} has moved to {login}/{repo.get('name')}; "
+                    f"use {login} as the user name.")
     return repo
 
 
@@ -1632,6 +1706,35 @@ def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
         if cursor is None:
             break
     return names
+
+
+REPO_NAMES_QUERY = """
+query RepoNames($owner: String!, $after: String) {
+  repositoryOwner(login: $owner) {
+    repositories(first: 100, after: $after, orderBy: {field: NAME, direction: ASC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { name }
+    }
+  }
+}
+"""
+
+
+def fetch_repo_names(github: GitHub, owner: str) -> tuple[frozenset[str], bool]:
+    """The owner's repo names that this token can see, normalized, and whether that is all of them
+    (NAMES_MAX_PAGES pages at most: 1 point each)."""
+    names: set[str] = set()
+    cursor = None
+    for _ in range(NAMES_MAX_PAGES):
+        data = github.query(REPO_NAMES_QUERY, {"owner": owner, "after": cursor})
+        if not isinstance(data.get("repositoryOwner"), dict):
+            return frozenset(), True  # no such owner for this token: it has nothing
+        connection = data["repositoryOwner"].get("repositories")
+        names |= {normalize(str(node.get("name"))) for node in connection_nodes(connection)}
+        cursor = next_cursor(connection)
+        if cursor is None:
+            return frozenset(names), True
+    return frozenset(names), False
 
 
 def fetch_facts(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, AssetFacts]:
@@ -2351,6 +2454,19 @@ class Settings:
                                           metavar="N")
     idle_timeout: float = setting(30.0, "close idle connections after", metavar="SECONDS")
     log_format: str = setting("text", "access and event log format", choices=("text", "json"))
+    fallback_index: str = setting("", "the index for every project that no configured owner has for the "
+                                      "caller (e.g. https://pypi.org/simple/): a redirect, or served through "
+                                      "here with --proxy-downloads", metavar="URL")
+    private_names: tuple[str, ...] = setting((), "never serve a project whose normalized name matches this "
+                                                 "glob from --fallback-index (repeatable)",
+                                             flag="--private-name", metavar="PATTERN", repeat=True)
+    fallback_ttl: float = setting(600.0, "how long pages of --fallback-index are kept", metavar="SECONDS")
+    token_env: str = setting("", "no-credentials mode: requests without credentials use the token in this "
+                                 "environment variable, with the configured owners (loopback only)",
+                             metavar="NAME")
+    token_file: str = setting("", "no-credentials mode, with the token in this file", metavar="PATH")
+    token_command: str = setting("", "no-credentials mode, with the token this command prints (e.g. 'gh auth "
+                                     "token'); run at start and again when GitHub rejects it", metavar="CMD")
 
 
 def option_of(field: dataclasses.Field) -> Option:
@@ -2381,6 +2497,95 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
     return parse(value)
 
 
+# --- Upstream index (--fallback-index) and the server's own token ---
+
+
+def page_bytes(page: Any) -> int:
+    """What a fallback index's cached page holds (or its "no such project")."""
+    return 1000 + sum(800 + 3 * len(f["url"]) for f in page["files"]) if isinstance(page, dict) else 1000
+
+
+class Upstream:
+    """The --fallback-index, for every project that no configured owner has for the caller: its
+    PEP 691 JSON pages, kept for every token alike (they are public) with coalescing. With
+    --proxy-downloads they are served with file URLs leading back through PyPIHub, which streams
+    exactly the files those pages named: no other URL can be asked for."""
+
+    def __init__(self, settings: Settings, clock: Clock, log: Log) -> None:
+        self.base = settings.fallback_index.rstrip("/") + "/"
+        self.timeout, self.log = settings.upstream_timeout, log
+        memory, size = settings.cache_memory * 1024 * 1024, settings.cache_size
+        self.pages = Cache(settings.fallback_ttl, settings.stale_ttl, size, clock, memory * 10 // 100,
+                           page_bytes)
+        self.files = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100,
+                           lambda file: 300 + len(file[0]))
+
+    def url(self, project: str) -> str:
+        return self.base + urllib.parse.quote(project) + "/"
+
+    def page(self, project: str, media: str) -> tuple[bytes, str]:
+        found = self.pages.get_or_load(project, lambda: self._fetch(project), self.log)
+        if isinstance(found, NotFound):
+            raise NotFound(found.message)
+        body = render_upstream(project, found, media)
+        return body, quote_etag(body + media.encode())
+
+    def file(self, key: str, filename: str, method: str, forward: Mapping[str, str]) -> Answer:
+        """One file (or its PEP 658 .metadata) of a page served before, streamed from its host."""
+        url, name = self.files.get(key) or ("", "")
+        if filename not in (name, name + METADATA_SUFFIX) or not url:
+            raise NotFound(NO_SUCH_FILE)
+        return open_download(url + filename[len(name):], method, forward, self.timeout)
+
+    def _fetch(self, project: str) -> dict | NotFound:
+        headers = {"Accept": JSON_V1, "User-Agent": USER_AGENT}
+        request = urllib.request.Request(self.url(project), headers=headers)
+        try:  # no credentials go upstream: it is public
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data, page_url = response.read(MAX_GITHUB_ANSWER + 1), response.geturl()
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 404:
+                return NotFound(f"No project {project} here, nor at the fallback index.")
+            raise BadGateway(f"The fallback index answered HTTP {exc.code}.") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            raise Unavailable("Could not reach the fallback index.") from None
+        page = upstream_files(parse_json(data[:MAX_GITHUB_ANSWER]), page_url)
+        for entry in page["files"]:
+            self.files.put(entry["key"], (entry["url"], entry["filename"]))
+        return page
+
+
+class TokenSource:
+    """The server's own token for requests without credentials (--token-env/-file/-command):
+    read at start, and again when GitHub rejects it. Never logged."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings, self.environ = settings, environ
+        self.token = self.read()
+
+    def describe(self) -> str:
+        s = self.settings
+        return f"${s.token_env}" if s.token_env else s.token_file or f"the command {s.token_command!r}"
+
+    def read(self) -> str:
+        s = self.settings
+        try:
+            if s.token_env:
+                token = self.environ.get(s.token_env, "")
+            elif s.token_file:
+                with open(s.token_file, encoding="utf-8") as file:
+                    token = file.read()
+            else:
+                token = subprocess.run(s.token_command, shell=True, capture_output=True, text=True,
+                                       timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigError(f"cannot read the token from {self.describe()}: {type(exc).__name__}") from None
+        if not TOKEN_RE.fullmatch(token.strip()):
+            raise ConfigError(f"no token in {self.describe()}")
+        return token.strip()
+
+
 # --- Index: what each token may see, through the caches ---
 
 
@@ -2391,6 +2596,8 @@ def listing_bytes(value: Any) -> int:
         return 2000 + sum(1500 + 3 * len(a.url) + 8 * len(a.filename) + 4 * len(a.id) for a in value.files)
     if isinstance(value, dict):
         return 500 + sum(200 + 2 * (len(k) + len(v)) for k, v in value.items())
+    if isinstance(value, tuple):  # an owner's repo names
+        return 1000 + sum(100 + len(name) for name in value[0])
     return 1000
 
 
@@ -2407,8 +2614,12 @@ class Index:
     has no socket of its own: the HTTP server in front of it is a separate layer."""
 
     def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 log: Log = lambda message: None) -> None:
+                 log: Log = lambda message: None, own_token: TokenSource | None = None) -> None:
         self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
+        self.own_token = own_token
+        self.upstream = Upstream(settings, clock, log) if settings.fallback_index else None
+        self._private: OrderedDict[str, None] = OrderedDict()  # names served from GitHub, to any token
+        self._private_lock = threading.Lock()
         ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
         # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
         self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes)
@@ -2423,11 +2634,23 @@ class Index:
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
 
+    def own_credentials(self) -> Credentials | None:
+        """No-credentials mode: the server's own token, with the configured owners; read again
+        when GitHub has rejected it (e.g. `gh auth token` after a new login)."""
+        if self.own_token is None:
+            return None
+        if self.throttles.of(self.token_key(self.own_token.token)).rejected_until > self.clock():
+            self.own_token.token = self.own_token.read()
+        return Credentials("", self.own_token.token)
+
     def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
         """The caller's GitHub session for one request; Forbidden for an owner not served here."""
         settings = self.settings
-        if settings.owners and creds.owner.lower() not in {o.lower() for o in settings.owners}:
+        served = {o.lower() for o in settings.owners}
+        if creds.owner and served and creds.owner.lower() not in served:
             raise Forbidden("This index does not serve that owner.")
+        if not creds.owner and not served:
+            raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
         throttle = self.throttles.of(self.token_key(creds.token))
         return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, settings.rest_url, calls,
                       self.usage.record, self.clock, self.sleep, throttle)
@@ -2436,27 +2659,101 @@ class Index:
         """A keyed hash of the token: cache keys never hold the token itself."""
         return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
 
-    def project_page(self, github: GitHub, creds: Credentials, project: str, media: str) -> tuple[bytes, str]:
-        """/simple/<project>/ in `media`, and its ETag."""
-        listing = self.listing(github, creds, project)
+    def owners(self, creds: Credentials) -> list[str]:
+        """Where a project is looked for: the Basic Auth owner, or (for a reserved user name) the
+        configured owners, in their order."""
+        return [creds.owner] if creds.owner else list(self.settings.owners)
+
+    def project_page(self, github: GitHub, creds: Credentials, project: str,
+                     media: str) -> tuple[bytes, str] | str:
+        """/simple/<project>/ in `media` and its ETag; for a project that is not ours and may come
+        from --fallback-index, its page there (--proxy-downloads), or the URL to redirect to."""
+        try:
+            listing = self.find_listing(github, creds, project)
+        except Moved:
+            raise
+        except NotFound:
+            if self.upstream is None or not self.may_be_public(project):
+                raise
+            if not self.settings.proxy_downloads:
+                return self.upstream.url(project)
+            return self.upstream.page(project, media)
         return rendered_page(listing, media, self._known_metadata(listing))
 
+    def may_be_public(self, project: str) -> bool:
+        """Whether a name that is not ours for this caller may come from --fallback-index: not one
+        that --private-name covers, nor one that was served from GitHub to any token."""
+        with self._private_lock:
+            private = project in self._private
+        return not private and not any(fnmatch.fnmatchcase(project, p) for p in self.settings.private_names)
+
     def root_page(self, github: GitHub, creds: Credentials, media: str) -> tuple[bytes, str]:
-        """/simple/ in `media`, and its ETag."""
-        body = render_root(sorted(self.projects(github, creds)), media)
+        """/simple/ in `media` (for a reserved user, the configured owners' projects), and its ETag."""
+        projects: dict[str, str] = {}
+        for owner in reversed(self.owners(creds)):  # the first owner's name wins
+            projects.update(self.projects(github, Credentials(owner, creds.token)))
+        body = render_root(sorted(projects), media)
         return body, quote_etag(body + media.encode())
+
+    def find_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
+        """The project's listing from the first owner that has it for this token; files are never
+        merged across owners. In one-index mode (a reserved user, or --fallback-index), an owner's
+        repo names and project index decide first, at no call per name, which owners may have it."""
+        missing = NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} for this token.")
+        for owner in self.owners(creds):
+            concrete = Credentials(owner, creds.token)
+            one_index = self.upstream is not None or not creds.owner
+            if one_index and not self._may_have(github, concrete, project):
+                continue
+            try:
+                listing = self.listing(github, concrete, project)
+            except Moved:
+                raise
+            except NotFound as exc:
+                missing = exc
+                continue
+            self._remember_private(project)
+            return listing
+        raise missing
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
         found = self.listings.get_or_load(key, lambda: self._load_listing(github, creds, project), self.log)
         if isinstance(found, NotFound):
-            raise NotFound(found.message)
+            raise type(found)(found.message)
         return found
+
+    def repo_names(self, github: GitHub, creds: Credentials) -> tuple[frozenset[str], bool]:
+        key = ("names", self.token_key(creds.token), creds.owner.lower())
+        return self.listings.get_or_load(key, lambda: fetch_repo_names(github, creds.owner), self.log)
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         """Project -> repo for the owner's recently pushed repos that this token can see."""
         key = ("projects", self.token_key(creds.token), creds.owner.lower())
         return self.listings.get_or_load(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
+
+    def _may_have(self, github: GitHub, creds: Credentials, project: str) -> bool:
+        names, complete = self.repo_names(github, creds)
+        spellings = {normalize(name) for name in repo_candidates(project, self.settings.repo_map)} | {project}
+        return not complete or bool(spellings & names) or project in self.projects(github, creds)
+
+    def _remember_private(self, project: str) -> None:
+        with self._private_lock:
+            self._private[project] = None
+            self._private.move_to_end(project)
+            while len(self._private) > PRIVATE_NAMES_KEPT:
+                self._private.popitem(last=False)
+
+    def owned_repo(self, github: GitHub, creds: Credentials, project: str) -> dict:
+        """repo() in the first of the caller's owners that has the project."""
+        for owner in self.owners(creds):
+            try:
+                return self.repo(github, Credentials(owner, creds.token), project)
+            except Moved:
+                raise
+            except NotFound:
+                continue
+        raise NotFound(f"No repo for {project} in {', '.join(self.owners(creds))} is visible to this token.")
 
     def repo(self, github: GitHub, creds: Credentials, project: str) -> dict:
         """The repo of a project, with its first page of releases: mapped or candidate names, then
@@ -2480,7 +2777,7 @@ class Index:
         link = link or self._look_up_link(github, key, node_id, filename, url_needed)
         if link.filename != filename:
             raise NotFound(NO_SUCH_FILE)
-        if link.owner.lower() != creds.owner.lower():  # e.g. a transferred repo's file
+        if link.owner.lower() not in {o.lower() for o in self.owners(creds)}:  # e.g. a transferred repo's
             raise NotFound(f"That file is in {link.owner}/{link.repo}; use {link.owner} as the user name.")
         if not is_safe_url(link.url):
             raise BadGateway("GitHub gave a download URL that cannot be used.")
@@ -2533,13 +2830,14 @@ class Index:
                 throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
 
     def upload_target(self, github: GitHub, creds: Credentials, fields: Mapping[str, str]) -> dict | None:
-        """Before an upload's file is read: the repo it goes to, if this token may write there
-        (GitHub still decides; viewerPermission is null for GitHub App tokens, so that passes)."""
+        """Before an upload's file is read: the repo it goes to (for a reserved user, in the first
+        configured owner that has it), if this token may write there (GitHub still decides;
+        viewerPermission is null for GitHub App tokens, so that passes)."""
         if not fields.get("name") or not PROJECT_RE.fullmatch(fields["name"]):
             return None  # check_upload() will say what is wrong, once the file is read
-        repo = self.repo(github, creds, normalize(fields["name"]))
+        repo = self.owned_repo(github, creds, normalize(fields["name"]))
         if repo.get("viewerPermission") not in (None, *WRITERS):
-            raise Forbidden(f"This token can only read {creds.owner}/{repo.get('name')} "
+            raise Forbidden(f"This token can only read {repo_owner(repo, creds.owner)}/{repo.get('name')} "
                             f"(GitHub: {repo.get('viewerPermission')}); publishing needs write access")
         return repo
 
@@ -2547,7 +2845,8 @@ class Index:
         """Check an upload, attach it to its version's release, and show it in this token's listing.
         Uploads of one version are made one at a time, as a wheel and an sdist often come at once."""
         dist, settings = check_upload(upload), self.settings
-        repo = upload.repo or self.repo(github, creds, dist.project)
+        repo = upload.repo or self.owned_repo(github, creds, dist.project)
+        creds = Credentials(repo_owner(repo, creds.owner), creds.token)
         publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
                               settings.upload_timeout)
         with self._publishing.hold((creds.owner.lower(), str(repo["name"]).lower(), dist.version.lower())):
@@ -2822,12 +3121,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.project_page(segments[1], len(segments) == 3, target.query, calls)
         if target.endpoint == "asset":
             return self.asset(segments[1], segments[2], calls)
+        if target.endpoint == "upstream" and self.server.index.upstream is not None:
+            return self.upstream_file(segments[1], segments[2], calls)
         raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
 
     def authenticate(self, calls: GitHubCalls) -> tuple[Credentials, GitHub]:
-        """The caller's credentials and their GitHub session, or 401/403."""
-        creds = parse_credentials(self.headers.get("Authorization"))
-        return creds, self.server.index.connect(creds, calls)
+        """The caller's credentials (or, without any, the server's own in no-credentials mode) and
+        their GitHub session, or 401/403."""
+        header, index = self.headers.get("Authorization"), self.server.index
+        creds = parse_credentials(header) if header or index.own_token is None else index.own_credentials()
+        return creds, index.connect(creds, calls)
 
     def project_page(self, name: str, slash: bool, query: Mapping[str, list[str]],
                      calls: GitHubCalls) -> Answer:
@@ -2840,7 +3143,11 @@ class Handler(BaseHTTPRequestHandler):
             return redirect(("../" if slash else "") + canonical + "/" + suffix)
         creds, github = self.authenticate(calls)
         media = negotiate(self.accept(query))
-        return self.page_answer(media, *self.server.index.project_page(github, creds, canonical, media))
+        page = self.server.index.project_page(github, creds, canonical, media)
+        if isinstance(page, str):  # not ours: the fallback index's page (credentials stay here)
+            return Answer(302, b"", [("Location", page), ("Cache-Control", "no-store"),
+                                     ("Vary", "Authorization")])
+        return self.page_answer(media, *page)
 
     def root_page(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
         creds, github = self.authenticate(calls)
@@ -2860,6 +3167,14 @@ class Handler(BaseHTTPRequestHandler):
                                                ("Cache-Control", "private, max-age=86400")])
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
         return index.download(github, creds, node_id, filename, self.command or "GET", forward)
+
+    def upstream_file(self, key: str, filename: str, calls: GitHubCalls) -> Answer:
+        """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
+        if not UPSTREAM_KEY_RE.fullmatch(key):
+            raise NotFound(NO_SUCH_FILE)
+        self.authenticate(calls)
+        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
+        return self.server.index.upstream.file(key, filename, self.command or "GET", forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
@@ -2984,11 +3299,11 @@ class PyPIHubServer(ThreadingHTTPServer):
     request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
 
     def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 sink: Log | None = None) -> None:
+                 sink: Log | None = None, own_token: TokenSource | None = None) -> None:
         self.settings, self.clock = settings, clock
         self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
         self.metrics = Metrics()
-        self.index = Index(settings, clock, sleep, self.log)
+        self.index = Index(settings, clock, sleep, self.log, own_token)
         self._state = threading.Condition()
         self.connections = self.overflow = self.busy = 0
         self.clients: dict[str, int] = {}  # open connections by client address
@@ -3206,6 +3521,17 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def no_credentials_mode(settings: Settings) -> bool:
+    return bool(settings.token_env or settings.token_file or settings.token_command)
+
+
 def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     """Settings from flags, then PYPIHUB_* variables, then --config, then defaults."""
     given = vars(build_parser().parse_args(argv))
@@ -3220,26 +3546,29 @@ def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
         raise ConfigError(f"bad setting: {exc}") from None
     if bool(settings.certfile) != bool(settings.keyfile):
         raise ConfigError("--certfile and --keyfile go together")
+    if no_credentials_mode(settings) and not is_loopback(settings.host):
+        raise ConfigError("--token-env/--token-file/--token-command serve this machine only: "
+                          "--host must be loopback")
+    if no_credentials_mode(settings) and not settings.owners:
+        raise ConfigError("--token-env/--token-file/--token-command need --owner: whose repos to serve")
     return settings
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Serve until SIGTERM or Ctrl-C; return the exit status."""
     try:
-        settings = build_settings(argv, os.environ if environ is None else environ)
-        server = PyPIHubServer(settings)
+        environ = os.environ if environ is None else environ
+        settings = build_settings(argv, environ)
+        own_token = TokenSource(settings, environ) if no_credentials_mode(settings) else None
+        server = PyPIHubServer(settings, own_token=own_token)
     except (ConfigError, OSError, ssl.SSLError) as exc:
         raise SystemExit(f"pypihub: {exc}") from None
     scheme = "https" if server.tls else "http"
     host, port = server.server_address[:2]
     server.log(f"pypihub {__version__} serving {scheme}://{host}:{port}/simple/ for {settings.graphql_url}")
+    if own_token is not None:
+        server.log(f"no-credentials mode: requests without credentials use the token from "
+                   f"{own_token.describe()}, for {', '.join(settings.owners)}")
     if not server.tls and not is_loopback(settings.host):
         server.log("WARNING: serving beyond loopback without TLS: GitHub tokens will cross the network "
                    "in clear. Use --certfile/--keyfile or put a TLS proxy in front.")

@@ -289,6 +289,9 @@ def test_negotiate_refuses(accept):
     (basic("octorg:ghp_abc"), ("octorg", "ghp_abc")),
     (basic("Oct-Org:tok:with:colons"), ("Oct-Org", "tok:with:colons")),
     ("basic " + base64.b64encode(b"o:t").decode(), ("o", "t")),
+    # Users that name no owner (twine's and uv's default, GitHub's convention, none): the configured owners.
+    (basic("__token__:ghp_abc"), ("", "ghp_abc")), (basic("x-access-token:ghs_x"), ("", "ghs_x")),
+    (basic("Token:t"), ("", "t")), (basic(":t"), ("", "t")),
 ])
 def test_parse_credentials(header, expected):
     creds = pypihub.parse_credentials(header)
@@ -297,7 +300,7 @@ def test_parse_credentials(header, expected):
 
 @pytest.mark.parametrize("header", [
     None, "", "Bearer ghp_abc", "Basic", "Basic !!!notbase64", basic("no-colon"), basic("octorg:"),
-    basic(":token"), basic("bad owner:token"), basic("-octorg:token"), basic("octorg:tok en"),
+    basic("bad owner:token"), basic("-octorg:token"), basic("octorg:tok en"),
     basic("octorg:tok\nen"), "Basic " + base64.b64encode(b"o:\xff\xfe").decode(), basic("x" * 40 + ":t"),
 ])
 def test_parse_credentials_refuses(header):
@@ -876,10 +879,14 @@ SETTING_SAMPLES = {
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
     "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "log_format": ("json", "json"),
     "upload_timeout": ("60", 60.0), "max_client_connections": ("3", 3), "max_uploads": ("2", 2),
-    "cache_memory": ("32", 32),
+    "cache_memory": ("32", 32), "fallback_index": ("https://pypi.example/simple/", "https://pypi.example/simple/"),
+    "private_names": ("acme-* internal-*", ("acme-*", "internal-*")), "fallback_ttl": ("30", 30.0),
+    "token_env": ("GH_TOKEN", "GH_TOKEN"), "token_file": ("/run/token", "/run/token"),
+    "token_command": ("gh auth token", "gh auth token"),
 }
 SETTING_FIELDS = {field.name: field for field in dataclasses.fields(pypihub.Settings)}
 TLS_PAIR = {"PYPIHUB_CERTFILE": "c.pem", "PYPIHUB_KEYFILE": "k.pem"}  # they go together
+NO_CREDENTIALS = {"PYPIHUB_HOST": "127.0.0.1", "PYPIHUB_OWNER": OWNER}  # what a --token-* mode needs
 
 
 def test_every_setting_has_a_sample():
@@ -890,9 +897,10 @@ def test_every_setting_has_a_sample():
 def test_a_setting_is_one_field_giving_flag_variable_and_help(name, capsys):
     field, (raw, expected) = SETTING_FIELDS[name], SETTING_SAMPLES[name]
     flag, variable = pypihub.flag_of(field), pypihub.env_name(field)
-    tls = TLS_PAIR if name in ("certfile", "keyfile") else {}
+    tls = TLS_PAIR if name in ("certfile", "keyfile") else NO_CREDENTIALS if name.startswith("token_") else {}
     argv = [flag] if isinstance(field.default, bool) else [arg for value in
-                                                           (raw.split() if name == "owners" else [raw])
+                                                           (raw.split() if name in ("owners", "private_names")
+                                                            else [raw])
                                                            for arg in (flag, value)]
     from_env = getattr(pypihub.build_settings([], {**tls, variable: raw}), name)
     from_flag = getattr(pypihub.build_settings(argv, tls), name)
