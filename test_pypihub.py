@@ -2023,11 +2023,12 @@ def wait_until(condition, seconds: float = 10) -> None:
 class Hub:
     """A running PyPIHub server and what it logged."""
 
-    def __init__(self, settings: pypihub.Settings, clock: Clock) -> None:
+    def __init__(self, settings: pypihub.Settings, clock: Clock, own_token: pypihub.TokenSource | None = None) -> None:
         self.logs: list[str] = []
         self.clock = clock
         self.pauses: list[float] = []  # the waits between GitHub retries, taken at once
-        self.server = pypihub.PyPIHubServer(settings, clock=clock, sleep=self.pauses.append, sink=self.logs.append)
+        self.server = pypihub.PyPIHubServer(settings, clock=clock, sleep=self.pauses.append, sink=self.logs.append,
+                                            own_token=own_token)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
@@ -2076,10 +2077,10 @@ def clock(github):
 def make_hub(github, clock):
     hubs: list[Hub] = []
 
-    def start(**overrides) -> Hub:
+    def start(own_token: pypihub.TokenSource | None = None, **overrides) -> Hub:
         settings = pypihub.Settings(**{"host": "127.0.0.1", "port": 0, "graphql_url": github.graphql_url,
                                        "upstream_timeout": 5.0, **overrides})
-        hub = Hub(settings, clock)
+        hub = Hub(settings, clock, own_token)
         hubs.append(hub)
         return hub
 
@@ -2095,6 +2096,80 @@ def make_hub(github, clock):
 @pytest.fixture
 def hub(make_hub):
     return make_hub()
+
+
+class FakeUpstream:
+    """A second index on loopback standing in for PyPI: PEP 691 JSON (or PEP 503 HTML) pages and
+    their files; it records every request with the Authorization header it carried."""
+
+    def __init__(self) -> None:
+        self.projects: dict[str, dict[str, bytes]] = {}  # normalized name -> filename -> bytes
+        self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
+        self.server.daemon_threads = True
+        self.server.upstream = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple/"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def add(self, project: str, *dists: tuple[str, bytes]) -> None:
+        self.projects.setdefault(project, {}).update(dict(dists))
+
+    def page(self, project: str, base: str) -> dict:
+        files = [{"filename": name, "url": f"{base}/files/{project}/{name}",
+                  "hashes": {"sha256": hashlib.sha256(content).hexdigest()}, "size": len(content),
+                  "upload-time": "2026-02-01T00:00:00Z",
+                  **({"core-metadata": {"sha256": hashlib.sha256(wheel_metadata(content)).hexdigest()}}
+                     if name.endswith(".whl") else {})}
+                 for name, content in self.projects[project].items()]
+        versions = sorted({name.split("-")[1] for name in self.projects[project]})
+        return {"meta": {"api-version": "1.1"}, "name": project, "versions": versions, "files": files}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeUpstreamHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        upstream: FakeUpstream = self.server.upstream  # type: ignore[attr-defined]
+        upstream.requests.append((self.path, self.headers.get("Authorization")))
+        parts = self.path.split("?")[0].strip("/").split("/")
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if parts[:1] == ["simple"] and len(parts) == 2 and parts[1] in upstream.projects:
+            if "json" in self.headers.get("Accept", ""):
+                return self.reply(200, json.dumps(upstream.page(parts[1], base)).encode(), pypihub.JSON_V1)
+            links = "".join(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}">{f["filename"]}</a>\n'
+                            for f in upstream.page(parts[1], base)["files"])
+            return self.reply(200, f"<html><body>{links}</body></html>".encode(), "text/html")
+        if parts[:1] == ["files"] and len(parts) == 3 and parts[1] in upstream.projects:
+            name, metadata = parts[2].removesuffix(".metadata"), parts[2].endswith(".metadata")
+            content = upstream.projects[parts[1]].get(name)
+            if content is not None:
+                return self.reply(200, wheel_metadata(content) if metadata else content, "application/octet-stream")
+        self.reply(404, b"Not Found", "text/plain")
+
+    def reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def upstream():
+    """PyPI's stand-in: public-pkg 1.0, and a demo-pkg 99.0 that would shadow the private one."""
+    fake = FakeUpstream()
+    fake.add("public-pkg", make_wheel("public-pkg", "1.0"))
+    fake.add("demo-pkg", make_wheel("demo-pkg", "99.0", value="public impostor"))
+    yield fake
+    fake.stop()
+    assert all(auth is None for _, auth in fake.requests), "credentials reached the fallback index"
 
 
 @pytest.fixture
@@ -3798,6 +3873,115 @@ def test_upstream_timeout_bounds_the_whole_request(make_hub, github):
     assert 1 <= len(github.graphql_calls) <= 3
 
 
+# -- one index URL: several owners, a fallback index, no-credentials mode (issue 14) --
+
+
+def second_owner(github: FakeGitHub) -> FakeRepo:
+    """octorg2/tools-pkg (readable by A) and a demo-pkg of its own, which octorg's must win over."""
+    other = github.add_repo("tools-pkg", owner="octorg2")
+    other.add_release("v1.0", dict([make_wheel("tools-pkg", "1.0")]))
+    github.add_repo("demo-pkg", owner="octorg2").add_release("v9.0", dict([make_wheel("demo-pkg", "9.0")]))
+    return other
+
+
+def test_a_reserved_user_looks_across_the_owners_in_order(make_hub, github, demo):
+    second_owner(github)
+    hub = make_hub(owners=(OWNER, "octorg2"))
+    for user in ("__token__", "x-access-token", "token"):
+        assert project_files(hub.request("/simple/tools-pkg/", owner=user)) == ["tools_pkg-1.0-py3-none-any.whl"]
+    files = project_files(hub.request("/simple/demo-pkg/", auth=basic(f":{TOKEN_A}")))
+    assert "demo_pkg-2.0-py3-none-any.whl" in files and not any("9.0" in f for f in files)  # the first owner's only
+    assert [text for _, text, _ in hub.request("/simple/", owner="__token__").links()] == ["demo-pkg", "tools-pkg"]
+    page = hub.request("/simple/tools-pkg/", owner="__token__")
+    assert hub.request(asset_path(page, "tools_pkg-1.0-py3-none-any.whl"), owner="__token__").status == 302
+    assert hub.request("/simple/tools-pkg/", owner="__token__", token=TOKEN_B).status == 404
+
+
+def test_a_reserved_user_without_configured_owners_is_told_to_name_one(hub, github, demo):
+    answer = hub.request("/simple/demo-pkg/", owner="__token__")
+    assert answer.status == 401 and b"--owner" in answer.body
+
+
+def test_a_reserved_users_upload_goes_to_the_first_owner_with_the_repo(make_hub, github, demo):
+    other = second_owner(github)
+    hub = make_hub(owners=(OWNER, "octorg2"))
+    name, content = make_wheel("tools-pkg", "1.1")
+    assert post_upload(hub, upload_fields("tools-pkg", "1.1", content), name, content).status == 404  # octorg: no
+    # ... as the owner's name: octorg has no tools-pkg; as __token__: octorg2 has it.
+    response = hub.request("/legacy/", owner="__token__", method="POST",
+                           headers={"Content-Type": multipart(upload_fields("tools-pkg", "1.1", content), name, content)[1]},
+                           body=multipart(upload_fields("tools-pkg", "1.1", content), name, content)[0], timeout=30)
+    assert response.status == 200 and any(a["name"] == name for r in other.releases for a in r["assets"])
+    nowhere, nothing = make_wheel("nowhere-pkg", "1.0")
+    body, content_type = multipart(upload_fields("nowhere-pkg", "1.0", nothing), nowhere, nothing)
+    missing = hub.request("/legacy/", owner="__token__", method="POST", headers={"Content-Type": content_type},
+                          body=body, timeout=30)
+    assert missing.status == 404 and b"octorg, octorg2" in missing.body
+
+
+@pytest.mark.parametrize("proxy", [False, True], ids=["redirect", "proxy"])
+def test_a_name_not_ours_comes_from_the_fallback_index(make_hub, github, demo, upstream, proxy):
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=proxy)
+    public = hub.request("/simple/public-pkg/", headers={"Accept": pypihub.JSON_V1})
+    if proxy:
+        files = public.json()["files"]
+        assert public.status == 200 and [f["filename"] for f in files] == ["public_pkg-1.0-py3-none-any.whl"]
+        assert files[0]["hashes"]["sha256"] and files[0]["core-metadata"] and files[0]["url"].startswith("../../upstream/")
+        wheel = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[0]["url"]))
+        assert wheel.status == 200 and hashlib.sha256(wheel.body).hexdigest() == files[0]["hashes"]["sha256"]
+        assert hub.request("/upstream/" + "0" * 32 + "/anything.whl").status == 404  # only what pages named
+    else:
+        assert public.status == 302 and public.headers["location"] == upstream.url + "public-pkg/"
+    shadowed = hub.request("/simple/demo-pkg/")  # ours for A: GitHub's alone, however high upstream's version
+    assert shadowed.status == 200 and not any("99.0" in f for f in project_files(shadowed))
+    assert hub.request("/simple/public-pkg/", token=None).status == 401  # never upstream without credentials
+
+
+def test_a_private_name_never_comes_from_the_fallback_index(make_hub, github, demo, upstream):
+    hub = make_hub(fallback_index=upstream.url, private_names=("demo-*",))
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # B cannot see it: not upstream's either
+    hub2 = make_hub(fallback_index=upstream.url)
+    assert hub2.request("/simple/demo-pkg/").status == 200  # served privately to A ...
+    assert hub2.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # ... so never upstream's, to anyone
+    assert hub2.request("/simple/public-pkg/", token=TOKEN_B).status == 302
+
+
+def test_a_resolve_of_5_private_and_100_public_names_costs_a_handful_of_calls(make_hub, github, upstream):
+    for n in range(5):
+        github.add_repo(f"private-{n}").add_release("v1.0", dict([make_wheel(f"private-{n}", "1.0")]))
+    hub = make_hub(fallback_index=upstream.url, owners=(OWNER,))
+    names = [f"private-{n}" for n in range(5)] + [f"public-{n}" for n in range(100)]
+    statuses_seen = [hub.request(f"/simple/{name}/", owner="__token__").status for name in names]
+    assert statuses_seen == [200] * 5 + [302] * 100
+    cold = len(github.graphql_calls)
+    assert cold <= 8  # the owner's repo names, its project index, five listings: not one call per public name
+    assert [hub.request(f"/simple/{name}/", owner="__token__").status for name in names] == statuses_seen
+    assert len(github.graphql_calls) == cold  # warm: none
+
+
+def test_no_credentials_mode_serves_this_machine_with_its_own_token(make_hub, github, demo, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN_BAD + "\n")
+    settings = pypihub.build_settings(["--token-file", str(token_file), "--owner", OWNER, "--host", "127.0.0.1"], {})
+    hub = make_hub(token_file=str(token_file), owners=(OWNER,), own_token=pypihub.TokenSource(settings, {}))
+    assert hub.request("/simple/demo-pkg/", token=None).status == 401  # GitHub rejects the token it has
+    token_file.write_text(TOKEN_A)  # e.g. a new `gh auth login`: read again after GitHub's rejection
+    assert hub.request("/simple/demo-pkg/", token=None).status == 200
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # credentials given: their own token
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--token-env", "GH_TOKEN", "--owner", OWNER], "loopback"),  # the default --host is 0.0.0.0
+    (["--token-env", "GH_TOKEN", "--host", "127.0.0.1"], "--owner"),
+    (["--token-env", "GH_TOKEN", "--host", "127.0.0.1", "--owner", OWNER], "no token"),  # the variable is empty
+    (["--token-command", "exit 3", "--host", "127.0.0.1", "--owner", OWNER], "CalledProcessError"),
+])
+def test_no_credentials_mode_refuses_what_it_cannot_serve_safely(argv, message):
+    with pytest.raises(SystemExit) as caught:
+        pypihub.main(argv, environ={})
+    assert message in str(caught.value.code)
+
+
 # --- End-to-end clients ---
 
 
@@ -4233,3 +4417,47 @@ def test_vermin_gate_catches_newer_python(tmp_path):
     # A 3.10 API that parses under any Python (vermin reads with the running interpreter's parser).
     newer.write_text((ROOT / "pypihub.py").read_text() + "\nimport itertools\nitertools.pairwise([1, 2])\n")
     assert subprocess.run(command + [str(newer)], capture_output=True).returncode != 0
+
+
+# -- one index URL, end to end --
+
+
+@pytest.mark.parametrize("proxy", [False, True], ids=["redirect", "proxy"])
+def test_pip_and_uv_install_private_from_github_and_public_from_the_fallback(make_hub, github, demo, upstream,
+                                                                              tmp_path, proxy):
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=proxy)
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
+         "--index-url", hub.index_url(), "demo-pkg", "public-pkg"], tmp_path)
+    assert imported_value(python, tmp_path) == "2.0"  # GitHub's, not upstream's 99.0
+    assert imported_value(python, tmp_path, "public_pkg") == "1.0"
+    uv = uv_path()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    venv = tmp_path / "uv-venv"
+    run([uv, "venv", str(venv)], tmp_path)
+    run([uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", hub.index_url(),
+         "demo-pkg", "public-pkg"], tmp_path)
+    assert imported_value(venv / "bin" / "python", tmp_path) == "2.0"
+    assert imported_value(venv / "bin" / "python", tmp_path, "public_pkg") == "1.0"
+    assert upstream.requests  # and the upstream fixture checks that no request carried credentials
+
+
+def test_pip_installs_with_no_credentials_in_no_credentials_mode(make_hub, github, demo, tmp_path):
+    settings = pypihub.build_settings(["--token-env", "GH_TOKEN", "--owner", OWNER, "--host", "127.0.0.1"], {})
+    hub = make_hub(owners=(OWNER,), own_token=pypihub.TokenSource(settings, {"GH_TOKEN": TOKEN_A}))
+    python = fresh_venv(tmp_path)
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
+         "--index-url", f"{hub.url}/simple/", "demo-pkg"], tmp_path)
+    assert imported_value(python, tmp_path) == "2.0"
+
+
+def test_twine_uploads_with_the_token_user_across_owners(make_hub, github, demo, tmp_path):
+    twine = twine_path()
+    if twine is None:
+        pytest.skip("twine is not installed")
+    other = second_owner(github)
+    hub = make_hub(owners=(OWNER, "octorg2"))
+    paths = write_dist(tmp_path, make_wheel("tools-pkg", "1.2"))
+    run([twine, "upload", "--repository-url", f"{hub.url}/legacy/", "-u", "__token__", "-p", TOKEN_A, *paths], tmp_path)
+    assert any(a["name"] == "tools_pkg-1.2-py3-none-any.whl" for r in other.releases for a in r["assets"])
