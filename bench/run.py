@@ -287,6 +287,36 @@ def measure_proxy(github: t.FakeGitHub, work: Path, big_mib: int) -> dict[str, o
             "PyPIHub peak RSS growth during it": f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
 
 
+def measure_one_index(latency: float) -> dict[str, object]:
+    """Issue 14: one index URL (--owner, --fallback-index, user __token__) resolving 5 private and
+    100 public names: GitHub calls cold and warm, independent of the public names' count."""
+    github = t.FakeGitHub().start()
+    github.latency = latency
+    for n in range(5):
+        github.add_repo(f"private-{n}").add_release("v1.0", dict([t.make_wheel(f"private-{n}", "1.0")]))
+    upstream = t.FakeUpstream()
+    process, port = start_pypihub(github, "--owner", t.OWNER, "--fallback-index", upstream.url)
+    headers = {"Authorization": "Basic " + base64.b64encode(f"__token__:{t.TOKEN_A}".encode()).decode(),
+               "Accept": t.PIP_ACCEPT}
+    names = [f"private-{n}" for n in range(5)] + [f"public-{n}" for n in range(100)]
+    rows: dict[str, object] = {}
+    try:
+        for label in ("cold", "warm"):
+            before, started = len(github.graphql_calls), time.perf_counter()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for name in names:
+                connection.request("GET", f"/simple/{name}/", headers=headers)
+                connection.getresponse().read()
+            connection.close()
+            rows[f"one index URL: {label} resolve of 5 private + 100 public names"] = (
+                f"GraphQL {len(github.graphql_calls) - before}, {time.perf_counter() - started:.2f} s")
+    finally:
+        stop(process)
+        upstream.stop()
+        github.stop()
+    return rows
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -313,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.update(measure_pypiserver(work, args.seconds))
         rows.update(measure_proxy(github, work, args.big_mib))
         github.stop()
+        rows.update(measure_one_index(args.latency))
     print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
     print(f"machine: {machine()}\n")
     width = max(len(k) for k in rows)
