@@ -105,6 +105,7 @@ NO_SUCH_FILE = "No such file, or not visible to this token."
 RESERVED_USERS = ("", "__token__", "x-access-token", "token")
 NAMES_MAX_PAGES = 10  # an owner's repo names, for deciding "not ours": its first 1,000 repos
 PRIVATE_NAMES_KEPT = 100_000  # names served from GitHub, never served from --fallback-index
+MAX_UPSTREAM_PAGE = 16 * 1024 * 1024  # PyPI's largest project pages are a few MiB
 
 USER_AGENT = f"pypihub/{__version__}"
 REST_ACCEPT = "application/vnd.github+json"
@@ -2542,7 +2543,7 @@ class Upstream:
         request = urllib.request.Request(self.url(project), headers=headers)
         try:  # no credentials go upstream: it is public
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data, page_url = response.read(MAX_GITHUB_ANSWER + 1), response.geturl()
+                data, page_url = response.read(MAX_UPSTREAM_PAGE + 1), response.geturl()
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 404:
@@ -2550,7 +2551,9 @@ class Upstream:
             raise BadGateway(f"The fallback index answered HTTP {exc.code}.") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException):
             raise Unavailable("Could not reach the fallback index.") from None
-        page = upstream_files(parse_json(data[:MAX_GITHUB_ANSWER]), page_url)
+        if len(data) > MAX_UPSTREAM_PAGE:
+            raise BadGateway("The fallback index's page is larger than this index takes.")
+        page = upstream_files(parse_json(data), page_url)
         for entry in page["files"]:
             self.files.put(entry["key"], (entry["url"], entry["filename"]))
         return page
@@ -3172,7 +3175,8 @@ class Handler(BaseHTTPRequestHandler):
         """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
         if not UPSTREAM_KEY_RE.fullmatch(key):
             raise NotFound(NO_SUCH_FILE)
-        self.authenticate(calls)
+        _, github = self.authenticate(calls)
+        self.server.index.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
         return self.server.index.upstream.file(key, filename, self.command or "GET", forward)
 
