@@ -359,14 +359,19 @@ class AssetFacts:
 
 @dataclasses.dataclass(frozen=True)
 class CoreMetadata:
-    """A wheel's METADATA file (PEP 658), exactly as in the wheel."""
+    """A wheel's METADATA file (PEP 658), exactly as in the wheel; kept compressed, since long
+    descriptions make it large and it compresses well, and caches are bounded in bytes."""
 
-    data: bytes
+    compressed: bytes
     sha256: str
     requires_python: str | None
 
+    @property
+    def data(self) -> bytes:
+        return zlib.decompress(self.compressed)
 
-NO_METADATA = CoreMetadata(b"", "", None)  # for a wheel whose METADATA is too large to serve
+
+NO_METADATA = CoreMetadata(zlib.compress(b""), "", None)  # for a wheel whose METADATA is too large to serve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1151,7 +1156,8 @@ def parse_core_metadata(data: bytes) -> CoreMetadata:
     """A METADATA file with its sha256 and its Requires-Python, if any."""
     headers = email.parser.BytesHeaderParser().parsebytes(data)
     requires = headers.get("Requires-Python")
-    return CoreMetadata(data, hashlib.sha256(data).hexdigest(), str(requires).strip() if requires else None)
+    return CoreMetadata(zlib.compress(data), hashlib.sha256(data).hexdigest(),
+                        str(requires).strip() if requires else None)
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -2631,7 +2637,7 @@ class Index:
         # handed out only for assets the caller's own listing or node lookup has shown it.
         self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300)
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
-                              lambda metadata: len(metadata.data) + 400)
+                              lambda metadata: len(metadata.compressed) + 400)
         self.throttles = Throttles(clock, size * 16)
         self.usage = GitHubUsage(clock, log)
         self._publishing = KeyedLocks()

@@ -340,7 +340,7 @@ def pip_download(port: int, tls: bool, cert: Path | None, work: Path, n: int) ->
     except subprocess.TimeoutExpired:
         return "timed out (60 s)"
     if result.returncode:
-        return f"failed: {(result.stderr.strip().splitlines() or ['?'])[-1][:160]}"
+        return f"failed ({(result.stderr.strip().splitlines() or ['?'])[-1].removeprefix('ERROR: ')[:100]})"
     return time.monotonic() - started
 
 
@@ -386,7 +386,7 @@ def phase_b(hub: Hub, github: t.FakeGitHub, args: argparse.Namespace, work: Path
     def times(values: list, limit: float) -> str:
         good = [v for v in values if isinstance(v, float)]
         failed = [v for v in values if not isinstance(v, float)]
-        text = ", ".join(f"{v:.2f}" if isinstance(v, float) else v for v in values) + " s"
+        text = ", ".join(f"{v:.2f} s" if isinstance(v, float) else v for v in values)
         worst = f"max {max(good):.2f} s" if good else "none answered"
         return target(not failed and max(good) < limit, f"{text}; {worst} (target < {limit:g} s)")
 
