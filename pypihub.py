@@ -104,7 +104,7 @@ NO_SUCH_FILE = "No such file, or not visible to this token."
 # With them, a project is looked up across the configured --owner list, in its order.
 RESERVED_USERS = ("", "__token__", "x-access-token", "token")
 NAMES_MAX_PAGES = 10  # an owner's repo names, for deciding "not ours": its first 1,000 repos
-PRIVATE_NAMES_KEPT = 100_000  # names served from GitHub, never served from --fallback-index
+PRIVATE_NAMES_KEPT = 20_000  # names served from GitHub, never served from --fallback-index
 MAX_UPSTREAM_PAGE = 16 * 1024 * 1024  # PyPI's largest project pages are a few MiB
 
 USER_AGENT = f"pypihub/{__version__}"
@@ -134,13 +134,16 @@ FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range",
 RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
 RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
 MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
-MAX_METADATA = 1024 * 1024  # METADATA larger than this is neither read, cached nor advertised
+MAX_METADATA = 4 * 1024 * 1024  # METADATA larger than this is not read at all
+MAX_CACHED_METADATA = 1024 * 1024  # ... and larger than this, served once, then neither kept nor advertised
 CACHE_ENTRY_BYTES = 600  # an entry's key (a keyed hash and names), tuple and place in the map
 
 UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 UPLOAD_CHUNK = 256 * 1024
 UPLOAD_SPOOL = 8 * 1024 * 1024  # an upload's file goes to disk past this
-MAX_PART_HEADERS = 16 * 1024
+MIN_UPLOAD_RATE = 16 * 1024  # bytes a second an upload must average after its first UPLOAD_GRACE seconds
+UPLOAD_GRACE = 10.0
+MAX_PART_HEADERS = 2048  # twine's and uv's are ~150 bytes; the email parser's cost grows with length
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
 MAX_FORM_PARTS = 1000  # twine sends about 30 fields, a repeated one for each classifier
 TOKEN_CHECK_TTL = 60.0  # seconds GitHub's word on a token (good for uploads, or rejected) is kept
@@ -148,7 +151,8 @@ WRITERS = ("ADMIN", "MAINTAIN", "WRITE")  # Repository.viewerPermission that may
 
 MAX_TARGET = 8192  # longest request target served
 HEALTH_RESERVE = 8  # connections past the caps that may still ask /healthz (and get 503 otherwise)
-OVERFLOW_HEAD_TIMEOUT = 2.0  # seconds such a connection has to send its request head
+OVERFLOW_HEAD_TIMEOUT = 1.0  # seconds such a connection has to send its request head
+OVERFLOW_PER_CLIENT = 2  # of the HEALTH_RESERVE, so that one client cannot take them all
 SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -276,7 +280,7 @@ class Moved(NotFound):
 
 
 class MetadataTooLarge(NotFound):
-    """A wheel's METADATA is larger than MAX_METADATA: the index serves none for it."""
+    """A wheel's METADATA is too large for this index to serve."""
 
 
 class ListEnd(BadGateway):
@@ -581,8 +585,29 @@ def head_problem(headers: email.message.Message) -> str | None:
 
 def loggable_target(target: str) -> str:
     """A request target (or a line quoting one) without userinfo: an absolute-form target such
-    as http://owner:TOKEN@host/simple/ must not put the token into the log."""
-    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
+    as http://owner:TOKEN@host/simple/ (or //owner:TOKEN@host/, which http.server folds to
+    /owner:TOKEN@host/) must not put the token into the log."""
+    target = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
+    return re.sub(r"(?<=/)[^/\s]*:[^\s]*@", "", target)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def refuse_foreign_page(command: str | None, headers: Mapping[str, str]) -> None:
+    """No-credentials mode lends the server's token to requests without credentials: only reads,
+    only addressed to this machine (a page elsewhere may aim a browser at it, or rebind a DNS name
+    to 127.0.0.1), and never sent by another site's page."""
+    if command not in ("GET", "HEAD"):
+        raise Unauthorized("Uploads need credentials of their own.")
+    host = urllib.parse.urlsplit("//" + headers.get("Host", "")).hostname or ""
+    origin = urllib.parse.urlsplit(headers.get("Origin", "") or "//localhost").hostname or ""
+    if not (is_loopback(host) and is_loopback(origin)) or headers.get("Sec-Fetch-Site") == "cross-site":
+        raise Unauthorized("This server lends its token to this machine only.")
 
 
 def parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -1183,6 +1208,8 @@ class Upload:
 
 def multipart_boundary(content_type: str | None) -> bytes:
     """The boundary of a multipart/form-data body (RFC 7578), or BadRequest."""
+    if len(content_type or "") > 1024:  # the email parser's parameter parsing grows with its square
+        raise BadRequest("The Content-Type header is too long.")
     message = email.message.Message()
     message["Content-Type"] = content_type or ""
     boundary = message.get_param("boundary")
@@ -1350,6 +1377,7 @@ class Throttle:
         self.until = {"": 0.0, "graphql": 0.0, "rest": 0.0}  # no requests before these times
         self.rejected_until = self.confirmed_until = 0.0
         self.confirming = threading.Lock()  # one confirmation of the token at a time: many wait for it
+        self.counting = threading.Lock()  # guards `active`
         self.active = 0
 
     def enter(self, deadline: float, api: str) -> None:
@@ -1361,10 +1389,12 @@ class Throttle:
                                   [("Retry-After", str(wait))], wait)
         if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise GatewayTimeout("GitHub did not answer in time.")
-        self.active += 1
+        with self.counting:
+            self.active += 1
 
     def leave(self) -> None:
-        self.active -= 1
+        with self.counting:
+            self.active -= 1
         self.slots.release()
 
     def learn(self, error: PyPIHubError) -> None:
@@ -1458,6 +1488,10 @@ class GitHub:
         headers = {**self.headers("application/octet-stream"), **forward}
         request = urllib.request.Request(self.rest_url + path, method="GET", headers=headers)
         return self._call("rest", request, self.deadline, decode_asset_route, stream=True)
+
+    def renew(self) -> None:
+        """A new deadline, after time that was not GitHub's (an upload's body coming in)."""
+        self.deadline = time.monotonic() + self.timeout
 
     def remaining(self) -> float:
         """Seconds left of this request's time with GitHub (for the download host too)."""
@@ -1744,6 +1778,14 @@ def fetch_repo_names(github: GitHub, owner: str) -> tuple[frozenset[str], bool]:
     return frozenset(names), False
 
 
+def owner_projects_or_none(github: GitHub, owner: str) -> dict[str, str]:
+    """fetch_owner_projects(), where an owner this token cannot see has none."""
+    try:
+        return fetch_owner_projects(github, owner)
+    except NotFound:
+        return {}
+
+
 def fetch_facts(github: GitHub, owner: str, repo: str, wanted: set[str]) -> dict[str, AssetFacts]:
     """Digests, REST ids and states by asset node id from GitHub's REST releases list (GraphQL
     has none of them), newest releases first, paging only while a wanted asset is unseen. The
@@ -1837,7 +1879,7 @@ def fetch_small(url: str, timeout: float, limit: int) -> bytes:
     _, _, response = open_url(url, "GET", {}, timeout)
     data = read_body(response, limit + 1)
     if len(data) > limit:
-        raise MetadataTooLarge("The METADATA is larger than this index serves (1 MiB).")
+        raise MetadataTooLarge("The METADATA is larger than this index serves (4 MiB).")
     return data
 
 
@@ -1899,7 +1941,7 @@ def wheel_metadata(file: Any, filename: str) -> bytes:
         with zipfile.ZipFile(file) as wheel:
             info = wheel.getinfo(wheel_metadata_member(wheel.namelist(), filename))
             if info.file_size > MAX_METADATA:
-                raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
+                raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (4 MiB).")
             return wheel.read(info)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, EOFError, NotImplementedError,
             RuntimeError):
@@ -1982,8 +2024,10 @@ class MultipartReader:
     read so far before its first byte is kept (twine and uv send them first) and may refuse it."""
 
     def __init__(self, stream: Any, length: int, boundary: bytes, max_file: int,
-                 check: Callable[[Mapping[str, str]], dict | None] = lambda fields: None) -> None:
+                 check: Callable[[Mapping[str, str]], dict | None] = lambda fields: None,
+                 clock: Clock = time.monotonic) -> None:
         self.stream, self.remaining, self.max_file, self.check = stream, length, max_file, check
+        self.clock, self.started, self.received = clock, clock(), 0
         self.delimiter = b"\r\n--" + boundary
         self.buffer, self.start = bytearray(b"\r\n"), 0  # unread: buffer[start:]; the CRLF makes
         self.budget = MAX_FORM_FIELDS                     # the first boundary look like every other
@@ -2016,12 +2060,18 @@ class MultipartReader:
         return self.remaining == 0
 
     def _read(self, count: int) -> bytes:
+        """Up to `count` bytes; an upload that trickles (below MIN_UPLOAD_RATE) would hold its slot."""
         try:
-            return self.stream.read(count)
+            data = self.stream.read(count)
         except (socket.timeout, TimeoutError):
             raise RequestTimeout("The upload stopped coming.") from None
         except (OSError, ValueError):
             raise BadRequest("The upload's connection broke.") from None
+        self.received += len(data)
+        late = self.clock() - self.started - UPLOAD_GRACE
+        if late > 0 and self.received < MIN_UPLOAD_RATE * late:
+            raise RequestTimeout("The upload comes too slowly.")
+        return data
 
     def _fill(self) -> None:
         data = self._read(min(UPLOAD_CHUNK, self.remaining)) if self.remaining > 0 else b""
@@ -2159,6 +2209,7 @@ class Publisher:
         check_release_accepts(release, upload.filename)
         try:
             asset = self.attach(release, upload)
+            self.github.renew()  # the file's transfer had --upload-timeout of its own
             self.check_name(asset, upload.filename)
             if created:
                 self.publish_draft(release, upload)
@@ -2466,7 +2517,8 @@ class Settings:
                                       "here with --proxy-downloads", metavar="URL")
     private_names: tuple[str, ...] = setting((), "never serve a project whose normalized name matches this "
                                                  "glob from --fallback-index (repeatable)",
-                                             flag="--private-name", metavar="PATTERN", repeat=True)
+                                             flag="--private-name", metavar="PATTERN", repeat=True,
+                                             parse=lambda patterns: tuple(normalize(p) for p in patterns))
     fallback_ttl: float = setting(600.0, "how long pages of --fallback-index are kept", metavar="SECONDS")
     token_env: str = setting("", "no-credentials mode: requests without credentials use the token in this "
                                  "environment variable, with the configured owners (loopback only)",
@@ -2638,7 +2690,9 @@ class Index:
         self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300)
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
                               lambda metadata: len(metadata.compressed) + 400)
-        self.throttles = Throttles(clock, size * 16)
+        # What decides "not ours" for --fallback-index: fresh answers only, never stale ones.
+        self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes)
+        self.throttles = Throttles(clock, size * 4)
         self.usage = GitHubUsage(clock, log)
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
@@ -2648,9 +2702,13 @@ class Index:
         when GitHub has rejected it (e.g. `gh auth token` after a new login)."""
         if self.own_token is None:
             return None
-        if self.throttles.of(self.token_key(self.own_token.token)).rejected_until > self.clock():
-            self.own_token.token = self.own_token.read()
-        return Credentials("", self.own_token.token)
+        with self._private_lock:  # one re-read at a time, once per rejection
+            if self.throttles.of(self.token_key(self.own_token.token)).rejected_until > self.clock():
+                try:
+                    self.own_token.token = self.own_token.read()
+                except ConfigError as exc:
+                    raise Unauthorized(f"The server's own token could not be read again ({exc}).") from None
+            return Credentials("", self.own_token.token)
 
     def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
         """The caller's GitHub session for one request; Forbidden for an owner not served here."""
@@ -2721,7 +2779,8 @@ class Index:
             except NotFound as exc:
                 missing = exc
                 continue
-            self._remember_private(project)
+            if listing.files:  # an empty repo of that name makes no name private
+                self._remember_private(project)
             return listing
         raise missing
 
@@ -2742,9 +2801,18 @@ class Index:
         return self.listings.get_or_load(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
 
     def _may_have(self, github: GitHub, creds: Credentials, project: str) -> bool:
-        names, complete = self.repo_names(github, creds)
+        """Whether the owner may have the project for this token. "No" is trusted only from fresh
+        answers: when GitHub fails, the error stands (never a stale "not ours", which would send
+        a private name to --fallback-index)."""
+        token, owner = self.token_key(creds.token), creds.owner.lower()
+        names, complete = self.negatives.get_or_load(("names", token, owner),
+                                                     lambda: fetch_repo_names(github, creds.owner), self.log)
         spellings = {normalize(name) for name in repo_candidates(project, self.settings.repo_map)} | {project}
-        return not complete or bool(spellings & names) or project in self.projects(github, creds)
+        if not complete or spellings & names:
+            return True
+        projects = self.negatives.get_or_load(("projects", token, owner),
+                                              lambda: owner_projects_or_none(github, creds.owner), self.log)
+        return project in projects
 
     def _remember_private(self, project: str) -> None:
         with self._private_lock:
@@ -2805,12 +2873,16 @@ class Index:
     def _read_metadata(self, github: GitHub, creds: Credentials, link: AssetLink) -> CoreMetadata:
         timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
         try:
-            data = self._reaching(github, creds, link, lambda good: read_wheel_metadata(good, timeout),
-                                  lambda answer: read_streamed_metadata(answer, link.filename), {})
-            metadata = parse_core_metadata(data)
+            data: bytes | None = self._reaching(
+                github, creds, link, lambda good: read_wheel_metadata(good, timeout),
+                lambda answer: read_streamed_metadata(answer, link.filename), {})
         except MetadataTooLarge:
-            metadata = NO_METADATA  # remembered, so listings stop advertising it
-        self.metadata.put(link.id, metadata)
+            data = None
+        metadata = parse_core_metadata(data) if data is not None else NO_METADATA
+        # A listing may have advertised it before it was known to be large: served this once, and
+        # remembered as too large, so listings stop advertising it (pip has no fallback for a 404).
+        too_large = data is None or len(data) > MAX_CACHED_METADATA
+        self.metadata.put(link.id, NO_METADATA if too_large else metadata)
         return metadata
 
     def download(self, github: GitHub, creds: Credentials, node_id: str, filename: str, method: str,
@@ -2833,16 +2905,22 @@ class Index:
         """Before an upload's body is read: GitHub's word that the token is real (GET /rate_limit,
         which any token may ask and which costs no rate limit), kept for a minute."""
         throttle = github.throttle
-        with throttle.confirming:
+        if not throttle.confirming.acquire(timeout=github.remaining()):
+            raise GatewayTimeout("GitHub did not answer in time.")
+        try:
             if throttle.confirmed_until <= self.clock():
                 github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
                 throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
+        finally:
+            throttle.confirming.release()
 
     def upload_target(self, github: GitHub, creds: Credentials, fields: Mapping[str, str]) -> dict | None:
         """Before an upload's file is read: the repo it goes to (for a reserved user, in the first
         configured owner that has it), if this token may write there (GitHub still decides;
         viewerPermission is null for GitHub App tokens, so that passes)."""
-        if not fields.get("name") or not PROJECT_RE.fullmatch(fields["name"]):
+        if not fields.get("name") or not fields.get("version"):
+            raise BadRequest("Send the name and version fields before the file (as twine and uv do).")
+        if not PROJECT_RE.fullmatch(fields["name"]):
             return None  # check_upload() will say what is wrong, once the file is read
         repo = self.owned_repo(github, creds, normalize(fields["name"]))
         if repo.get("viewerPermission") not in (None, *WRITERS):
@@ -2854,6 +2932,7 @@ class Index:
         """Check an upload, attach it to its version's release, and show it in this token's listing.
         Uploads of one version are made one at a time, as a wheel and an sdist often come at once."""
         dist, settings = check_upload(upload), self.settings
+        github.renew()  # the body took its own time: GitHub gets --upstream-timeout from here
         repo = upload.repo or self.owned_repo(github, creds, dist.project)
         creds = Credentials(repo_owner(repo, creds.owner), creds.token)
         publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
@@ -3138,7 +3217,11 @@ class Handler(BaseHTTPRequestHandler):
         """The caller's credentials (or, without any, the server's own in no-credentials mode) and
         their GitHub session, or 401/403."""
         header, index = self.headers.get("Authorization"), self.server.index
-        creds = parse_credentials(header) if header or index.own_token is None else index.own_credentials()
+        if header or index.own_token is None:
+            creds = parse_credentials(header)
+        else:
+            refuse_foreign_page(self.command, self.headers)
+            creds = index.own_credentials()
         return creds, index.connect(creds, calls)
 
     def project_page(self, name: str, slash: bool, query: Mapping[str, list[str]],
@@ -3200,7 +3283,8 @@ class Handler(BaseHTTPRequestHandler):
         boundary = multipart_boundary(self.headers.get("Content-Type"))
         index.confirm_token(github)
         with self.server.upload_slot():
-            if self.headers.get("Expect", "").lower() == "100-continue":
+            expects = self.headers.get("Expect", "").lower() == "100-continue"
+            if expects and self.request_version == "HTTP/1.1":  # RFC 9110 10.1.1: not for HTTP/1.0
                 self.send_response_only(100)
                 self.end_headers()
             reader = MultipartReader(self.rfile, int(length), boundary, limit,
@@ -3265,8 +3349,11 @@ class Handler(BaseHTTPRequestHandler):
         # http.server quotes the request line in some messages: it may hold a token.
         error = PyPIHubError((message or http.HTTPStatus(code).phrase).split(" (")[0])
         error.status = code
-        sent = self.send_answer(error_answer(error))
-        self.log_access("invalid", code, 0.0, GitHubCalls(), str(sent))
+        sent = "-"
+        try:
+            sent = str(self.send_answer(error_answer(error)))
+        finally:
+            self.log_access("invalid", code, 0.0, GitHubCalls(), sent)
 
     def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str) -> None:
         method, path, client = self.command or "-", loggable_target(self.path) or "-", self.client_address[0]
@@ -3317,6 +3404,7 @@ class PyPIHubServer(ThreadingHTTPServer):
         self._state = threading.Condition()
         self.connections = self.overflow = self.busy = 0
         self.clients: dict[str, int] = {}  # open connections by client address
+        self.overflows: dict[str, int] = {}  # of those, past the caps
         self._heads: dict[socket.socket, float] = {}  # connections awaiting a request head: deadline
         self._uploads = threading.BoundedSemaphore(settings.max_uploads)
         self.stopping = False
@@ -3360,11 +3448,13 @@ class PyPIHubServer(ThreadingHTTPServer):
         with self._state:
             within = self.connections < settings.max_connections and \
                 self.clients.get(client, 0) < settings.max_client_connections
-            kind = "normal" if within else "overflow" if self.overflow < HEALTH_RESERVE else None
+            spare = self.overflow < HEALTH_RESERVE and self.overflows.get(client, 0) < OVERFLOW_PER_CLIENT
+            kind = "normal" if within else "overflow" if spare else None
             if kind is not None:
                 self.connections += kind == "normal"
                 self.overflow += kind == "overflow"
                 self.clients[client] = self.clients.get(client, 0) + 1
+                self.overflows[client] = self.overflows.get(client, 0) + (kind == "overflow")
         return kind
 
     def serve_connection(self, request: Any, client_address: Any, handler: type, kind: str) -> None:
@@ -3381,8 +3471,9 @@ class PyPIHubServer(ThreadingHTTPServer):
             self.connections -= kind == "normal"
             self.overflow -= kind == "overflow"
             self.clients[client] -= 1
+            self.overflows[client] -= kind == "overflow"
             if not self.clients[client]:
-                del self.clients[client]
+                del self.clients[client], self.overflows[client]
 
     def refuse(self, sock: socket.socket) -> None:
         """Answer 503 from the accept loop without blocking it (over TLS, only close), then close."""
@@ -3531,13 +3622,6 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def no_credentials_mode(settings: Settings) -> bool:
     return bool(settings.token_env or settings.token_file or settings.token_command)
 
@@ -3559,6 +3643,8 @@ def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
     if no_credentials_mode(settings) and not is_loopback(settings.host):
         raise ConfigError("--token-env/--token-file/--token-command serve this machine only: "
                           "--host must be loopback")
+    if settings.fallback_index and not settings.owners:
+        raise ConfigError("--fallback-index needs --owner: whose projects are never served from it")
     if no_credentials_mode(settings) and not settings.owners:
         raise ConfigError("--token-env/--token-file/--token-command need --owner: whose repos to serve")
     return settings

@@ -763,10 +763,11 @@ def test_a_huge_field_stops_the_reading_at_its_budget():
 
 
 def test_field_names_count_toward_the_budget():
-    name = b"n" * 8000
-    part = b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n\r\n' % name
-    body = part * 600  # 4.8 MB of names and nothing else
-    with pytest.raises(pypihub.PayloadTooLarge):
+    names = b"".join(b'--x\r\nContent-Disposition: form-data; name="%s"\r\n\r\n\r\n' % (b"%04d" % n + b"n" * 1900)
+                     for n in range(900))  # 1.7 MB of names
+    value = b'--x\r\nContent-Disposition: form-data; name="description"\r\n\r\n' + b"d" * (2500 << 10) + b"\r\n"
+    body = names + value  # the value alone is within the 4 MiB budget; with the names it is not
+    with pytest.raises(pypihub.PayloadTooLarge, match="too large"):
         pypihub.MultipartReader(io.BytesIO(body), len(body), b"x", 1 << 30).read()
 
 
@@ -897,7 +898,8 @@ def test_every_setting_has_a_sample():
 def test_a_setting_is_one_field_giving_flag_variable_and_help(name, capsys):
     field, (raw, expected) = SETTING_FIELDS[name], SETTING_SAMPLES[name]
     flag, variable = pypihub.flag_of(field), pypihub.env_name(field)
-    tls = TLS_PAIR if name in ("certfile", "keyfile") else NO_CREDENTIALS if name.startswith("token_") else {}
+    needs_owner = name.startswith("token_") or name == "fallback_index"
+    tls = TLS_PAIR if name in ("certfile", "keyfile") else NO_CREDENTIALS if needs_owner else {}
     argv = [flag] if isinstance(field.default, bool) else [arg for value in
                                                            (raw.split() if name in ("owners", "private_names")
                                                             else [raw])
@@ -3851,15 +3853,20 @@ def test_a_download_of_unknown_length_is_chunked(make_hub, github, demo):
     assert whole.status == 200 and whole.body == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
 
 
-def test_metadata_over_1_mib_is_neither_served_nor_advertised(hub, github, demo):
+def test_metadata_over_1_mib_is_neither_kept_nor_advertised(hub, github, demo):
     repo, _ = demo
     name, content = make_wheel("demo-pkg", "7.0", description="x" * (2 << 20))
+    huge, too_huge = make_wheel("demo-pkg", "7.1", description="y" * (5 << 20))
     repo.add_release("v7.0", {name: content}, created="2026-07-01T00:00:00Z")
+    repo.add_release("v7.1", {huge: too_huge}, created="2026-07-02T00:00:00Z")
     page = hub.request("/simple/demo-pkg/")
-    assert hub.request(metadata_path(page, name)).status == 404
-    hub.clock.advance(61)
+    first = hub.request(metadata_path(page, name))  # advertised before it was known to be large: served once
+    assert first.status == 200 and first.body == wheel_metadata(content)
+    assert hub.request(metadata_path(page, name)).status == 404  # not kept
+    assert hub.request(metadata_path(page, huge)).status == 404  # over 4 MiB: not read at all
     files = {f["filename"]: f for f in hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1}).json()["files"]}
-    assert "core-metadata" not in files[name] and files["demo_pkg-2.0-py3-none-any.whl"]["core-metadata"]
+    assert "core-metadata" not in files[name] and "core-metadata" not in files[huge]  # and no longer advertised
+    assert files["demo_pkg-2.0-py3-none-any.whl"]["core-metadata"]
 
 
 def test_upstream_timeout_bounds_the_whole_request(make_hub, github):
