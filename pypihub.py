@@ -669,7 +669,7 @@ def endpoint_of(segments: Sequence[str]) -> str:
         if segments == ("simple", ""):
             return "root"
         return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
-    if len(segments) == 3 and segments[0] in ("asset", "upstream"):
+    if len(segments) == 3 and segments[0] == "asset" or len(segments) == 4 and segments[0] == "upstream":
         return segments[0]
     return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
 
@@ -827,7 +827,9 @@ def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
     files = []
     for entry in (f for f in page["files"] if isinstance(f, dict)):
         url = urllib.parse.urljoin(page_url, str(entry.get("url", "")))
-        if isinstance(entry.get("filename"), str) and is_safe_url(url):
+        scheme = urllib.parse.urlsplit(url).scheme  # https, or the index's own: never file:, ftp: ...
+        if isinstance(entry.get("filename"), str) and is_safe_url(url) and \
+                scheme in ("https", urllib.parse.urlsplit(page_url).scheme):
             core = entry.get("core-metadata", entry.get("dist-info-metadata"))
             kept = {k: entry[k] for k in UPSTREAM_FIELDS if k in entry}
             files.append({**kept, "core-metadata": core, "url": url,
@@ -836,8 +838,9 @@ def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
     return {"files": files, "versions": versions}
 
 
-def upstream_href(entry: Mapping[str, Any]) -> str:
-    return f"../../upstream/{entry['key']}/{urllib.parse.quote(str(entry['filename']), safe='')}"
+def upstream_href(project: str, entry: Mapping[str, Any]) -> str:
+    """/upstream/<project>/<key>/<file>, relative to the project page: found again through the page."""
+    return f"../../upstream/{project}/{entry['key']}/{urllib.parse.quote(str(entry['filename']), safe='')}"
 
 
 def upstream_attributes(entry: Mapping[str, Any]) -> dict[str, str]:
@@ -865,15 +868,16 @@ def render_upstream(project: str, upstream: Mapping[str, Any], media: str) -> by
     hashes and metadata, each URL leading back through PyPIHub."""
     if media == JSON_V1:
         files = [{**{k: v for k, v in e.items() if k not in ("url", "key", "core-metadata")},
-                  "url": upstream_href(e),
+                  "url": upstream_href(project, e),
                   **({"core-metadata": e["core-metadata"]} if e["core-metadata"] else {})}
                  for e in upstream["files"]]
         whole = all("size" in f for f in files) and upstream["versions"] is not None  # PEP 700 or not
         page = {"meta": {"api-version": API_VERSION if whole else "1.0"}, "name": project, "files": files,
                 **({"versions": upstream["versions"]} if whole else {})}
         return json.dumps(page, indent=1).encode()
-    return render_html(f"Links for {project}", ((upstream_href(e) + upstream_fragment(e), str(e["filename"]),
-                                                 upstream_attributes(e)) for e in upstream["files"]))
+    links = ((upstream_href(project, e) + upstream_fragment(e), str(e["filename"]), upstream_attributes(e))
+             for e in upstream["files"])
+    return render_html(f"Links for {project}", links)
 
 
 def render_home() -> bytes:
@@ -2576,25 +2580,30 @@ class Upstream:
         memory, size = settings.cache_memory * 1024 * 1024, settings.cache_size
         self.pages = Cache(settings.fallback_ttl, settings.stale_ttl, size, clock, memory * 10 // 100,
                            page_bytes)
-        self.files = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100,
-                           lambda file: 300 + len(file[0]))
 
     def url(self, project: str) -> str:
         return self.base + urllib.parse.quote(project) + "/"
 
     def page(self, project: str, media: str) -> tuple[bytes, str]:
+        body = render_upstream(project, self._page(project), media)
+        return body, quote_etag(body + media.encode())
+
+    def file(self, project: str, key: str, filename: str, method: str, forward: Mapping[str, str]) -> Answer:
+        """One file (or its PEP 658 .metadata) that the project's page names, streamed from its host."""
+        entry = next((e for e in self._page(project)["files"] if e["key"] == key), None)
+        name = str(entry["filename"]) if entry else ""
+        if not entry or filename not in (name, name + METADATA_SUFFIX):
+            raise NotFound(NO_SUCH_FILE)
+        url = urllib.parse.urlsplit(entry["url"])
+        if filename != name:  # PEP 658: the file's URL, its path ending in .metadata
+            url = url._replace(path=url.path + METADATA_SUFFIX)
+        return open_download(urllib.parse.urlunsplit(url), method, forward, self.timeout)
+
+    def _page(self, project: str) -> dict:
         found = self.pages.get_or_load(project, lambda: self._fetch(project), self.log)
         if isinstance(found, NotFound):
             raise NotFound(found.message)
-        body = render_upstream(project, found, media)
-        return body, quote_etag(body + media.encode())
-
-    def file(self, key: str, filename: str, method: str, forward: Mapping[str, str]) -> Answer:
-        """One file (or its PEP 658 .metadata) of a page served before, streamed from its host."""
-        url, name = self.files.get(key) or ("", "")
-        if filename not in (name, name + METADATA_SUFFIX) or not url:
-            raise NotFound(NO_SUCH_FILE)
-        return open_download(url + filename[len(name):], method, forward, self.timeout)
+        return found
 
     def _fetch(self, project: str) -> dict | NotFound:
         headers = {"Accept": JSON_V1, "User-Agent": USER_AGENT}
@@ -2611,10 +2620,7 @@ class Upstream:
             raise Unavailable("Could not reach the fallback index.") from None
         if len(data) > MAX_UPSTREAM_PAGE:
             raise BadGateway("The fallback index's page is larger than this index takes.")
-        page = upstream_files(parse_json(data), page_url)
-        for entry in page["files"]:
-            self.files.put(entry["key"], (entry["url"], entry["filename"]))
-        return page
+        return upstream_files(parse_json(data), page_url)
 
 
 class TokenSource:
@@ -3210,7 +3216,7 @@ class Handler(BaseHTTPRequestHandler):
         if target.endpoint == "asset":
             return self.asset(segments[1], segments[2], calls)
         if target.endpoint == "upstream" and self.server.index.upstream is not None:
-            return self.upstream_file(segments[1], segments[2], calls)
+            return self.upstream_file(segments[1], segments[2], segments[3], calls)
         raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
 
     def authenticate(self, calls: GitHubCalls) -> tuple[Credentials, GitHub]:
@@ -3260,14 +3266,17 @@ class Handler(BaseHTTPRequestHandler):
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
         return index.download(github, creds, node_id, filename, self.command or "GET", forward)
 
-    def upstream_file(self, key: str, filename: str, calls: GitHubCalls) -> Answer:
+    def upstream_file(self, project: str, key: str, filename: str, calls: GitHubCalls) -> Answer:
         """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
-        if not UPSTREAM_KEY_RE.fullmatch(key):
+        if not (UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project) and project == normalize(project)):
             raise NotFound(NO_SUCH_FILE)
         _, github = self.authenticate(calls)
         self.server.index.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        return self.server.index.upstream.file(key, filename, self.command or "GET", forward)
+        index = self.server.index
+        if not index.may_be_public(project):
+            raise NotFound(NO_SUCH_FILE)
+        return index.upstream.file(project, key, filename, self.command or "GET", forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.

@@ -3936,7 +3936,10 @@ def test_a_name_not_ours_comes_from_the_fallback_index(make_hub, github, demo, u
         assert files[0]["hashes"]["sha256"] and files[0]["core-metadata"] and files[0]["url"].startswith("../../upstream/")
         wheel = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[0]["url"]))
         assert wheel.status == 200 and hashlib.sha256(wheel.body).hexdigest() == files[0]["hashes"]["sha256"]
-        assert hub.request("/upstream/" + "0" * 32 + "/anything.whl").status == 404  # only what pages named
+        assert hub.request("/upstream/public-pkg/" + "0" * 32 + "/anything.whl").status == 404  # only what pages named
+        assert hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[0]["url"]), token=None).status == 401
+        metadata = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[0]["url"]) + ".metadata")
+        assert hashlib.sha256(metadata.body).hexdigest() == files[0]["core-metadata"]["sha256"]
     else:
         assert public.status == 302 and public.headers["location"] == upstream.url + "public-pkg/"
     shadowed = hub.request("/simple/demo-pkg/")  # ours for A: GitHub's alone, however high upstream's version
