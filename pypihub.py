@@ -3268,7 +3268,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def upstream_file(self, project: str, key: str, filename: str, calls: GitHubCalls) -> Answer:
         """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
-        if not (UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project) and project == normalize(project)):
+        well_formed = UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project)
+        if not well_formed or project != normalize(project):
             raise NotFound(NO_SUCH_FILE)
         _, github = self.authenticate(calls)
         self.server.index.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
