@@ -2785,7 +2785,10 @@ class Index:
             except NotFound as exc:
                 missing = exc
                 continue
-            if listing.files:  # an empty repo of that name makes no name private
+            if one_index and not listing.files:  # a repo without Python files has no project of that name
+                missing = NotFound(f"{owner}'s repo for {project} has no Python files for this token.")
+                continue
+            if listing.files:  # an empty repo makes no name private
                 self._remember_private(project)
             return listing
         raise missing
@@ -2926,6 +2929,7 @@ class Index:
         viewerPermission is null for GitHub App tokens, so that passes)."""
         if not fields.get("name") or not fields.get("version"):
             raise BadRequest("Send the name and version fields before the file (as twine and uv do).")
+        github.renew()  # the fields took the client's time, not GitHub's
         if not PROJECT_RE.fullmatch(fields["name"]):
             return None  # check_upload() will say what is wrong, once the file is read
         repo = self.owned_repo(github, creds, normalize(fields["name"]))

@@ -729,6 +729,7 @@ def test_head_problem(raw, problem):
 @pytest.mark.parametrize("target, logged", [
     ("http://octorg:ghp_secret@host/simple/x/", "http://host/simple/x/"),
     ("https://u:p@ss@host:8080/", "https://host:8080/"),
+    ("/octorg:ghp_secret@host/simple/", "/host/simple/"),  # what http.server makes of //octorg:ghp_secret@host/
     ("/simple/a@b/", "/simple/a@b/"),
     ("Request timed out: 'GET http://x:tok@h/ HTTP/1.1'", "Request timed out: 'GET http://h/ HTTP/1.1'"),
 ])
@@ -815,6 +816,24 @@ def test_listing_size_estimate_covers_what_python_holds():
     estimate = pypihub.listing_bytes(listing)
     assert held <= estimate <= 3 * held, (held, estimate)
 
+
+
+def test_an_upload_that_trickles_is_cut_after_its_grace():
+    now = [0.0]
+
+    class Trickle(io.RawIOBase):
+        def read(self, count=-1):
+            now[0] += 5.0  # one kilobyte every five seconds
+            return b"x" * 1024
+
+    with pytest.raises(pypihub.RequestTimeout, match="too slowly"):
+        pypihub.MultipartReader(Trickle(), 10 << 20, b"x", 1 << 30, clock=lambda: now[0]).read()
+    assert now[0] <= pypihub.UPLOAD_GRACE + 10
+
+
+def test_private_names_are_normalized():
+    assert pypihub.build_settings(["--private-name", "Acme_*", "--private-name", "internal.tools"], {}).private_names == \
+        ("acme-*", "internal-tools")
 
 
 # -- settings and the command line --
@@ -1145,6 +1164,7 @@ class FakeGitHub:
         self.broken_graphql_urls = False  # GraphQL's URLs carry a bad signature; the REST asset route's are good
         self.refuse_head = False  # the download host answers HEAD with 403 (old S3 presigned URLs, §4)
         self.cut_downloads: str | None = None  # "length" or "chunked": the host sends half and hangs up
+        self.no_length = False  # the host sends no Content-Length and closes after the body
         self.asset_route_streams = False  # the REST asset route answers 200 with the bytes instead of 302
         self.ignore_range = False
         # What happened
@@ -1944,9 +1964,20 @@ class FakeHandler(BaseHTTPRequestHandler):
                 github.bytes_served += hi - lo + 1
         if isinstance(content, bytes) and github.cut_downloads and self.command == "GET":
             return self.send_cut(status, content[lo:hi + 1], headers)
+        if isinstance(content, bytes) and github.no_length and self.command == "GET":
+            return self.send_unlengthed(status, content[lo:hi + 1], headers)
         if isinstance(content, bytes):
             return self.reply(status, content[lo:hi + 1], headers)
         self.send_file(status, content, lo, hi - lo + 1, headers)
+
+    def send_unlengthed(self, status: int, body: bytes, headers: dict) -> None:
+        """A host that gives no length and ends the body by closing the connection (RFC 9112 6.3)."""
+        self.close_connection = True
+        self.send_response(status)
+        for name, value in {**headers, "Connection": "close"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
 
     def send_cut(self, status: int, body: bytes, headers: dict) -> None:
         """A download host that stops halfway and hangs up: after its full Content-Length
@@ -3844,13 +3875,12 @@ def test_a_download_cut_short_upstream_is_never_a_whole_200(make_hub, github, de
 
 
 def test_a_download_of_unknown_length_is_chunked(make_hub, github, demo):
-    github.cut_downloads = None
+    github.no_length = True
     hub = make_hub(proxy_downloads=True)
     page = hub.request("/simple/demo-pkg/")
-    answer = pypihub.Answer(200, stream=io.BytesIO(b"abc"), length=None)  # the shape of such an upstream
-    assert answer.length is None
     whole = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
     assert whole.status == 200 and whole.body == demo[1]["demo_pkg-2.0-py3-none-any.whl"]
+    assert whole.headers["transfer-encoding"] == "chunked" and "content-length" not in whole.headers
 
 
 def test_metadata_over_1_mib_is_neither_kept_nor_advertised(hub, github, demo):
@@ -3990,6 +4020,81 @@ def test_no_credentials_mode_refuses_what_it_cannot_serve_safely(argv, message):
     with pytest.raises(SystemExit) as caught:
         pypihub.main(argv, environ={})
     assert message in str(caught.value.code)
+
+
+
+def test_no_credentials_mode_lends_its_token_to_this_machines_reads_only(make_hub, github, demo):
+    settings = pypihub.build_settings(["--token-env", "GH_TOKEN", "--owner", OWNER, "--host", "127.0.0.1"], {})
+    hub = make_hub(owners=(OWNER,), own_token=pypihub.TokenSource(settings, {"GH_TOKEN": TOKEN_A}))
+    host = {"Host": f"127.0.0.1:{hub.port}"}
+    assert hub.request("/simple/demo-pkg/", token=None, headers=host).status == 200
+    for foreign in ({"Host": "evil.example"},  # a DNS name rebound to 127.0.0.1
+                    {**host, "Origin": "https://evil.example"}, {**host, "Sec-Fetch-Site": "cross-site"}):
+        assert hub.request("/simple/demo-pkg/", token=None, headers=foreign).status == 401
+    name, content = make_wheel("demo-pkg", "8.0")
+    assert post_upload(hub, upload_fields("demo-pkg", "8.0", content), name, content, token=None).status == 401
+    assert not any(r["tagName"] == "v8.0" for r in demo[0].releases)
+
+
+def test_an_uploads_github_time_starts_after_its_body(make_hub, github, demo):
+    hub = make_hub(upstream_timeout=1.0)
+    name, content = make_wheel("demo-pkg", "8.1")
+    body, _ = multipart(upload_fields("demo-pkg", "8.1", content), name, content)
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as sock:
+        sock.sendall(upload_head(len(body)) + body[: len(body) // 2])
+        time.sleep(1.3)  # a slow client: longer than --upstream-timeout
+        sock.sendall(body[len(body) // 2:])
+        assert statuses(sock.recv(65536)) == [200]
+
+
+def test_an_owner_github_cannot_resolve_sends_nothing_upstream(make_hub, github, demo, upstream):
+    hub = make_hub(fallback_index=upstream.url, owners=("gone-org", OWNER))
+    page = hub.request("/simple/demo-pkg/", owner="__token__")
+    assert page.status == 200 and not any("99.0" in f for f in project_files(page))
+
+
+def test_a_failing_github_never_sends_a_name_upstream(make_hub, github, demo, upstream):
+    hub = make_hub(fallback_index=upstream.url, owners=(OWNER,))
+    github.faults.extend([502] * 3)  # while the owner's repo names are asked for
+    assert hub.request("/simple/demo-pkg/", owner="__token__").status == 502  # not a 302 to the impostor
+    assert hub.request("/simple/demo-pkg/", owner="__token__").status == 200
+
+
+def test_a_repo_without_python_files_does_not_hide_the_fallbacks_project(make_hub, github, upstream):
+    github.add_repo("public-pkg", private=False)  # e.g. a fork or a docs repo of that name
+    hub = make_hub(fallback_index=upstream.url, owners=(OWNER,))
+    assert hub.request("/simple/public-pkg/", owner="__token__").status == 302
+    assert hub.request("/simple/public-pkg/", owner="__token__", token=TOKEN_B).status == 302
+
+
+def test_an_upload_sending_its_file_before_name_and_version_is_400(hub, github, demo):
+    name, content = make_wheel("demo-pkg", "8.2")
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{name}"\r\n\r\n').encode() + \
+        content + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\ndemo-pkg\r\n--{boundary}--\r\n'.encode()
+    response = hub.request("/legacy/", method="POST", body=body,
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status == 400 and b"before the file" in response.body and github.writes == []
+
+
+def test_a_long_content_type_is_refused_at_once(hub, github):
+    head = upload_head(100).replace(b"boundary=b0undary", b'boundary="' + b"\\\\" * 30000 + b'"')
+    assert statuses(exchange_head_first(hub.port, head)) in ([400], [431])
+
+
+def test_one_client_cannot_take_the_healthz_reserve(make_hub, github):
+    hub = make_hub(max_connections=1)
+    hogs = [socket.create_connection(("127.0.0.1", hub.port), source_address=("127.0.0.2", 0)) for _ in range(5)]
+    wait_until(lambda: hub.server.clients.get("127.0.0.2") == 1 + pypihub.OVERFLOW_PER_CLIENT)
+    assert hub.request("/healthz", token=None).status == 200  # another client still gets it
+    for sock in hogs:
+        sock.close()
+
+
+def test_a_token_in_a_double_slash_target_never_reaches_the_log(hub, github):
+    raw_exchange(hub.port, f"GET //{OWNER}:{TOKEN_A}@127.0.0.1/simple/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    wait_until(lambda: len(hub.logs) >= 1)
+    assert hub.logs and not any(TOKEN_A in line for line in hub.logs)
 
 
 # --- End-to-end clients ---
