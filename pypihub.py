@@ -147,6 +147,7 @@ MAX_PART_HEADERS = 2048  # twine's and uv's are ~150 bytes; the email parser's c
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
 MAX_FORM_PARTS = 1000  # twine sends about 30 fields, a repeated one for each classifier
 TOKEN_CHECK_TTL = 60.0  # seconds GitHub's word on a token (good for uploads, or rejected) is kept
+TOKEN_REREAD_INTERVAL = 5.0  # no-credentials mode: the least time between reads of a rejected token
 WRITERS = ("ADMIN", "MAINTAIN", "WRITE")  # Repository.viewerPermission that may publish
 
 MAX_TARGET = 8192  # longest request target served
@@ -2627,9 +2628,14 @@ class TokenSource:
     """The server's own token for requests without credentials (--token-env/-file/-command):
     read at start, and again when GitHub rejects it. Never logged."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
-        self.settings, self.environ = settings, environ
-        self.token = self.read()
+    def __init__(self, settings: Settings, environ: Mapping[str, str], clock: Clock = time.monotonic) -> None:
+        self.settings, self.environ, self.clock = settings, environ, clock
+        self.token, self.read_at = self.read(), clock()
+
+    def read_again(self) -> None:
+        """After GitHub rejected the token: read it again, at most every few seconds."""
+        if self.clock() - self.read_at >= TOKEN_REREAD_INTERVAL:
+            self.token, self.read_at = self.read(), self.clock()
 
     def describe(self) -> str:
         s = self.settings
@@ -2711,7 +2717,7 @@ class Index:
         with self._private_lock:  # one re-read at a time, once per rejection
             if self.throttles.of(self.token_key(self.own_token.token)).rejected_until > self.clock():
                 try:
-                    self.own_token.token = self.own_token.read()
+                    self.own_token.read_again()
                 except ConfigError as exc:
                     raise Unauthorized(f"The server's own token could not be read again ({exc}).") from None
             return Credentials("", self.own_token.token)

@@ -4003,9 +4003,13 @@ def test_no_credentials_mode_serves_this_machine_with_its_own_token(make_hub, gi
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN_BAD + "\n")
     settings = pypihub.build_settings(["--token-file", str(token_file), "--owner", OWNER, "--host", "127.0.0.1"], {})
-    hub = make_hub(token_file=str(token_file), owners=(OWNER,), own_token=pypihub.TokenSource(settings, {}))
+    moment = [0.0]
+    source = pypihub.TokenSource(settings, {}, clock=lambda: moment[0])
+    hub = make_hub(token_file=str(token_file), owners=(OWNER,), own_token=source)
     assert hub.request("/simple/demo-pkg/", token=None).status == 401  # GitHub rejects the token it has
-    token_file.write_text(TOKEN_A)  # e.g. a new `gh auth login`: read again after GitHub's rejection
+    token_file.write_text(TOKEN_A)  # e.g. a new `gh auth login`: read again after GitHub's rejection ...
+    assert hub.request("/simple/demo-pkg/", token=None).status == 401  # ... but not on every request
+    moment[0] += pypihub.TOKEN_REREAD_INTERVAL
     assert hub.request("/simple/demo-pkg/", token=None).status == 200
     assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # credentials given: their own token
 
