@@ -85,6 +85,8 @@ MEDIA_ALIASES = {
 # Server preference, used only to break ties the client left open (e.g. "*/*" gets HTML).
 OFFERED_MEDIA = (TEXT_HTML, HTML_V1, JSON_V1)
 API_VERSION = "1.1"  # PEP 629 / PEP 700
+STATUS_API_VERSION = "1.4"  # PEP 792: pages that carry a project status
+ARCHIVED_REASON = "The project's GitHub repository is archived: it takes no new releases."
 
 PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")  # PEP 508 names
 REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -322,6 +324,7 @@ class Asset:
     metadata_url: str | None = None  # a sibling <wheel>.metadata asset, served instead of extracting
     release_id: int | None = None  # the release's REST id: where GitHub's asset route starts
     rest_id: int | None = None  # the asset's own REST id, once the REST list has shown it
+    yanked: str | None = None  # PEP 592: the reason ("" for none given) when its release is yanked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,6 +335,7 @@ class Listing:
     owner: str
     repo: str
     files: tuple[Asset, ...]
+    archived: bool = False  # PEP 792: an archived GitHub repo is an archived project
     # Rendered pages by media type: a cached listing is rendered once, not on every hit.
     pages: dict[str, tuple[frozenset, bytes, str]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
@@ -725,7 +729,7 @@ def redirect(location: str) -> Answer:
 HTML_PAGE = """<!DOCTYPE html>
 <html>
   <head>
-    <meta name="pypi:repository-version" content="{api}">
+    <meta name="pypi:repository-version" content="{api}">{meta}
     <title>{title}</title>
   </head>
   <body>
@@ -740,13 +744,18 @@ def html_attributes(attrs: Mapping[str, str]) -> str:
     return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
 
 
-def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]]) -> bytes:
-    """A PEP 503 page: one anchor per (href, text, attributes), every name and value escaped."""
+def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]],
+                meta: Mapping[str, str] | None = None) -> bytes:
+    """A PEP 503 page: one anchor per (href, text, attributes), every name and value escaped;
+    with `meta`, PEP 792 <meta> tags (and the API version that has them)."""
     anchors = "\n".join(
         f'    <a href="{html.escape(href)}"{html_attributes(attrs)}>{html.escape(text)}</a><br>'
         for href, text, attrs in links
     )
-    return HTML_PAGE.format(api=API_VERSION, title=html.escape(title), links=anchors).encode()
+    tags = "".join(f'\n    <meta name="{html.escape(k)}" content="{html.escape(v)}">'
+                   for k, v in (meta or {}).items())
+    api = STATUS_API_VERSION if meta else API_VERSION
+    return HTML_PAGE.format(api=api, meta=tags, title=html.escape(title), links=anchors).encode()
 
 
 def asset_href(asset: Asset) -> str:
@@ -760,6 +769,8 @@ def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, st
     attrs = {}
     if metadata is not None and metadata.requires_python:
         attrs["data-requires-python"] = metadata.requires_python
+    if asset.yanked is not None:
+        attrs["data-yanked"] = asset.yanked  # PEP 592: present means yanked; the value is the reason
     if asset.filename.endswith(".whl") and metadata is not NO_METADATA:  # advertise only what is served
         value = f"sha256={metadata.sha256}" if metadata else "true"
         attrs["data-core-metadata"] = attrs["data-dist-info-metadata"] = value
@@ -769,7 +780,8 @@ def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, st
 def render_project_html(listing: Listing, metadata: Mapping[str, CoreMetadata]) -> bytes:
     links = ((asset_href(a) + (f"#sha256={a.sha256}" if a.sha256 else ""), a.filename,
               file_attributes(a, metadata.get(a.id))) for a in listing.files)
-    return render_html(f"Links for {listing.project}", links)
+    status = {"pypi:project-status": "archived", "pypi:project-status-reason": ARCHIVED_REASON}
+    return render_html(f"Links for {listing.project}", links, status if listing.archived else None)
 
 
 def json_file(asset: Asset, metadata: CoreMetadata | None) -> dict[str, Any]:
@@ -783,6 +795,8 @@ def json_file(asset: Asset, metadata: CoreMetadata | None) -> dict[str, Any]:
     }
     if metadata is not None and metadata.requires_python:
         entry["requires-python"] = metadata.requires_python
+    if asset.yanked is not None:
+        entry["yanked"] = asset.yanked or True  # PEP 691: the reason, or true
     if asset.filename.endswith(".whl") and metadata is not NO_METADATA:
         # PEP 714: only "core-metadata" in JSON; pip 22.3 to 23.1 crash on "dist-info-metadata" here.
         entry["core-metadata"] = {"sha256": metadata.sha256} if metadata else True
@@ -791,8 +805,12 @@ def json_file(asset: Asset, metadata: CoreMetadata | None) -> dict[str, Any]:
 
 def render_project_json(listing: Listing, metadata: Mapping[str, CoreMetadata]) -> bytes:
     versions = sorted({a.version for a in listing.files}, key=version_key)
-    page = {"meta": {"api-version": API_VERSION}, "name": listing.project, "versions": versions,
-            "files": [json_file(a, metadata.get(a.id)) for a in listing.files]}
+    files = [json_file(a, metadata.get(a.id)) for a in listing.files]
+    page: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": listing.project,
+                            "versions": versions, "files": files}
+    if listing.archived:  # PEP 792
+        page["meta"]["api-version"] = STATUS_API_VERSION
+        page["project-status"] = {"status": "archived", "reason": ARCHIVED_REASON}
     return json.dumps(page, indent=1).encode()
 
 
@@ -1068,6 +1086,16 @@ def next_cursor(connection: dict) -> str | None:
     return info.get("endCursor") if info.get("hasNextPage") else None
 
 
+def yank_reason(title: Any, notes: Any) -> str | None:
+    """PEP 592 from GitHub's own release page: a release whose title starts with "[yanked]" (the
+    rest of the title is the reason), or whose notes have a line "Yanked: <reason>", is yanked."""
+    title = str(title or "").strip()
+    if title.lower().startswith("[yanked]"):
+        return title[len("[yanked]"):].strip(" -:")
+    line = re.search(r"^[ \t]*yanked:[ \t]*(.*?)[ \t]*\r?$", str(notes or ""), re.IGNORECASE | re.MULTILINE)
+    return line.group(1) if line else None
+
+
 def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
     """The assets that are distributions of `project`, first (newest) of each filename, sorted."""
     nodes = list(nodes)
@@ -1082,7 +1110,8 @@ def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
                 continue
             found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
                                 upload_time(node["createdAt"]), node["url"], str(node.get("updatedAt", "")),
-                                None, siblings.get(name + METADATA_SUFFIX), node.get("releaseId"))
+                                None, siblings.get(name + METADATA_SUFFIX), node.get("releaseId"), None,
+                                node.get("yanked"))
         except (KeyError, TypeError, ValueError):
             raise BadGateway("GitHub's answer had an unexpected shape.") from None
     return tuple(sorted(found.values(), key=lambda a: (version_key(a.version), a.filename)))
@@ -1575,6 +1604,8 @@ fragment ReleaseFields on Release {
   id
   databaseId
   isDraft
+  name
+  description
   releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
 }
 """
@@ -1583,6 +1614,7 @@ fragment RepoFields on Repository {
   name
   owner { login }
   viewerPermission
+  isArchived
   releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
     pageInfo { hasNextPage endCursor }
     nodes { ...ReleaseFields }
@@ -1686,9 +1718,11 @@ def release_assets(github: GitHub, release: dict) -> list[dict]:
 def fetch_listing(github: GitHub, owner: str, project: str, repo: dict) -> Listing:
     """All distributions of `project` in every non-draft release of `repo` (found by find_repo)."""
     releases = all_releases(github, owner, repo)
-    nodes = [{**a, "releaseId": r.get("databaseId")} for r in releases if not r.get("isDraft")
-             for a in release_assets(github, r)]
-    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes))
+    nodes = [{**a, "releaseId": r.get("databaseId"),
+              "yanked": yank_reason(r.get("name"), r.get("description"))}
+             for r in releases if not r.get("isDraft") for a in release_assets(github, r)]
+    archived = bool(repo.get("isArchived"))
+    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes), archived)
 
 
 ASSET_QUERY = """
@@ -2186,6 +2220,12 @@ def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> 
     return None
 
 
+def holds_file(release: dict, upload: Upload) -> bool:
+    """Whether the release has this very file: its name, and GitHub's digest of its bytes."""
+    return any(a.get("name") == upload.filename and a.get("digest") == f"sha256:{upload.sha256}"
+               for a in release.get("assets") or [] if isinstance(a, dict))
+
+
 def check_release_accepts(release: dict, filename: str) -> None:
     """Refuse, before a byte goes to GitHub, what GitHub would refuse."""
     if any(a.get("name") == filename for a in release.get("assets") or [] if isinstance(a, dict)):
@@ -2211,6 +2251,8 @@ class Publisher:
 
     def publish(self, upload: Upload, dist: Distribution) -> None:
         release, created = self.release_of(upload.fields["version"], dist)
+        if holds_file(release, upload):
+            return  # an identical re-upload (a CI job retried) succeeds and changes nothing, as on PyPI
         check_release_accepts(release, upload.filename)
         try:
             asset = self.attach(release, upload)
@@ -2939,6 +2981,9 @@ class Index:
         if not PROJECT_RE.fullmatch(fields["name"]):
             return None  # check_upload() will say what is wrong, once the file is read
         repo = self.owned_repo(github, creds, normalize(fields["name"]))
+        if repo.get("isArchived"):  # PEP 792: an archived project takes no uploads (nor would GitHub)
+            raise Conflict(f"{repo_owner(repo, creds.owner)}/{repo.get('name')} is archived on GitHub: "
+                           "it takes no new releases")
         if repo.get("viewerPermission") not in (None, *WRITERS):
             raise Forbidden(f"This token can only read {repo_owner(repo, creds.owner)}/{repo.get('name')} "
                             f"(GitHub: {repo.get('viewerPermission')}); publishing needs write access")

@@ -56,7 +56,9 @@ OWNER = "octorg"
 TOKEN_A = "ghp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # reads octorg's private repos, writes some
 TOKEN_B = "ghp_tokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"  # sees only public repos
 TOKEN_BAD = "ghp_revokedXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"  # unknown to GitHub
-ALL_TOKENS = (TOKEN_A, TOKEN_B, TOKEN_BAD)
+JOB_TOKEN = "ghs_jobTokenOfOneRepo00000000000000000000"  # GitHub Actions' GITHUB_TOKEN: its own repo only
+APP_TOKEN = "ghs_appInstallation0000000000000000000000"  # a GitHub App installation token: granted repos
+ALL_TOKENS = (TOKEN_A, TOKEN_B, TOKEN_BAD, JOB_TOKEN, APP_TOKEN)
 
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
 UV_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
@@ -613,6 +615,34 @@ def test_format_query_keeps_a_literal_plus():
     assert target.query["format"] == [pypihub.JSON_V1]
 
 
+@pytest.mark.parametrize("title, notes, reason", [
+    ("demo 1.0", "Fixes things.", None),
+    ("[yanked] broken on Windows", "", "broken on Windows"),
+    ("[YANKED]", None, ""),
+    ("[Yanked] - data loss", "", "data loss"),
+    ("demo 1.0", "Fixes things.\r\n\r\nYanked: corrupts caches\r\n", "corrupts caches"),
+    ("demo 1.0", "notes\n  yanked:\n", ""),  # a line of its own; the reason may be empty
+    ("demo 1.0", "Not yanked: all fine in this line", None),
+    ("yanked in the title, not first", "", None),
+])
+def test_yank_reason(title, notes, reason):
+    assert pypihub.yank_reason(title, notes) == reason
+
+
+def test_yanked_files_render_as_pep_592():
+    yanked = pypihub.Asset("RA_y", "demo-1.0-py3-none-any.whl", "1.0", 5, "2026-01-01T00:00:00Z", "https://x",
+                           yanked="broken")
+    silent = dataclasses.replace(yanked, id="RA_s", filename="demo-1.0.tar.gz", yanked="")
+    fine = dataclasses.replace(yanked, id="RA_f", filename="demo-2.0.tar.gz", version="2.0", yanked=None)
+    listing = listing_of(yanked, silent, fine)
+    attrs = {text: a for _, text, a in parse_links(pypihub.render_project_html(listing, {}).decode())}
+    assert attrs["demo-1.0-py3-none-any.whl"]["data-yanked"] == "broken" and attrs["demo-1.0.tar.gz"]["data-yanked"] == ""
+    assert "data-yanked" not in attrs["demo-2.0.tar.gz"]
+    files = {f["filename"]: f for f in json.loads(pypihub.render_project_json(listing, {}))["files"]}
+    assert files["demo-1.0-py3-none-any.whl"]["yanked"] == "broken" and files["demo-1.0.tar.gz"]["yanked"] is True
+    assert "yanked" not in files["demo-2.0.tar.gz"]
+
+
 # -- uploads --
 
 
@@ -1129,6 +1159,7 @@ class FakeRepo:
         owner = {"__typename": "Organization", "login": self.owner}
         return {"__typename": "Repository", "id": self.node_id, "databaseId": self.database_id, "name": self.name,
                 "owner": owner, "isPrivate": self.private, "nameWithOwner": f"{self.owner}/{self.name}",
+                "isArchived": getattr(self, "archived", False),
                 "releases": lambda info, **a: paginate(self.listed_releases(info.context["token"]), a, "releases"),
                 "viewerPermission": lambda info: self.permission(info.context["token"])}
 
@@ -1165,6 +1196,7 @@ class FakeGitHub:
         self.refuse_head = False  # the download host answers HEAD with 403 (old S3 presigned URLs, §4)
         self.cut_downloads: str | None = None  # "length" or "chunked": the host sends half and hangs up
         self.no_length = False  # the host sends no Content-Length and closes after the body
+        self.graphql_bytes = 0  # the size of GraphQL's successful answers
         self.asset_route_streams = False  # the REST asset route answers 200 with the bytes instead of 302
         self.ignore_range = False
         # What happened
@@ -1604,6 +1636,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
             github.crashes.append(repr(exc))
             raise
+        with github.lock:
+            github.graphql_bytes += len(json.dumps(answer))
         self.reply_json(200, answer, headers)
 
     def fault(self, fault, resource: str) -> None:
@@ -4101,6 +4135,50 @@ def test_a_token_in_a_double_slash_target_never_reaches_the_log(hub, github):
     assert hub.logs and not any(TOKEN_A in line for line in hub.logs)
 
 
+# -- a package's life on GitHub: yanking, idempotent uploads (issue 15) --
+
+
+def yanked_demo(demo) -> None:
+    """demo-pkg 2.0, yanked by its maintainer on GitHub's own release page."""
+    release = next(r for r in demo[0].releases if r["tagName"] == "v2.0")
+    release["name"] = "[yanked] breaks on Python 3.13"
+
+
+def test_a_release_yanked_on_github_is_yanked_in_the_index(hub, github, demo):
+    yanked_demo(demo)
+    release = next(r for r in demo[0].releases if r["tagName"] == "v1.0")
+    release["description"] = "Release notes.\n\nYanked: superseded\n"
+    files = {f["filename"]: f for f in hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1}).json()["files"]}
+    assert files["demo_pkg-2.0-py3-none-any.whl"]["yanked"] == "breaks on Python 3.13"
+    assert files["demo_pkg-1.0.tar.gz"]["yanked"] == "superseded"
+    html = {text: attrs for _, text, attrs in hub.request("/simple/demo-pkg/").links()}
+    assert html["demo_pkg-2.0.tar.gz"]["data-yanked"] == "breaks on Python 3.13"
+    assert len(github.graphql_calls) == 1  # titles and notes come with the listing's own query
+
+
+
+def test_an_archived_repo_is_an_archived_project_that_takes_no_uploads(hub, github, demo):
+    from pypi_simple import ProjectPage, ProjectStatus
+
+    demo[0].archived = True  # GitHub: Repository.isArchived
+    as_json = hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1})
+    data = as_json.json()
+    assert data["project-status"]["status"] == "archived" and data["meta"]["api-version"] == "1.4"
+    as_html = hub.request("/simple/demo-pkg/")
+    meta = parse_meta(as_html.body.decode())
+    assert meta["pypi:project-status"] == "archived" and meta["pypi:repository-version"] == "1.4"
+    assert ProjectPage.from_json_data(data).status == ProjectStatus.ARCHIVED  # pypi-simple >= 1.7 reads both
+    html_page = ProjectPage.from_html("demo-pkg", as_html.body.decode(), base_url=f"{hub.url}/simple/demo-pkg/")
+    assert html_page.status == ProjectStatus.ARCHIVED and len(html_page.packages) == 4
+    name, content = make_wheel("demo-pkg", "9.1")
+    refused = post_upload(hub, upload_fields("demo-pkg", "9.1", content), name, content)
+    assert refused.status == 409 and b"archived" in refused.body and github.writes == []
+    demo[0].archived = False
+    hub.clock.advance(61)
+    active = hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1}).json()
+    assert "project-status" not in active and active["meta"]["api-version"] == "1.1"  # only as far as needed
+
+
 # --- End-to-end clients ---
 
 
@@ -4231,7 +4309,8 @@ def test_uv_exclude_newer_respects_upload_time(hub, github, demo, tmp_path):
     assert imported_value(python, tmp_path) == "1.0"
 
 
-def uv_project(hub: Hub, tmp_path: Path, requirement: str, index_settings: str) -> tuple[Path, dict]:
+def uv_project(hub: Hub, tmp_path: Path, requirement: str, index_settings: str,
+               token: str = TOKEN_A) -> tuple[Path, dict]:
     """A uv project whose named index "pypihub" is this PyPIHub, credentials from the environment."""
     project = tmp_path / "app"
     project.mkdir()
@@ -4247,7 +4326,7 @@ name = "pypihub"
 url = "{hub.url}/simple/"
 {index_settings}
 """)
-    env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": TOKEN_A}
+    env = {**pip_env(tmp_path), "UV_INDEX_PYPIHUB_USERNAME": OWNER, "UV_INDEX_PYPIHUB_PASSWORD": token}
     run([uv_path(), "sync", "--python", sys.executable], tmp_path, cwd=project, env=env)
     return project, env
 
@@ -4425,12 +4504,18 @@ def test_twine_upload_then_pip_installs_at_once(hub, github, demo, tmp_path):
 
 @needs_twine
 @needs_uv
-def test_duplicate_upload_is_refused_and_uv_check_url_skips_it(hub, github, demo, tmp_path):
+def test_identical_uploads_succeed_and_different_bytes_are_refused(hub, github, demo, tmp_path):
     files = write_dist(tmp_path, make_wheel("demo-pkg", "3.2"))
     command = [twine_path(), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
                f"{hub.url}/legacy/", "-u", OWNER, "-p", TOKEN_A]
     run(command + files, tmp_path)
-    again = subprocess.run(command + files, capture_output=True, text=True, timeout=60, env=pip_env(tmp_path))
+    run(command + files, tmp_path)  # a retried CI job: the same file again succeeds, as on PyPI ...
+    [release] = [r for r in demo[0].releases if r["tagName"] == "v3.2"]
+    assert [a["name"] for a in release["assets"]] == ["demo_pkg-3.2-py3-none-any.whl"]  # ... and changes nothing
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = write_dist(other, make_wheel("demo-pkg", "3.2", value="other bytes"))
+    again = subprocess.run(command + changed, capture_output=True, text=True, timeout=60, env=pip_env(tmp_path))
     assert again.returncode != 0 and "File already exists" in again.stdout + again.stderr  # the reason phrase
     # twine 7 allows --skip-existing only for PyPI; uv's --check-url asks the index and skips the file.
     env = {**pip_env(tmp_path), "UV_PUBLISH_USERNAME": OWNER, "UV_PUBLISH_PASSWORD": TOKEN_A}
@@ -4580,3 +4665,75 @@ def test_twine_uploads_with_the_token_user_across_owners(make_hub, github, demo,
     paths = write_dist(tmp_path, make_wheel("tools-pkg", "1.2"))
     run([twine, "upload", "--repository-url", f"{hub.url}/legacy/", "-u", "__token__", "-p", TOKEN_A, *paths], tmp_path)
     assert any(a["name"] == "tools_pkg-1.2-py3-none-any.whl" for r in other.releases for a in r["assets"])
+
+
+# -- a package's life, end to end --
+
+
+def test_pip_and_uv_skip_a_yanked_version_unless_pinned(hub, github, demo, tmp_path):
+    yanked_demo(demo)
+    python = fresh_venv(tmp_path)
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:", "--index-url",
+           hub.index_url()]
+    run(pip + ["demo-pkg"], tmp_path)
+    assert imported_value(python, tmp_path) == "1.0"  # the newest version that is not yanked
+    run(pip + ["demo-pkg==2.0"], tmp_path)
+    assert imported_value(python, tmp_path) == "2.0"  # pinned installs still work
+    uv = uv_path()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    venv = tmp_path / "uv-venv"
+    run([uv, "venv", str(venv)], tmp_path)
+    uv_pip = [uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", hub.index_url()]
+    run(uv_pip + ["demo-pkg"], tmp_path)
+    assert imported_value(venv / "bin" / "python", tmp_path) == "1.0"
+    run(uv_pip + ["demo-pkg==2.0"], tmp_path)
+    assert imported_value(venv / "bin" / "python", tmp_path) == "2.0"
+
+
+# -- GitHub Actions, as README's two workflows do it --
+
+
+def actions_repos(github: FakeGitHub, demo) -> FakeRepo:
+    """The workflow's own repo (demo-pkg) and another private repo of the org (lib-pkg)."""
+    lib = github.add_repo("lib-pkg")
+    lib.add_release("v1.0", dict([make_wheel("lib-pkg", "1.0")]))
+    github.add_token(JOB_TOKEN, write=(demo[0],))  # GITHUB_TOKEN with permissions: contents: write
+    github.add_token(APP_TOKEN, read=(demo[0], lib))  # actions/create-github-app-token, both repos granted
+    return lib
+
+
+@needs_uv
+def test_actions_publish_on_a_tag_with_the_jobs_github_token(hub, github, demo, tmp_path):
+    actions_repos(github, demo)
+    files = write_dist(tmp_path, make_wheel("demo-pkg", "3.9"))
+    env = {**pip_env(tmp_path), "UV_PUBLISH_USERNAME": OWNER, "UV_PUBLISH_PASSWORD": JOB_TOKEN}  # as the workflow
+    run([uv_path(), "publish", "--publish-url", f"{hub.url}/legacy/", *files], tmp_path, env=env)
+    assert any(r["tagName"] == "v3.9" for r in demo[0].releases)
+    pip_download(tmp_path, hub.index_url(token=JOB_TOKEN), "demo-pkg==3.9")  # its own repo: yes
+    pip_download(tmp_path, hub.index_url(token=JOB_TOKEN), "lib-pkg", succeeds=False)  # another repo: no
+
+
+@needs_uv
+def test_actions_install_from_other_repos_with_an_app_token(hub, github, demo, tmp_path):
+    actions_repos(github, demo)
+    project, _ = uv_project(hub, tmp_path, "lib-pkg==1.0", "default = true", token=APP_TOKEN)  # UV_INDEX_*
+    assert imported_value(project / ".venv" / "bin" / "python", tmp_path, "lib_pkg") == "1.0"
+    python = fresh_venv(tmp_path / "pip")
+    env = {**pip_env(tmp_path), "PIP_INDEX_URL": hub.index_url(token=APP_TOKEN)}  # pip's, from the environment
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:", "demo-pkg",
+         "lib-pkg"], tmp_path, env=env)
+    assert imported_value(python, tmp_path) == "2.0" and imported_value(python, tmp_path, "lib_pkg") == "1.0"
+
+
+def test_pip_and_uv_install_from_an_archived_project(hub, github, demo, tmp_path):
+    demo[0].archived = True  # its pages say api-version 1.4 and project-status: archived
+    pip_download(tmp_path, hub.index_url(), "demo-pkg==2.0")
+    uv = uv_path()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    venv = tmp_path / "uv-venv"
+    run([uv, "venv", str(venv)], tmp_path)
+    run([uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", hub.index_url(),
+         "demo-pkg"], tmp_path)
+    assert imported_value(venv / "bin" / "python", tmp_path) == "2.0"
