@@ -102,6 +102,7 @@ DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
 NO_SUCH_FILE = "No such file, or not visible to this token."
+MAX_YANK_REASON = 500  # characters of a yank reason kept from a release's title or notes
 # Basic Auth users that name no owner: twine's and uv's default, GitHub's convention, and none.
 # With them, a project is looked up across the configured --owner list, in its order.
 RESERVED_USERS = ("", "__token__", "x-access-token", "token")
@@ -1091,9 +1092,9 @@ def yank_reason(title: Any, notes: Any) -> str | None:
     rest of the title is the reason), or whose notes have a line "Yanked: <reason>", is yanked."""
     title = str(title or "").strip()
     if title.lower().startswith("[yanked]"):
-        return title[len("[yanked]"):].strip(" -:")
+        return title[len("[yanked]"):].strip(" -:")[:MAX_YANK_REASON]
     line = re.search(r"^[ \t]*yanked:[ \t]*(.*?)[ \t]*\r?$", str(notes or ""), re.IGNORECASE | re.MULTILINE)
-    return line.group(1) if line else None
+    return line.group(1)[:MAX_YANK_REASON] if line else None
 
 
 def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
