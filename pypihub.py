@@ -1092,8 +1092,10 @@ def yank_reason(title: Any, notes: Any) -> str | None:
     rest of the title is the reason), or whose notes have a line "Yanked: <reason>", is yanked."""
     title = str(title or "").strip()
     if title.lower().startswith("[yanked]"):
-        return title[len("[yanked]"):].strip(" -:")[:MAX_YANK_REASON]
-    line = re.search(r"^[ \t]*yanked:[ \t]*(.*?)[ \t]*\r?$", str(notes or ""), re.IGNORECASE | re.MULTILINE)
+        rest = re.sub(r"^\s*(?:-(?=\s)|:)?\s*", "", title[len("[yanked]"):], count=1)  # "[yanked] - why"
+        return rest.rstrip()[:MAX_YANK_REASON]
+    prose = re.sub(r"^```.*?^```", "", str(notes or ""), flags=re.DOTALL | re.MULTILINE)  # not in code blocks
+    line = re.search(r"^[ \t]*yanked:[ \t]*(.*?)[ \t]*\r?$", prose, re.IGNORECASE | re.MULTILINE)
     return line.group(1)[:MAX_YANK_REASON] if line else None
 
 
@@ -2222,8 +2224,10 @@ def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> 
 
 
 def holds_file(release: dict, upload: Upload) -> bool:
-    """Whether the release has this very file: its name, and GitHub's digest of its bytes."""
-    return any(a.get("name") == upload.filename and a.get("digest") == f"sha256:{upload.sha256}"
+    """Whether the release has this very file, whole: its name, and GitHub's digest of its bytes
+    (an asset from before GitHub's digests has none, so it never counts as the same)."""
+    return any(a.get("name") == upload.filename and parse_digest(a.get("digest")) == upload.sha256
+               and a.get("state", "uploaded") == "uploaded"
                for a in release.get("assets") or [] if isinstance(a, dict))
 
 

@@ -624,9 +624,33 @@ def test_format_query_keeps_a_literal_plus():
     ("demo 1.0", "notes\n  yanked:\n", ""),  # a line of its own; the reason may be empty
     ("demo 1.0", "Not yanked: all fine in this line", None),
     ("yanked in the title, not first", "", None),
+    ("[yanked] -O2 builds crash", "", "-O2 builds crash"),  # one separator goes, not the reason's own dash
+    ("[yanked] \"><script>x</script>&", "", '"><script>x</script>&'),  # kept as written; escaped when shown
+    ("[yanked] " + "r" * 900, "", "r" * pypihub.MAX_YANK_REASON),
+    ("demo 1.1", "How to yank:\n```\nYanked: <reason>\n```\n", None),  # an example in a code block
 ])
 def test_yank_reason(title, notes, reason):
     assert pypihub.yank_reason(title, notes) == reason
+
+
+def test_a_hostile_yank_reason_is_escaped_in_html():
+    asset = pypihub.Asset("RA_h", "demo-1.0.tar.gz", "1.0", 5, "2026-01-01T00:00:00Z", "https://x",
+                          yanked='"><script>x</script>&')
+    text = pypihub.render_project_html(listing_of(asset), {}).decode()
+    assert "<script>" not in text and parse_links(text)[0][2]["data-yanked"] == '"><script>x</script>&'
+
+
+@pytest.mark.parametrize("asset, same", [
+    ({"name": "demo-1.0.tar.gz", "digest": "sha256:" + "ab" * 32}, True),
+    ({"name": "demo-1.0.tar.gz", "digest": None}, False),  # uploaded before GitHub computed digests
+    ({"name": "demo-1.0.tar.gz", "digest": "sha256:" + "AB" * 32}, False),
+    ({"name": "demo-1.0.tar.gz", "digest": "sha256:" + "ab" * 32, "state": "starter"}, False),
+    ({"name": "Demo-1.0.tar.gz", "digest": "sha256:" + "ab" * 32}, False),
+    ({"name": "demo-1.0.tar.gz", "digest": 12}, False),
+])
+def test_holds_file_only_for_the_very_same_bytes(asset, same):
+    upload = pypihub.Upload({}, "demo-1.0.tar.gz", None, 5, "ab" * 32)
+    assert pypihub.holds_file({"assets": [asset]}, upload) is same
 
 
 def test_yanked_files_render_as_pep_592():
@@ -4158,7 +4182,8 @@ def test_a_release_yanked_on_github_is_yanked_in_the_index(hub, github, demo):
 
 
 def test_an_archived_repo_is_an_archived_project_that_takes_no_uploads(hub, github, demo):
-    from pypi_simple import ProjectPage, ProjectStatus
+    pypi_simple = pytest.importorskip("pypi_simple", minversion="1.7")  # the test extra installs it
+    ProjectPage, ProjectStatus = pypi_simple.ProjectPage, pypi_simple.ProjectStatus
 
     demo[0].archived = True  # GitHub: Repository.isArchived
     as_json = hub.request("/simple/demo-pkg/", headers={"Accept": pypihub.JSON_V1})
@@ -4509,7 +4534,9 @@ def test_identical_uploads_succeed_and_different_bytes_are_refused(hub, github, 
     command = [twine_path(), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
                f"{hub.url}/legacy/", "-u", OWNER, "-p", TOKEN_A]
     run(command + files, tmp_path)
+    writes = list(github.writes)
     run(command + files, tmp_path)  # a retried CI job: the same file again succeeds, as on PyPI ...
+    assert github.writes == writes
     [release] = [r for r in demo[0].releases if r["tagName"] == "v3.2"]
     assert [a["name"] for a in release["assets"]] == ["demo_pkg-3.2-py3-none-any.whl"]  # ... and changes nothing
     other = tmp_path / "other"
@@ -4712,6 +4739,12 @@ def test_actions_publish_on_a_tag_with_the_jobs_github_token(hub, github, demo, 
     assert any(r["tagName"] == "v3.9" for r in demo[0].releases)
     pip_download(tmp_path, hub.index_url(token=JOB_TOKEN), "demo-pkg==3.9")  # its own repo: yes
     pip_download(tmp_path, hub.index_url(token=JOB_TOKEN), "lib-pkg", succeeds=False)  # another repo: no
+    if twine_path() is not None:  # the workflow's twine variant
+        sdist = write_dist(tmp_path, make_sdist("demo-pkg", "3.9"))
+        run([twine_path(), "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
+             f"{hub.url}/legacy/", "-u", OWNER, "-p", JOB_TOKEN, *sdist], tmp_path)
+        [release] = [r for r in demo[0].releases if r["tagName"] == "v3.9"]
+        assert sorted(a["name"] for a in release["assets"]) == ["demo_pkg-3.9-py3-none-any.whl", "demo_pkg-3.9.tar.gz"]
 
 
 @needs_uv
