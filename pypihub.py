@@ -67,7 +67,7 @@ from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # --- Constants ---
 
