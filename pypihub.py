@@ -19,8 +19,9 @@ clear (a warning says so at start-up when listening beyond loopback).
 
 The file reads top to bottom, each ``# --- X ---`` banner one concept: constants; errors; pure
 logic (names and files, requests, rendering, GitHub answers, uploads); the GitHub client; its
-queries; downloads; publishing; the cache; settings; the index (what a token may see, through
-the caches); the HTTP server and handler (transport only); the command line.
+queries; downloads; publishing; the cache; settings; the upstream index (--fallback-index) and
+the server's own token; the index (what a token may see, through the caches); the HTTP server
+and handler (transport only); the command line.
 """
 from __future__ import annotations
 
