@@ -320,6 +320,13 @@ def measure_one_index(latency: float) -> dict[str, object]:
     return rows
 
 
+def print_table(rows: dict[str, object]) -> None:
+    """The results as a Markdown table, keys aligned (README and bench/RESULTS.md quote them)."""
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"| {key.ljust(width)} | {value} |")
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -349,9 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.update(measure_one_index(args.latency))
     print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
     print(f"machine: {machine()}\n")
-    width = max(len(k) for k in rows)
-    for key, value in rows.items():
-        print(f"| {key.ljust(width)} | {value} |")
+    print_table(rows)
     return 0
 
 

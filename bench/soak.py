@@ -44,7 +44,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench_run  # noqa: E402  (machine(), rss_kib(), stop(); it puts the repo root on sys.path)
+import run as bench_run  # noqa: E402  (machine(), rss_kib(), stop(), print_table(); it puts the repo root on sys.path)
 import test_pypihub as t  # noqa: E402  (the fake GitHub)
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -463,9 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_run.stop(hub.process)
             github.stop()
     print("PyPIHub soak: fake GitHub latency 0, all traffic on loopback\n")
-    width = max(len(k) for k in rows)
-    for key, value in rows.items():
-        print(f"| {key.ljust(width)} | {value} |")
+    bench_run.print_table(rows)
     return 0
 
 
