@@ -18,10 +18,10 @@ as good as the operator's certificate, and without ``--certfile`` tokens cross t
 clear (a warning says so at start-up when listening beyond loopback).
 
 The file reads top to bottom, each ``# --- X ---`` banner one concept: constants; errors; pure
-logic (names and files, requests, rendering, GitHub answers, uploads); the GitHub client; its
-queries; downloads; publishing; the cache; settings; the upstream index (--fallback-index) and
-the server's own token; the index (what a token may see, through the caches); the HTTP server
-and handler (transport only); the command line.
+logic (names and files, requests, rendering, GitHub answers, uploads); the busy-thread gate; the
+GitHub client; its queries; downloads; publishing; the cache; settings; the upstream index
+(--fallback-index) and the server's own token; the index (what a token may see, through the
+caches); the HTTP server and handler (transport only); the command line.
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ import signal
 import subprocess
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -64,7 +65,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
@@ -166,6 +167,11 @@ REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; chars
 HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 TRUE_WORDS = ("1", "true", "yes", "on")
+LOG_QUEUE_BYTES = 8 * 1024 * 1024  # log lines awaiting the writer; past this (stalled stderr), dropped
+MAX_FAST_HEAD = 16 * 1024  # a request head parsed by parse_head(); longer ones go to http.server's parser
+# Linux bounds each recv/send of a blocking socket by SO_RCVTIMEO/SO_SNDTIMEO (socket(7)): no
+# poll() before every call, as a Python-level socket timeout needs. Elsewhere, settimeout().
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
 # The edges that tests inject: the wall clock, a pause, and where log lines go.
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -516,6 +522,7 @@ def sanitize_log(text: str) -> str:
 class Credentials:
     owner: str
     token: str
+    key: str = dataclasses.field(default="", repr=False, compare=False)  # Index.token_key(token), once known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -572,7 +579,88 @@ def redact(text: str, authorization: str | None) -> str:
     return text
 
 
-def head_problem(headers: email.message.Message) -> str | None:
+# RFC 9112 3 and 5: method SP origin-form target SP HTTP-version, then field lines of a token,
+# a colon and a value; here only printable ASCII values (http.server's parser takes the rest).
+FAST_REQUEST_LINE_RE = re.compile(rb"([A-Z]{1,20}) (/(?!/)[!-~]*) (HTTP/1\.[01])\r\n")
+FAST_HEADERS_RE = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ -~]*\r\n){0,100}\r\n")
+
+
+class Headers:
+    """A request's header fields as parse_head() read them, by lower-case name: the part of
+    email.message.Message's interface that http.server and this module use, at a dict's cost."""
+
+    defects: tuple = ()  # what the email parser would have found wrong: nothing, in a plain head
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
+        self._by_name: dict[str, list[str]] = {}
+        for name, value in fields:
+            self._by_name.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The first field of that name (as Message.get), else `default`."""
+        values = self._by_name.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        values = self._by_name.get(name.lower())
+        return list(values) if values else default
+
+    def __getitem__(self, name: str) -> str | None:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._by_name
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def values(self) -> list[str]:
+        return [value for _, value in self._fields]
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """A request head as parse_head() found it: its line's parts, its headers, and its length
+    past the request line."""
+
+    command: str
+    path: str
+    version: str
+    headers: Headers
+    size: int
+
+
+def parse_head(line: bytes, buffered: bytes) -> Head | None:
+    """The common request head, parsed without the email parser (http.server's costs more than
+    the rest of a warm request): a plain HTTP/1.x request line, then header lines of printable
+    ASCII, all already in `buffered`. Anything else is None and goes to http.server's parser:
+    obs-fold, bare LF, "Name : value", Latin-1 or control bytes, a target starting with //,
+    HTTP/0.9 or 2, an unfinished head. The headers are what http.server's parser gives."""
+    request = FAST_REQUEST_LINE_RE.fullmatch(line)
+    found = buffered.find(b"\r\n\r\n", 0, MAX_FAST_HEAD)
+    end = 2 if buffered.startswith(b"\r\n") else found + 4 if found >= 0 else 0
+    if request is None or not end or not FAST_HEADERS_RE.fullmatch(buffered, 0, end):
+        return None
+    fields = (raw.partition(b":") for raw in buffered[: end - 4].split(b"\r\n")) if end > 2 else ()
+    # The email parser's compat32 policy: the value without its leading blanks, trailing ones kept.
+    headers = [(name.decode(), value.lstrip(b" ").decode()) for name, _, value in fields]
+    command, path, version = (part.decode() for part in request.groups())
+    return Head(command, path, version, Headers(headers), end)
+
+
+def response_head(status: int, reason: str | None, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The status line and header fields of an answer, as one buffer (RFC 9112 4 and 5)."""
+    phrase = reason if reason is not None else BaseHTTPRequestHandler.responses.get(status, ("",))[0]
+    lines = [f"HTTP/1.1 {status} {phrase}"]
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} has a line break")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def head_problem(headers: email.message.Message | Headers) -> str | None:
     """What makes a request head unsafe to serve, as RFC 9112 sees it, or None. Behind a front
     proxy each of these can split one request into two (request smuggling): all are 400."""
     # A line that is no header (e.g. "Content-Length : 5") ends the email parser's headers there.
@@ -670,6 +758,10 @@ def unquote_segment(segment: str) -> str:
     return text
 
 
+# The common target: segments of unreserved characters (RFC 3986 2.3), none led by a dot, no query.
+PLAIN_TARGET_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
+
+
 def endpoint_of(segments: Sequence[str]) -> str:
     """The endpoint a path is routed to, as named in logs and metrics (never a project name)."""
     if segments[:1] == ("simple",) and len(segments) > 1:
@@ -683,6 +775,9 @@ def endpoint_of(segments: Sequence[str]) -> str:
 
 def parse_target(command: str | None, path: str) -> Target:
     """The endpoint, path segments and query a request line asks for; 4xx when malformed."""
+    if command in ("GET", "HEAD") and len(path) <= MAX_TARGET and PLAIN_TARGET_RE.fullmatch(path):
+        segments = tuple(path.split("/")[1:])  # nothing to decode, no query, no dot segments
+        return Target(endpoint_of(segments), segments, {})
     if command == "POST" and urllib.parse.urlsplit(path).path in UPLOAD_PATHS:
         return Target("upload")
     if command not in ("GET", "HEAD"):
@@ -1300,6 +1395,65 @@ def upload_url(release: dict, filename: str) -> str:
     return f"{base}?{urllib.parse.urlencode({'name': filename})}"
 
 
+# --- Threads: the busy-thread gate ---
+
+
+class Gate:
+    """At most `slots` threads run request work at once (--busy-threads; 0 = no limit), let in
+    first come, first served. With one thread per connection, 64 connections would otherwise
+    take turns at the GIL every few milliseconds each, and every request would wait for all of
+    them. A thread gives its turn up while it waits (released()): on GitHub, the download host,
+    another thread's load, an upload's body or a slow client, so waiting never holds a slot."""
+
+    def __init__(self, slots: int = 0) -> None:
+        self.slots = self._free = slots
+        self._lock = threading.Lock()
+        self._queue: deque[threading.Lock] = deque()  # one locked lock per waiting thread, in order
+        self._local = threading.local()
+
+    def holding(self) -> bool:
+        return getattr(self._local, "held", False)
+
+    def enter(self) -> None:
+        """Wait for a turn (at once if this thread has one)."""
+        if not self.slots or self.holding():
+            return
+        with self._lock:
+            turn = None
+            if self._free:
+                self._free -= 1
+            else:
+                turn = threading.Lock()
+                turn.acquire()
+                self._queue.append(turn)
+        if turn is not None:
+            turn.acquire()  # leave() hands its slot over by releasing it
+        self._local.held = True
+
+    def leave(self) -> None:
+        """Give the turn to the longest waiting thread (a no-op without one)."""
+        if not self.holding():
+            return
+        self._local.held = False
+        with self._lock:
+            if self._queue:
+                self._queue.popleft().release()
+            else:
+                self._free += 1
+
+    @contextlib.contextmanager
+    def released(self) -> Any:
+        """Around a wait: the turn goes to another thread meanwhile, and comes back after."""
+        if not self.holding():
+            yield
+            return
+        self.leave()
+        try:
+            yield
+        finally:
+            self.enter()
+
+
 # --- GitHub client ---
 
 
@@ -1486,7 +1640,7 @@ class GitHub:
     def __init__(self, url: str, token: str, timeout: float, rest_url: str = "",
                  calls: GitHubCalls | None = None, record: Record | None = None,
                  clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 throttle: Throttle | None = None) -> None:
+                 throttle: Throttle | None = None, gate: Gate | None = None) -> None:
         self.url, self._token, self.timeout = url, token, timeout
         self.deadline = time.monotonic() + timeout  # one for every call made for this request
         self.rest_url = rest_url or rest_base(url)
@@ -1494,6 +1648,7 @@ class GitHub:
         self.record = record or (lambda api, outcome, headers: None)
         self.clock, self.sleep = clock, sleep
         self.throttle = throttle or Throttle(clock)
+        self.gate = gate or Gate()  # given up while waiting on GitHub
 
     def query(self, query: str, variables: Mapping[str, Any]) -> dict:
         """The query's data."""
@@ -1552,20 +1707,23 @@ class GitHub:
                 pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** tries  # jittered backoff
                 if tries == MAX_RETRIES or time.monotonic() + pause >= deadline:
                     raise
-                self.sleep(pause)
+                with self.gate.released():
+                    self.sleep(pause)
         raise AssertionError("unreachable")
 
     def _call(self, api: str, request: urllib.request.Request, deadline: float,
               decode: Callable[..., Any], stream: bool = False) -> Any:
         """One exchange, counted and reported with its outcome, its answer decoded."""
-        self.throttle.enter(deadline, api)  # raises, sending nothing, while GitHub wants a pause
+        with self.gate.released():
+            self.throttle.enter(deadline, api)  # raises, sending nothing, while GitHub wants a pause
         if api == "rest":
             self.calls.rest += 1
         else:
             self.calls.graphql += 1
         headers: dict[str, str] = {}
         try:
-            status, headers, payload = self._exchange(request, deadline, stream)
+            with self.gate.released():
+                status, headers, payload = self._exchange(request, deadline, stream)
             result = decode(status, headers, payload, self.clock())
         except PyPIHubError as exc:
             self.record(api, type(exc).__name__, headers)
@@ -2375,8 +2533,10 @@ class Cache:
     by the asset and read only for assets the caller's own listing or lookup has shown it."""
 
     def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time,
-                 max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0) -> None:
+                 max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0,
+                 gate: Gate | None = None) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
+        self.gate = gate or Gate()  # given up while waiting for another thread's load
         self.max_bytes, self.size_of, self.bytes = max_bytes, size_of, 0
         self._entries: OrderedDict[Any, tuple[float, Any, int]] = OrderedDict()  # (expiry, value, bytes)
         self._flights: dict[Any, _Flight] = {}
@@ -2448,7 +2608,8 @@ class Cache:
         return value
 
     def _follow(self, flight: _Flight) -> Any:
-        flight.done.wait()
+        with self.gate.released():
+            flight.done.wait()
         if flight.error is not None:
             raise flight.error
         return flight.value
@@ -2564,6 +2725,8 @@ class Settings:
     max_client_connections: int = setting(64, "open connections from one client address; more get 503",
                                           metavar="N")
     idle_timeout: float = setting(30.0, "close idle connections after", metavar="SECONDS")
+    busy_threads: int = setting(2, "request threads doing work at once, in arrival order (one waiting "
+                                   "on GitHub or a client gives its turn up); 0 = no limit", metavar="N")
     log_format: str = setting("text", "access and event log format", choices=("text", "json"))
     fallback_index: str = setting("", "the index for every project that no configured owner has for the "
                                       "caller (e.g. https://pypi.org/simple/): a redirect, or served through "
@@ -2623,12 +2786,12 @@ class Upstream:
     --proxy-downloads they are served with file URLs leading back through PyPIHub, which streams
     exactly the files those pages named: no other URL can be asked for."""
 
-    def __init__(self, settings: Settings, clock: Clock, log: Log) -> None:
+    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate | None = None) -> None:
         self.base = settings.fallback_index.rstrip("/") + "/"
-        self.timeout, self.log = settings.upstream_timeout, log
+        self.timeout, self.log, self.gate = settings.upstream_timeout, log, gate or Gate()
         memory, size = settings.cache_memory * 1024 * 1024, settings.cache_size
         self.pages = Cache(settings.fallback_ttl, settings.stale_ttl, size, clock, memory * 10 // 100,
-                           page_bytes)
+                           page_bytes, self.gate)
 
     def url(self, project: str) -> str:
         return self.base + urllib.parse.quote(project) + "/"
@@ -2658,7 +2821,7 @@ class Upstream:
         headers = {"Accept": JSON_V1, "User-Agent": USER_AGENT}
         request = urllib.request.Request(self.url(project), headers=headers)
         try:  # no credentials go upstream: it is public
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self.gate.released(), urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data, page_url = response.read(MAX_UPSTREAM_PAGE + 1), response.geturl()
         except urllib.error.HTTPError as exc:
             exc.close()
@@ -2735,23 +2898,26 @@ class Index:
     has no socket of its own: the HTTP server in front of it is a separate layer."""
 
     def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 log: Log = lambda message: None, own_token: TokenSource | None = None) -> None:
+                 log: Log = lambda message: None, own_token: TokenSource | None = None,
+                 gate: Gate | None = None) -> None:
         self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
-        self.own_token = own_token
-        self.upstream = Upstream(settings, clock, log) if settings.fallback_index else None
+        self.own_token, self.gate = own_token, gate or Gate()  # the gate: see Gate
+        self.rest_url = settings.rest_url or rest_base(settings.graphql_url)
+        self.upstream = Upstream(settings, clock, log, self.gate) if settings.fallback_index else None
         self._private: OrderedDict[str, None] = OrderedDict()  # names served from GitHub, to any token
         self._private_lock = threading.Lock()
         ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
         # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
-        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes)
-        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes)
+        gate = self.gate
+        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes, gate)
+        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes, gate)
         # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
         # handed out only for assets the caller's own listing or node lookup has shown it.
-        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300)
+        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300, gate)
         self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
-                              lambda metadata: len(metadata.compressed) + 400)
+                              lambda metadata: len(metadata.compressed) + 400, self.gate)
         # What decides "not ours" for --fallback-index: fresh answers only, never stale ones.
-        self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes)
+        self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes, self.gate)
         self.throttles = Throttles(clock, size * 4)
         self.usage = GitHubUsage(clock, log)
         self._publishing = KeyedLocks()
@@ -2765,7 +2931,8 @@ class Index:
         with self._private_lock:  # one re-read at a time, once per rejection
             if self.throttles.of(self.token_key(self.own_token.token)).rejected_until > self.clock():
                 try:
-                    self.own_token.read_again()
+                    with self.gate.released():  # it may run a command
+                        self.own_token.read_again()
                 except ConfigError as exc:
                     raise Unauthorized(f"The server's own token could not be read again ({exc}).") from None
             return Credentials("", self.own_token.token)
@@ -2778,13 +2945,20 @@ class Index:
             raise Forbidden("This index does not serve that owner.")
         if not creds.owner and not served:
             raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
-        throttle = self.throttles.of(self.token_key(creds.token))
-        return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, settings.rest_url, calls,
-                      self.usage.record, self.clock, self.sleep, throttle)
+        throttle = self.throttles.of(self.key_of(creds))
+        return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, self.rest_url, calls,
+                      self.usage.record, self.clock, self.sleep, throttle, self.gate)
 
     def token_key(self, token: str) -> str:
         """A keyed hash of the token: cache keys never hold the token itself."""
         return hmac.new(self._key_salt, token.encode(), hashlib.sha256).hexdigest()
+
+    def with_key(self, creds: Credentials) -> Credentials:
+        """The credentials with their token key, for a caller that keeps them (a connection)."""
+        return dataclasses.replace(creds, key=self.key_of(creds))
+
+    def key_of(self, creds: Credentials) -> str:
+        return creds.key or self.token_key(creds.token)
 
     def owners(self, creds: Credentials) -> list[str]:
         """Where a project is looked for: the Basic Auth owner, or (for a reserved user name) the
@@ -2818,7 +2992,7 @@ class Index:
         """/simple/ in `media` (for a reserved user, the configured owners' projects), and its ETag."""
         projects: dict[str, str] = {}
         for owner in reversed(self.owners(creds)):  # the first owner's name wins
-            projects.update(self.projects(github, Credentials(owner, creds.token)))
+            projects.update(self.projects(github, dataclasses.replace(creds, owner=owner)))
         body = render_root(sorted(projects), media)
         return body, quote_etag(body + media.encode())
 
@@ -2828,7 +3002,7 @@ class Index:
         repo names and project index decide first, at no call per name, which owners may have it."""
         missing = NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} for this token.")
         for owner in self.owners(creds):
-            concrete = Credentials(owner, creds.token)
+            concrete = creds if owner == creds.owner else dataclasses.replace(creds, owner=owner)
             one_index = self.upstream is not None or not creds.owner
             if one_index and not self._may_have(github, concrete, project):
                 continue
@@ -2848,26 +3022,26 @@ class Index:
         raise missing
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
-        key = ("listing", self.token_key(creds.token), creds.owner.lower(), project)
+        key = ("listing", self.key_of(creds), creds.owner.lower(), project)
         found = self.listings.get_or_load(key, lambda: self._load_listing(github, creds, project), self.log)
         if isinstance(found, NotFound):
             raise type(found)(found.message)
         return found
 
     def repo_names(self, github: GitHub, creds: Credentials) -> tuple[frozenset[str], bool]:
-        key = ("names", self.token_key(creds.token), creds.owner.lower())
+        key = ("names", self.key_of(creds), creds.owner.lower())
         return self.listings.get_or_load(key, lambda: fetch_repo_names(github, creds.owner), self.log)
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         """Project -> repo for the owner's recently pushed repos that this token can see."""
-        key = ("projects", self.token_key(creds.token), creds.owner.lower())
+        key = ("projects", self.key_of(creds), creds.owner.lower())
         return self.listings.get_or_load(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
 
     def _may_have(self, github: GitHub, creds: Credentials, project: str) -> bool:
         """Whether the owner may have the project for this token. "No" is trusted only from fresh
         answers: when GitHub fails, the error stands (never a stale "not ours", which would send
         a private name to --fallback-index)."""
-        token, owner = self.token_key(creds.token), creds.owner.lower()
+        token, owner = self.key_of(creds), creds.owner.lower()
         names, complete = self.negatives.get_or_load(("names", token, owner),
                                                      lambda: fetch_repo_names(github, creds.owner), self.log)
         spellings = {normalize(name) for name in repo_candidates(project, self.settings.repo_map)} | {project}
@@ -2888,7 +3062,7 @@ class Index:
         """repo() in the first of the caller's owners that has the project."""
         for owner in self.owners(creds):
             try:
-                return self.repo(github, Credentials(owner, creds.token), project)
+                return self.repo(github, dataclasses.replace(creds, owner=owner), project)
             except Moved:
                 raise
             except NotFound:
@@ -2936,9 +3110,10 @@ class Index:
     def _read_metadata(self, github: GitHub, creds: Credentials, link: AssetLink) -> CoreMetadata:
         timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
         try:
-            data: bytes | None = self._reaching(
-                github, creds, link, lambda good: read_wheel_metadata(good, timeout),
-                lambda answer: read_streamed_metadata(answer, link.filename), {})
+            with self.gate.released():  # Range reads from the download host
+                data: bytes | None = self._reaching(
+                    github, creds, link, lambda good: read_wheel_metadata(good, timeout),
+                    lambda answer: read_streamed_metadata(answer, link.filename), {})
         except MetadataTooLarge:
             data = None
         metadata = parse_core_metadata(data) if data is not None else NO_METADATA
@@ -3001,12 +3176,12 @@ class Index:
         dist, settings = check_upload(upload), self.settings
         github.renew()  # the body took its own time: GitHub gets --upstream-timeout from here
         repo = upload.repo or self.owned_repo(github, creds, dist.project)
-        creds = Credentials(repo_owner(repo, creds.owner), creds.token)
+        creds = dataclasses.replace(creds, owner=repo_owner(repo, creds.owner))
         publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
                               settings.upload_timeout)
         with self._publishing.hold((creds.owner.lower(), str(repo["name"]).lower(), dist.version.lower())):
             publisher.publish(upload, dist)
-        token = self.token_key(creds.token)
+        token = self.key_of(creds)
         self.listings.discard(("listing", token, creds.owner.lower(), dist.project))
         self.listings.discard(("projects", token, creds.owner.lower()))
 
@@ -3069,7 +3244,7 @@ class Index:
         return link
 
     def _link_key(self, creds: Credentials, node_id: str) -> tuple[str, str]:
-        return self.token_key(creds.token), node_id
+        return self.key_of(creds), node_id
 
     def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str,
                       url_needed: bool) -> AssetLink:
@@ -3166,6 +3341,108 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+class HttpDate:
+    """The Date header's value (RFC 9110 6.6.1), formatted once a second, not for every answer."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._last = (-1, "")  # (second, its text), replaced as a whole
+
+    def __call__(self) -> str:
+        second, last = int(self.clock()), self._last
+        if last[0] != second:
+            last = self._last = (second, email.utils.formatdate(second, usegmt=True))
+        return last[1]
+
+
+class LogWriter:
+    """The log's one writer thread. A request hands its line over and goes on (a flushed write
+    of its own would cost it a syscall, and a stalled stderr would stall it); the writer writes
+    lines in batches, in the order they came. Past LOG_QUEUE_BYTES waiting, lines are dropped
+    and counted, never waited for. close() writes everything handed over before it; after it,
+    lines are written at once."""
+
+    def __init__(self, write: Callable[[list[str]], None], limit: int = LOG_QUEUE_BYTES) -> None:
+        self.write, self.limit = write, limit
+        self._lines: deque[str] = deque()
+        self._ready = threading.Condition()
+        self.waiting = self.handed = self.done = self.dropped = self.reported = 0
+        self.closing = False
+        self._thread = threading.Thread(target=self._run, name="pypihub-log", daemon=True)
+        self._thread.start()
+
+    def put(self, line: str) -> None:
+        with self._ready:
+            if self.closing:
+                return self._write([line])
+            if self.waiting + len(line) > self.limit:
+                self.dropped += 1
+                return None
+            self._lines.append(line)
+            self.waiting += len(line)
+            self.handed += 1
+            if len(self._lines) == 1:
+                self._ready.notify_all()
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._lines or self.closing)
+                batch, lost = list(self._lines), self.dropped - self.reported
+                self._lines.clear()
+                self.waiting, self.reported = 0, self.dropped
+            if lost:
+                batch.append(f"{lost} log line(s) dropped: the log could not keep up")
+            if batch:
+                self._write(batch)
+            with self._ready:
+                self.done += len(batch) - bool(lost)
+                self._ready.notify_all()
+                if self.closing and not self._lines:
+                    return
+
+    def _write(self, batch: list[str]) -> None:
+        try:
+            self.write(batch)
+        except (OSError, ValueError):  # stderr closed: nowhere left to say so
+            pass
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every line handed over so far is written."""
+        with self._ready:
+            target = self.handed
+            return self._ready.wait_for(lambda: self.done >= target, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._ready:
+            self.closing = True
+            self._ready.notify_all()
+        self._thread.join(timeout)
+
+
+def write_stderr(lines: list[str]) -> None:
+    sys.stderr.write("".join(line + "\n" for line in lines))
+    sys.stderr.flush()
+
+
+class KernelTimeoutIO(socket.SocketIO):
+    """A connection's reader when SO_RCVTIMEO bounds its reads (KERNEL_TIMEOUTS): the kernel's
+    EAGAIN, which SocketIO reports as "no data yet", is the timeout that it is."""
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        if count is None:
+            raise socket.timeout("timed out")
+        return count
+
+
+def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    interval = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+
+
 class Handler(BaseHTTPRequestHandler):
     """One connection's requests, one at a time: HTTP in, calls on the server's index, HTTP out.
 
@@ -3181,16 +3458,24 @@ class Handler(BaseHTTPRequestHandler):
     # What the access log reads, also for a request line http.server could not parse.
     command: str | None = None
     path = ""
+    signed_in: tuple[str, Credentials] | None = None  # this connection's last Authorization, parsed
 
     def setup(self) -> None:
         self.timeout = self.head_timeout = self.server.settings.idle_timeout
+        kernel = KERNEL_TIMEOUTS and self.server.tls is None
+        if kernel:
+            self.timeout = None  # no Python-level timeout: the kernel's bounds each call
         super().setup()
+        if kernel:
+            set_kernel_timeouts(self.connection, self.head_timeout)
+            self.rfile.close()  # the socket stays open: this is only its reader
+            self.rfile = io.BufferedReader(KernelTimeoutIO(self.connection, "rb"))
 
     def handle(self) -> None:
         try:
             super().handle()
-        except (ConnectionError, ssl.SSLError, socket.timeout, TimeoutError):
-            self.close_connection = True
+        except (ConnectionError, BlockingIOError, ssl.SSLError, socket.timeout, TimeoutError):
+            self.close_connection = True  # BlockingIOError: SO_SNDTIMEO ran out during a write
 
     def handle_one_request(self) -> None:
         # Idle or trickling, a connection has head_timeout for the whole request head (and, over
@@ -3199,17 +3484,40 @@ class Handler(BaseHTTPRequestHandler):
         try:
             super().handle_one_request()
         finally:
+            self.server.gate.leave()
             self.server.head_done(self.connection)
 
     def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
+        """The request head, by parse_head() when it is plain and has all arrived, else by
+        http.server's parser; then its checks. The gate is entered once the head is in: the
+        request's work, up to its answer being written and logged, is done holding it."""
+        line = self.raw_requestline
+        plain = line.endswith((b" HTTP/1.1\r\n", b" HTTP/1.0\r\n"))  # else no header lines need follow
+        buffered = self.rfile.peek() if plain else b""  # waits, if need be, for the rest of the head
+        self.server.gate.enter()
+        head = parse_head(line, buffered) if plain else None
+        if head is not None:
+            self.adopt_head(head)
+        else:
+            with self.server.gate.released():  # it reads the head's lines as they come
+                if not super().parse_request():
+                    return False
         self.server.head_done(self.connection)
         problem = head_problem(self.headers)
         if problem:
             self.send_error(400, problem)
             return False
-        return True
+        return True  # Expect: 100-continue is upload()'s to answer (see handle_expect_100)
+
+    def adopt_head(self, head: Head) -> None:
+        """What http.server's parse_request() sets, from a head parse_head() read."""
+        self.rfile.read(head.size)  # already buffered
+        self.command, self.path, self.request_version = head.command, head.path, head.version
+        self.requestline = self.raw_requestline.rstrip(b"\r\n").decode("latin-1")
+        self.headers = head.headers
+        connection = self.headers.get("Connection", "").lower()
+        self.close_connection = connection == "close" or (head.version == "HTTP/1.0"
+                                                          and connection != "keep-alive")
 
     def handle_expect_100(self) -> bool:
         return True  # "100 Continue" is sent by upload(), once the head has passed its checks
@@ -3258,7 +3566,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, target: Target, calls: GitHubCalls) -> Answer:
         if target.endpoint == "upload":
-            return self.upload(calls)
+            with self.server.gate.released():  # its body, spooled, then GitHub: all waiting
+                return self.upload(calls)
         if self.has_body():
             raise BadRequest("GET and HEAD requests take no body.")
         segments = target.segments
@@ -3284,8 +3593,11 @@ class Handler(BaseHTTPRequestHandler):
         """The caller's credentials (or, without any, the server's own in no-credentials mode) and
         their GitHub session, or 401/403."""
         header, index = self.headers.get("Authorization"), self.server.index
-        if header or index.own_token is None:
-            creds = parse_credentials(header)
+        if header and self.signed_in and self.signed_in[0] == header:
+            creds = self.signed_in[1]  # keep-alive: the same header, parsed and keyed once
+        elif header or index.own_token is None:
+            creds = index.with_key(parse_credentials(header))
+            self.signed_in = (header, creds)
         else:
             refuse_foreign_page(self.command, self.headers)
             creds = index.own_credentials()
@@ -3325,7 +3637,8 @@ class Handler(BaseHTTPRequestHandler):
                                                ("ETag", f'"{metadata.sha256[:32]}"'),
                                                ("Cache-Control", "private, max-age=86400")])
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        return index.download(github, creds, node_id, filename, self.command or "GET", forward)
+        with self.server.gate.released():  # a file: GitHub and the download host, little work here
+            return index.download(github, creds, node_id, filename, self.command or "GET", forward)
 
     def upstream_file(self, project: str, key: str, filename: str, calls: GitHubCalls) -> Answer:
         """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
@@ -3338,7 +3651,8 @@ class Handler(BaseHTTPRequestHandler):
         index = self.server.index
         if not index.may_be_public(project):
             raise NotFound(NO_SUCH_FILE)
-        return index.upstream.file(project, key, filename, self.command or "GET", forward)
+        with self.server.gate.released():
+            return index.upstream.file(project, key, filename, self.command or "GET", forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
@@ -3381,38 +3695,41 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_answer(self, answer: Answer) -> int:
         """Send the answer; the body bytes sent."""
-        self.send_response_only(answer.status, answer.reason)
-        self.send_header("Server", self.version_string())
-        self.send_header("Date", self.date_time_string())
-        for name, value in answer.headers:
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} has a line break")
-            if name.lower() not in ("content-length", "transfer-encoding"):
-                self.send_header(name, value)
+        headers = [("Server", self.server_version), ("Date", self.server.date())]
+        headers += [(n, v) for n, v in answer.headers
+                    if n.lower() not in ("content-length", "transfer-encoding")]
         length = answer.length if answer.stream is not None or answer.length is not None else len(answer.body)
         chunked = length is None and self.request_version == "HTTP/1.1"
         if chunked:
-            self.send_header("Transfer-Encoding", "chunked")  # so that a cut-off body shows as one
+            headers.append(("Transfer-Encoding", "chunked"))  # so that a cut-off body shows as one
         elif length is None:
             self.close_connection = True  # HTTP/1.0: the end of the body is the end of the connection
         elif answer.status != 304:  # RFC 9110 8.6: a 304 gives no length other than the 200's
-            self.send_header("Content-Length", str(length))
+            headers.append(("Content-Length", str(length)))
         if self.close_connection:
-            self.send_header("Connection", "close")
+            headers.append(("Connection", "close"))
+        head = response_head(answer.status, answer.reason, headers)
+        if self.request_version == "HTTP/0.9":
+            head = b""  # HTTP/0.9 answers are the body alone
         with_body = self.command != "HEAD" and answer.status not in (204, 304)
-        if answer.stream is None and with_body and hasattr(self, "_headers_buffer"):  # not for HTTP/0.9
-            # Headers and body in one write: one syscall, and no delayed-ACK stall (what
-            # end_headers() does, with the body appended to its buffer).
-            self._headers_buffer.extend([b"\r\n", answer.body])
-            self.flush_headers()
-            return len(answer.body)
-        self.end_headers()
-        if not with_body:
-            return 0
         if answer.stream is None:
-            self.wfile.write(answer.body)
-            return len(answer.body)
-        return copy_stream(answer.stream, self.wfile, length, chunked)
+            # Head and body in one write: one syscall, and no delayed-ACK stall.
+            self.write_now(head + answer.body if with_body else head)
+            return len(answer.body) if with_body else 0
+        self.write_now(head)
+        with self.server.gate.released():
+            return copy_stream(answer.stream, self.wfile, length, chunked) if with_body else 0
+
+    def write_now(self, data: bytes) -> None:
+        """Write `data`, keeping the gate while the socket takes it all at once (the common case:
+        its send buffer has room), giving it up while a slow client makes the write wait."""
+        sent = 0
+        if self.server.tls is None and hasattr(socket, "MSG_DONTWAIT"):
+            with contextlib.suppress(BlockingIOError):
+                sent = self.connection.send(data, socket.MSG_DONTWAIT)
+        if sent < len(data):
+            with self.server.gate.released():
+                self.wfile.write(memoryview(data)[sent:])
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""
@@ -3469,10 +3786,13 @@ class PyPIHubServer(ThreadingHTTPServer):
     def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
                  sink: Log | None = None, own_token: TokenSource | None = None) -> None:
         self.settings, self.clock = settings, clock
-        self.sink = sink or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log_writer = LogWriter((lambda lines: [sink(line) for line in lines]) if sink else write_stderr)
         self.metrics = Metrics()
-        self.index = Index(settings, clock, sleep, self.log, own_token)
-        self._state = threading.Condition()
+        self.gate = Gate(settings.busy_threads)
+        self.date = HttpDate(clock)
+        self.index = Index(settings, clock, sleep, self.log, own_token, self.gate)
+        self._state = threading.Lock()  # counts and head deadlines
+        self._drained = threading.Condition(self._state)
         self.connections = self.overflow = self.busy = 0
         self.clients: dict[str, int] = {}  # open connections by client address
         self.overflows: dict[str, int] = {}  # of those, past the caps
@@ -3484,16 +3804,24 @@ class PyPIHubServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((settings.host, settings.port), Handler)
 
-    # Logging: one line per event, text or JSON (--log-format).
+    # Logging: one line per event, text or JSON (--log-format), through the log's writer thread.
     def emit(self, text: str, record: Mapping[str, Any]) -> None:
         if self.settings.log_format == "json":
             moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
-            self.sink(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
+            self.log_writer.put(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
         else:
-            self.sink(sanitize_log(text))
+            self.log_writer.put(sanitize_log(text))
 
     def log(self, message: str) -> None:
         self.emit(message, {"message": message})
+
+    def flush_log(self, timeout: float = 10.0) -> bool:
+        """Wait until every line logged so far is written."""
+        return self.log_writer.flush(timeout)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.log_writer.close()  # what was logged is written; later lines are written at once
 
     # Connections: caps, head deadlines, and a drain for graceful shutdown.
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -3597,7 +3925,7 @@ class PyPIHubServer(ThreadingHTTPServer):
         with self._state:
             self.busy += delta
             if self.stopping:  # only drain() waits for this
-                self._state.notify_all()
+                self._drained.notify_all()
 
     def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for requests in progress to finish."""
@@ -3605,7 +3933,7 @@ class PyPIHubServer(ThreadingHTTPServer):
         with self._state:
             self.stopping = True
             while self.busy and deadline > time.monotonic():
-                self._state.wait(deadline - time.monotonic())
+                self._drained.wait(deadline - time.monotonic())
             return self.busy == 0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -3616,6 +3944,7 @@ class PyPIHubServer(ThreadingHTTPServer):
         lines = self.metrics.metric_lines()
         lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
         lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
+        lines += metric_lines("pypihub_log_lines_dropped_total", "counter", [("", self.log_writer.dropped)])
         return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
 

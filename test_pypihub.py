@@ -951,7 +951,7 @@ SETTING_SAMPLES = {
     "keyfile": ("k.pem", "k.pem"), "upstream_timeout": ("2.5", 2.5), "cache_ttl": ("0", 0.0),
     "stale_ttl": ("30", 30.0), "cache_size": ("7", 7), "proxy_downloads": ("yes", True),
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
-    "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "log_format": ("json", "json"),
+    "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "busy_threads": ("3", 3), "log_format": ("json", "json"),
     "upload_timeout": ("60", 60.0), "max_client_connections": ("3", 3), "max_uploads": ("2", 2),
     "cache_memory": ("32", 32), "fallback_index": ("https://pypi.example/simple/", "https://pypi.example/simple/"),
     "private_names": ("acme-* internal-*", ("acme-*", "internal-*")), "fallback_ttl": ("30", 30.0),
@@ -2149,6 +2149,7 @@ class Hub:
         connection.close()
         self.answers.append(repr(response.headers).encode() + response.body)
         wait_until(lambda: self.logged() > logged, 5)  # each request is logged after its body is sent
+        self.server.flush_log()  # ... by the log's writer thread
         return response
 
     def stop(self) -> None:
