@@ -67,7 +67,7 @@ import zipfile
 import zlib
 from collections import OrderedDict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, NoReturn, Sequence
 
 __version__ = "0.3.0"
 
@@ -168,6 +168,7 @@ HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 TRUE_WORDS = ("1", "true", "yes", "on")
 LOG_QUEUE_BYTES = 8 * 1024 * 1024  # log lines awaiting the writer; past this (stalled stderr), dropped
+LOG_INTERVAL = 0.05  # seconds between the log writer's writes
 MAX_FAST_HEAD = 16 * 1024  # a request head parsed by parse_head(); longer ones go to http.server's parser
 # Linux bounds each recv/send of a blocking socket by SO_RCVTIMEO/SO_SNDTIMEO (socket(7)): no
 # poll() before every call, as a Python-level socket timeout needs. Elsewhere, settimeout().
@@ -345,7 +346,7 @@ class Listing:
     files: tuple[Asset, ...]
     archived: bool = False  # PEP 792: an archived GitHub repo is an archived project
     # Rendered pages by media type: a cached listing is rendered once, not on every hit.
-    pages: dict[str, tuple[frozenset, bytes, str]] = dataclasses.field(
+    pages: dict[str, tuple[int, frozenset, bytes, str]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
 
 
@@ -525,13 +526,12 @@ class Credentials:
     key: str = dataclasses.field(default="", repr=False, compare=False)  # Index.token_key(token), once known
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):  # a tuple: made for every request, at a tuple's cost
     """What a request line asks for: the endpoint (for logs and metrics), path and query."""
 
     endpoint: str
-    segments: tuple[str, ...] = ()
-    query: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
+    segments: tuple[str, ...]
+    query: Mapping[str, list[str]]
 
 
 @dataclasses.dataclass
@@ -619,8 +619,7 @@ class Headers:
         return [value for _, value in self._fields]
 
 
-@dataclasses.dataclass(frozen=True)
-class Head:
+class Head(NamedTuple):
     """A request head as parse_head() found it: its line's parts, its headers, and its length
     past the request line."""
 
@@ -642,11 +641,11 @@ def parse_head(line: bytes, buffered: bytes) -> Head | None:
     end = 2 if buffered.startswith(b"\r\n") else found + 4 if found >= 0 else 0
     if request is None or not end or not FAST_HEADERS_RE.fullmatch(buffered, 0, end):
         return None
-    fields = (raw.partition(b":") for raw in buffered[: end - 4].split(b"\r\n")) if end > 2 else ()
+    lines = buffered[: end - 4].decode("ascii").split("\r\n") if end > 2 else ()
     # The email parser's compat32 policy: the value without its leading blanks, trailing ones kept.
-    headers = [(name.decode(), value.lstrip(b" ").decode()) for name, _, value in fields]
-    command, path, version = (part.decode() for part in request.groups())
-    return Head(command, path, version, Headers(headers), end)
+    headers = [(name, value.lstrip(" ")) for name, _, value in (raw.partition(":") for raw in lines)]
+    command, path, version = request.group(1, 2, 3)
+    return Head(command.decode(), path.decode(), version.decode(), Headers(headers), end)
 
 
 def response_head(status: int, reason: str | None, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -666,7 +665,8 @@ def head_problem(headers: email.message.Message | Headers) -> str | None:
     # A line that is no header (e.g. "Content-Length : 5") ends the email parser's headers there.
     if any(isinstance(d, email.errors.MissingHeaderBodySeparatorDefect) for d in headers.defects):
         return "A header line is malformed."
-    if any("\n" in value or "\r" in value for value in headers.values()):
+    plain = isinstance(headers, Headers)  # parse_head() takes no folded line
+    if not plain and any("\n" in value or "\r" in value for value in headers.values()):
         return "Folded header lines (obs-fold) are not accepted."
     lengths = headers.get_all("Content-Length") or []
     if len(lengths) > 1:
@@ -682,6 +682,8 @@ def loggable_target(target: str) -> str:
     """A request target (or a line quoting one) without userinfo: an absolute-form target such
     as http://owner:TOKEN@host/simple/ (or //owner:TOKEN@host/, which http.server folds to
     /owner:TOKEN@host/) must not put the token into the log."""
+    if "@" not in target:
+        return target
     target = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
     return re.sub(r"(?<=/)[^/\s]*:[^\s]*@", "", target)
 
@@ -779,7 +781,7 @@ def parse_target(command: str | None, path: str) -> Target:
         segments = tuple(path.split("/")[1:])  # nothing to decode, no query, no dot segments
         return Target(endpoint_of(segments), segments, {})
     if command == "POST" and urllib.parse.urlsplit(path).path in UPLOAD_PATHS:
-        return Target("upload")
+        return Target("upload", (), {})
     if command not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"{command} is not supported here; use GET or HEAD (POST / to upload).")
     if not path.startswith("/"):
@@ -911,16 +913,22 @@ def render_project_json(listing: Listing, metadata: Mapping[str, CoreMetadata]) 
     return json.dumps(page, indent=1).encode()
 
 
-def rendered_page(listing: Listing, media: str, metadata: Mapping[str, CoreMetadata]) -> tuple[bytes, str]:
+def rendered_page(listing: Listing, media: str, metadata_of: Callable[[], Mapping[str, CoreMetadata]],
+                  generation: int = -1) -> tuple[bytes, str]:
     """The page in `media` and its ETag. A page depends on the listing and on which of its
-    wheels' METADATA is known, so one rendering per media type is kept, redone when that changes."""
-    known = frozenset(metadata)
+    wheels' METADATA is known, so one rendering per media type is kept, redone when that changes;
+    which is known is looked up again only when the METADATA cache's `generation` has changed."""
     page = listing.pages.get(media)
-    if page is None or page[0] != known:
+    if page is not None and page[0] == generation >= 0:
+        return page[2], page[3]
+    metadata = metadata_of()
+    known = frozenset(metadata)
+    if page is None or page[1] != known:
         render = render_project_json if media == JSON_V1 else render_project_html
         body = render(listing, metadata)
-        page = listing.pages[media] = (known, body, quote_etag(body + media.encode()))
-    return page[1], page[2]
+        page = (generation, known, body, quote_etag(body + media.encode()))
+    listing.pages[media] = (generation, *page[1:])
+    return page[2], page[3]
 
 
 def render_root(projects: Sequence[str], media: str) -> bytes:
@@ -2542,6 +2550,7 @@ class Cache:
         self._flights: dict[Any, _Flight] = {}
         self._lock = threading.Lock()
         self.stats = {"hits": 0, "misses": 0, "coalesced": 0, "stale": 0}
+        self.generation = 0  # changes whenever an entry is stored or dropped
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -2558,6 +2567,7 @@ class Cache:
     def discard(self, key: Any) -> None:
         with self._lock:
             self.bytes -= self._entries.pop(key, (0, None, 0))[2]
+            self.generation += 1
 
     def get(self, key: Any, stale: bool = False) -> Any:
         """The value stored under `key` while it is fresh (or, with `stale`, up to `stale_ttl`
@@ -2581,6 +2591,7 @@ class Cache:
         with self._lock:
             self.bytes += cost - self._entries.pop(key, (0, None, 0))[2]
             self._entries[key] = (expiry, value, cost)
+            self.generation += 1
             while len(self._entries) > self.size or self.bytes > self.max_bytes:
                 self.bytes -= self._entries.popitem(last=False)[1][2]
 
@@ -2979,7 +2990,8 @@ class Index:
             if not self.settings.proxy_downloads:
                 return self.upstream.url(project)
             return self.upstream.page(project, media)
-        return rendered_page(listing, media, self._known_metadata(listing))
+        known = lambda: self._known_metadata(listing)  # noqa: E731
+        return rendered_page(listing, media, known, self.metadata.generation)
 
     def may_be_public(self, project: str) -> bool:
         """Whether a name that is not ours for this caller may come from --fallback-index: not one
@@ -3000,7 +3012,7 @@ class Index:
         """The project's listing from the first owner that has it for this token; files are never
         merged across owners. In one-index mode (a reserved user, or --fallback-index), an owner's
         repo names and project index decide first, at no call per name, which owners may have it."""
-        missing = NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} for this token.")
+        missing: NotFound | None = None
         for owner in self.owners(creds):
             concrete = creds if owner == creds.owner else dataclasses.replace(creds, owner=owner)
             one_index = self.upstream is not None or not creds.owner
@@ -3016,10 +3028,11 @@ class Index:
             if one_index and not listing.files:  # a repo without Python files has no project of that name
                 missing = NotFound(f"{owner}'s repo for {project} has no Python files for this token.")
                 continue
-            if listing.files:  # an empty repo makes no name private
+            if listing.files and self.upstream is not None:  # an empty repo makes no name private
                 self._remember_private(project)
             return listing
-        raise missing
+        raise missing or NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} "
+                                  "for this token.")
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.key_of(creds), creds.owner.lower(), project)
@@ -3358,49 +3371,53 @@ class HttpDate:
 class LogWriter:
     """The log's one writer thread. A request hands its line over and goes on (a flushed write
     of its own would cost it a syscall, and a stalled stderr would stall it); the writer writes
-    lines in batches, in the order they came. Past LOG_QUEUE_BYTES waiting, lines are dropped
-    and counted, never waited for. close() writes everything handed over before it; after it,
-    lines are written at once."""
+    what came, in order, in one write every LOG_INTERVAL or sooner when asked (flush()). Past
+    LOG_QUEUE_BYTES waiting, lines are dropped and counted, never waited for. close() writes
+    everything handed over before it; after it, lines are written at once."""
 
-    def __init__(self, write: Callable[[list[str]], None], limit: int = LOG_QUEUE_BYTES) -> None:
-        self.write, self.limit = write, limit
-        self._lines: deque[str] = deque()
-        self._ready = threading.Condition()
-        self.waiting = self.handed = self.done = self.dropped = self.reported = 0
-        self.closing = False
+    def __init__(self, write: Callable[[list[str]], None], limit: int = LOG_QUEUE_BYTES,
+                 interval: float = LOG_INTERVAL) -> None:
+        self.write, self.limit, self.interval = write, limit, interval
+        self._lines: list[str] = []
+        self._lock = threading.Lock()  # guards the lines and counts; the writer holds it to swap them
+        self._wake = threading.Event()
+        self._written = threading.Condition()
+        self.waiting = self.handed = self.done = self.dropped = 0
+        self.closing = self.stopped = False
         self._thread = threading.Thread(target=self._run, name="pypihub-log", daemon=True)
         self._thread.start()
 
     def put(self, line: str) -> None:
-        with self._ready:
-            if self.closing:
-                return self._write([line])
-            if self.waiting + len(line) > self.limit:
+        with self._lock:
+            if self.stopped:
+                self._write([line])
+            elif self.waiting + len(line) > self.limit:
                 self.dropped += 1
-                return None
-            self._lines.append(line)
-            self.waiting += len(line)
-            self.handed += 1
-            if len(self._lines) == 1:
-                self._ready.notify_all()
-        return None
+            else:
+                self._lines.append(line)
+                self.waiting += len(line)
+                self.handed += 1
 
     def _run(self) -> None:
-        while True:
-            with self._ready:
-                self._ready.wait_for(lambda: self._lines or self.closing)
-                batch, lost = list(self._lines), self.dropped - self.reported
-                self._lines.clear()
-                self.waiting, self.reported = 0, self.dropped
-            if lost:
-                batch.append(f"{lost} log line(s) dropped: the log could not keep up")
-            if batch:
-                self._write(batch)
-            with self._ready:
-                self.done += len(batch) - bool(lost)
-                self._ready.notify_all()
-                if self.closing and not self._lines:
-                    return
+        reported, closing = 0, False
+        while not closing:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._lock:
+                batch, self._lines, self.waiting = self._lines, [], 0
+                lost, reported, closing = self.dropped - reported, self.dropped, self.closing
+            if batch or lost:
+                self._write(batch + [f"{lost} log line(s) dropped: the log could not keep up"] * bool(lost))
+            with self._written:
+                self.done += len(batch)
+                self._written.notify_all()
+        with self._lock:  # what came during the last write; from now on, put() writes
+            rest, self._lines, self.stopped = self._lines, [], True
+            if rest:
+                self._write(rest)
+        with self._written:
+            self.done += len(rest)
+            self._written.notify_all()
 
     def _write(self, batch: list[str]) -> None:
         try:
@@ -3410,14 +3427,15 @@ class LogWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every line handed over so far is written."""
-        with self._ready:
-            target = self.handed
-            return self._ready.wait_for(lambda: self.done >= target, timeout)
+        target = self.handed
+        self._wake.set()
+        with self._written:
+            return self._written.wait_for(lambda: self.done >= target, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        with self._ready:
+        with self._lock:
             self.closing = True
-            self._ready.notify_all()
+        self._wake.set()
         self._thread.join(timeout)
 
 

@@ -864,7 +864,7 @@ def test_listing_size_estimate_covers_what_python_holds():
                                 None, n, n) for n in range(300))
     listing = pypihub.Listing("wide", OWNER, "wide", files)
     for media in (pypihub.TEXT_HTML, pypihub.HTML_V1, pypihub.JSON_V1):
-        pypihub.rendered_page(listing, media, {})
+        pypihub.rendered_page(listing, media, dict)
     held = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
     estimate = pypihub.listing_bytes(listing)

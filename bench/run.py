@@ -2,17 +2,33 @@
 """PyPIHub benchmark: the test suite's fake GitHub (with a per-call latency), PyPIHub as its own
 process, and a load generator; prints one table.
 
-    python3 bench/run.py [--latency 0.15] [--seconds 5] [--big-mib 1024]
+    python3 bench/run.py [--latency 0.15] [--seconds 5] [--big-mib 1024] [--rounds 3]
+                         [--peer-python /tmp/peer/bin/python] [--pypihub-flags "--busy-threads 2"] [--quick]
 
-Load comes from wrk and downloads from curl when they are installed (apt-get install wrk curl).
-Needs the test tools (python3 -m pip install '.[test]'); compares against pypiserver serving the
-same files from disk when it is installed (python3 -m pip install pypiserver). Everything runs on
-loopback. Numbers measure this machine; README quotes them with the machine they came from.
+Load comes from wrk and downloads from curl when they are installed (apt-get install wrk curl); without
+wrk, Python threads make the load. Needs the test tools (python3 -m pip install '.[test]'). Everything
+runs on loopback. Numbers measure this machine; README quotes them with the machine they came from.
+
+Warm /simple/<project>/ throughput is compared with pypiserver serving the same wheels from disk, in
+alternating rounds (PyPIHub, then each pypiserver deployment, then PyPIHub again, ...) at 16, 64 and
+256 keep-alive connections, as ratios of the rounds' medians. pypiserver runs from a venv of its own,
+with its `cache` extra (watchdog), on gunicorn (2 workers x 4 threads, gthread: its best deployment),
+on waitress (8 threads) and on its default wsgiref server. Make that venv once with
+
+    python3 -m venv /tmp/peer && /tmp/peer/bin/pip install 'pypiserver[cache]' gunicorn waitress
+
+and name its interpreter with --peer-python or $PYPIHUB_PEER_PYTHON (default /tmp/peer/bin/python);
+without it the comparison is skipped and says so. --quick runs only the comparison (with PyPIHub's
+RSS per token and its cold-path overhead, measured on the same process before the load).
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import base64
+import concurrent.futures
+import contextlib
+import dataclasses
 import gc
 import http.client
 import io
@@ -20,8 +36,8 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,17 +53,40 @@ sys.path.insert(0, str(ROOT))
 
 import test_pypihub as t  # noqa: E402  (the fake GitHub and wheel builder the tests use)
 
-PROJECT = "demo-pkg"
+import peers  # noqa: E402  (bench/peers.py: pypiserver on gunicorn, waitress and wsgiref)
+
+PROJECT = "demo-pkg"  # two small wheels: the project every server lists in the comparison
+BIG_PROJECT = "demo-big"  # one big wheel, for --proxy-downloads
+LISTING = f"/simple/{PROJECT}/"
 WRK_THREADS = 2
+TOKENS = 200  # ghp_bench0000..0199, each able to read the projects
+COMPARE_FLAGS = ("--max-connections", "400", "--max-client-connections", "400")  # 256 connections, one client
+PAUSE = 0.5  # seconds between two load runs, for the last one's connections to close
+
+
+@dataclasses.dataclass
+class Result:
+    """One load run: requests/s, latency percentiles (seconds) and what went wrong, if anything."""
+    rps: float
+    p50: float
+    p99: float
+    errors: str = ""  # non-2xx answers and socket errors as the load generator counted them; "" = none
 
 
 def start_pypihub(github: t.FakeGitHub, *flags: str) -> tuple[subprocess.Popen, int]:
+    """PyPIHub on a port of its own, its log drained; `flags` come last (so --pypihub-flags win)."""
     command = [sys.executable, str(ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
                "--graphql-url", github.graphql_url, *flags]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    port = int(re.search(r":(\d+)/simple/", process.stderr.readline()).group(1))
+    lines = []
+    for line in process.stderr:  # up to the line saying where it listens
+        if match := re.search(r":(\d+)/simple/", line):
+            break
+        lines.append(line)
+    else:
+        raise RuntimeError(f"PyPIHub did not start ({shlex.join(command[1:])}):\n{''.join(lines)}")
     threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # drain the log
-    return process, port
+    return process, int(match.group(1))
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -76,21 +115,34 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def load(port: int, path: str, headers: dict, connections: int, seconds: float) -> tuple[float, float, str]:
-    """Requests/s and p99 latency with `connections` keep-alive clients for `seconds`: wrk when
-    installed (a C client that does not compete for a Python interpreter), else Python threads."""
+def load(port: int, path: str, headers: dict, connections: int, seconds: float) -> Result:
+    """Requests/s and latency with `connections` keep-alive clients for `seconds`: wrk when installed
+    (a C client that does not compete for a Python interpreter), else Python threads."""
     if shutil.which("wrk"):
         return load_with_wrk(port, path, headers, connections, seconds)
+    return load_with_threads(port, path, headers, connections, seconds)
+
+
+def load_with_threads(port: int, path: str, headers: dict, connections: int, seconds: float) -> Result:
     latencies: list[list[float]] = [[] for _ in range(connections)]
+    failures: list[str] = []  # one entry per non-2xx answer or socket error
     deadline = time.perf_counter() + seconds
 
     def client(mine: list[float]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while (now := time.perf_counter()) < deadline:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - now)
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"socket error {type(exc).__name__}")
+                connection.close()
+                continue
+            if response.status < 300:
+                mine.append(time.perf_counter() - now)
+            else:
+                failures.append(f"answer {response.status}")
         connection.close()
 
     threads = [threading.Thread(target=client, args=(mine,)) for mine in latencies]
@@ -98,20 +150,35 @@ def load(port: int, path: str, headers: dict, connections: int, seconds: float) 
         thread.start()
     for thread in threads:
         thread.join()
-    every = [x for mine in latencies for x in mine]
-    return len(every) / seconds, percentile(every, 0.99), ""
+    every = [x for mine in latencies for x in mine] or [float("nan")]
+    errors = ", ".join(f"{n} x {what}" for what, n in sorted(collections.Counter(failures).items()))
+    return Result(len(every) / seconds, percentile(every, 0.50), percentile(every, 0.99), errors)
 
 
-def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> tuple[float, float, str]:
+def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> Result:
     command = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
-    out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw error answers:\n{out}")
+    run = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    if run.returncode or "Requests/sec" not in run.stdout:
+        why = (run.stderr or run.stdout).strip().replace("\n", " / ")[-200:]
+        return Result(0.0, float("nan"), float("nan"), f"wrk failed (exit {run.returncode}): {why}")
+    return parse_wrk(run.stdout)
+
+
+def parse_wrk(out: str) -> Result:
+    """wrk --latency's report: Requests/sec, the 50% and 99% lines, non-2xx answers, socket errors."""
+    errors = [f"{m.group(1)} non-2xx/3xx answers" for m in re.finditer(r"Non-2xx or 3xx responses: (\d+)", out)]
+    errors += [f"socket errors: {m.group(1).strip()}" for m in re.finditer(r"Socket errors: (.*)", out)]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
-    errors = re.search(r"Socket errors: (.*)", out)
-    return rps, float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit], f", socket errors: {errors.group(1)}" if errors else ""
+    return Result(rps, wrk_latency(out, 50), wrk_latency(out, 99), "; ".join(errors))
+
+
+def wrk_latency(out: str, percent: int) -> float:
+    found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    if not found:
+        return float("nan")
+    value, unit = found.groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
 def pip_download(port: int, target: Path) -> None:
@@ -145,8 +212,9 @@ def new_github(latency: float, work: Path, big_mib: int) -> t.FakeGitHub:
     big = work / "big.bin"
     with open(big, "wb") as file:
         file.truncate(big_mib << 20)
-    repo.add_release("big", {f"{PROJECT.replace('-', '_')}-9.0-py3-none-any.whl": big})
-    for n in range(60):
+    big_repo = github.add_repo(BIG_PROJECT)  # its own project: demo-pkg lists the two wheels the peers list
+    big_repo.add_release("v9.0", {f"{BIG_PROJECT.replace('-', '_')}-9.0-py3-none-any.whl": big})
+    for n in range(TOKENS):
         github.tokens[f"ghp_bench{n:04d}"] = f"user{n}"
         repo.readers.add(f"ghp_bench{n:04d}")
     return github
@@ -229,51 +297,13 @@ def measure_latency(port: int) -> dict[str, object]:
             f"{ms(statistics.median(warm))} / {ms(percentile(warm, 0.99))}"}
 
 
-def measure_throughput(port: int, seconds: float, label: str, headers: dict, path: str) -> dict[str, object]:
-    rows = {}
-    for connections in (16, 64):
-        rps, p99, errors = load(port, path, headers, connections, seconds)
-        rows[f"{label}: warm req/s at {connections} keep-alive connections (p99)"] = f"{rps:.0f} ({p99 * 1000:.1f} ms{errors})"
-    return rows
-
-
-def measure_pypiserver(work: Path, seconds: float) -> dict[str, object]:
-    try:
-        import pypiserver  # noqa: F401
-    except ImportError:
-        return {"pypiserver": "not installed (python3 -m pip install pypiserver to compare)"}
-    files = work / "pypiserver"
-    files.mkdir()
-    for wheel in work.glob("*.whl"):
-        shutil.copy(wheel, files)
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
-                                "-a", ".", "-P", ".", str(files)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):  # until it answers
-            try:
-                timed_get(port, f"/simple/{PROJECT}/", {})
-                break
-            except (OSError, AssertionError):
-                time.sleep(0.05)
-        return measure_throughput(port, seconds, "pypiserver (same files, from disk)", {}, f"/simple/{PROJECT}/")
-    finally:
-        stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def measure_proxy(github: t.FakeGitHub, work: Path, big_mib: int) -> dict[str, object]:
-    process, port = start_pypihub(github, "--proxy-downloads")
+def measure_proxy(github: t.FakeGitHub, big_mib: int, flags: list[str]) -> dict[str, object]:
+    process, port = start_pypihub(github, "--proxy-downloads", *flags)
     try:
         page = http.client.HTTPConnection("127.0.0.1", port)
-        page.request("GET", f"/simple/{PROJECT}/", headers={**auth(), "Accept": "text/html"})
+        page.request("GET", f"/simple/{BIG_PROJECT}/", headers={**auth(), "Accept": "text/html"})
         href = next(h for h, text, _ in t.parse_links(page.getresponse().read().decode()) if "9.0" in text)
-        path = urllib.parse.urljoin(f"/simple/{PROJECT}/", href)
+        path = urllib.parse.urljoin(f"/simple/{BIG_PROJECT}/", href)
         node_id = next(a for a in github.assets.values() if "9.0" in a["name"])["id"]
         stream(github.signed_url(node_id), {})  # warm-up: the first read of the file is slower
         before = rss_kib(process.pid)
@@ -290,7 +320,7 @@ def measure_proxy(github: t.FakeGitHub, work: Path, big_mib: int) -> dict[str, o
             "PyPIHub peak RSS growth during it": f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
 
 
-def measure_one_index(latency: float) -> dict[str, object]:
+def measure_one_index(latency: float, flags: list[str]) -> dict[str, object]:
     """Issue 14: one index URL (--owner, --fallback-index, user __token__) resolving 5 private and
     100 public names: GitHub calls cold and warm, independent of the public names' count."""
     github = t.FakeGitHub().start()
@@ -298,7 +328,7 @@ def measure_one_index(latency: float) -> dict[str, object]:
     for n in range(5):
         github.add_repo(f"private-{n}").add_release("v1.0", dict([t.make_wheel(f"private-{n}", "1.0")]))
     upstream = t.FakeUpstream()
-    process, port = start_pypihub(github, "--owner", t.OWNER, "--fallback-index", upstream.url)
+    process, port = start_pypihub(github, "--owner", t.OWNER, "--fallback-index", upstream.url, *flags)
     headers = {"Authorization": "Basic " + base64.b64encode(f"__token__:{t.TOKEN_A}".encode()).decode(),
                "Accept": t.PIP_ACCEPT}
     names = [f"private-{n}" for n in range(5)] + [f"public-{n}" for n in range(100)]
@@ -320,6 +350,154 @@ def measure_one_index(latency: float) -> dict[str, object]:
     return rows
 
 
+# --- The comparison: PyPIHub and pypiserver, warm /simple/<project>/ in alternating rounds ---
+
+
+def warm_concurrently(port: int, tokens: list[str], at_once: int = 16) -> None:
+    with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(lambda token: timed_get(port, LISTING, auth(token)), tokens))
+
+
+def measure_cold(github: t.FakeGitHub, port: int, latency: float, tokens: list[str]) -> dict[str, object]:
+    """A cold listing's time beyond the fake GitHub's latency, per GraphQL call it made."""
+    before = len(github.graphql_calls)
+    times = [timed_get(port, LISTING, auth(token)) for token in tokens]
+    calls = (len(github.graphql_calls) - before) / len(tokens)
+    median = statistics.median(times)
+    overhead = (median - latency * calls) / max(calls, 1)
+    return {"cold /simple/<project>/ overhead per GraphQL call (median latency - fake GitHub latency)":
+            f"{ms(overhead)} (median {ms(median)} - {calls:g} call x {ms(latency)}; {len(tokens)} new tokens "
+            f"one after another, a new connection each; includes the in-process fake GitHub's own work)"}
+
+
+def measure_memory(github: t.FakeGitHub, process: subprocess.Popen, port: int, latency: float) -> dict[str, object]:
+    """RSS of a fresh PyPIHub as tokens warm one project each (listings are cached per token), and
+    the cold path on the way; it ends with TOKEN_A's listing warm, for the load."""
+    tokens = [f"ghp_bench{n:04d}" for n in range(TOKENS)]
+    rss = lambda: rss_kib(process.pid)["VmRSS"]  # noqa: E731
+    at_start = rss()
+    timed_get(port, LISTING, auth())  # the first listing: digests from REST, then TOKEN_A's warm-up
+    first = rss()
+    rows = measure_cold(github, port, latency, tokens[:30])
+    warm_concurrently(port, tokens[30:60])  # threads and allocator arenas settle before the baseline
+    before = rss()
+    warm_concurrently(port, tokens[60:])
+    after = rss()
+    per_token = (after - before) / len(tokens[60:])
+    rows[f"PyPIHub RSS, {len(tokens) + 1} tokens x 1 project warm"] = (
+        f"{after / 1024:.1f} MiB (at start {at_start / 1024:.1f}, after the first listing {first / 1024:.1f}); "
+        f"{per_token:.1f} KiB per further token = per cached listing (tokens 61-{len(tokens)}, 16 at once)")
+    return rows
+
+
+def listed(port: int) -> tuple[list[str], str]:
+    """The file names /simple/<project>/ lists at `port`, and what the answer was (size, type)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("GET", LISTING, headers=auth())
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    if "json" in (kind := response.getheader("Content-Type", "")):
+        names = [entry["filename"] for entry in json.loads(body)["files"]]
+    else:
+        names = [text for _, text, _ in t.parse_links(body.decode())]
+    what = f"{len(body):,} B {'JSON' if 'json' in kind else 'HTML'}"
+    return sorted(names), what + (", HTTP/1.0: a connection per request" if response.version == 10 else "")
+
+
+def check_listings(servers: list[peers.Server]) -> dict[str, object]:
+    """Every server must list the files PyPIHub (the first) lists; the row says so, or how not."""
+    answers = {server.label: listed(server.port) for server in servers}
+    names, _ = answers[servers[0].label]
+    different = {label: got for label, (got, _) in answers.items() if got != names}
+    sizes = "; ".join(f"{label} {what}" for label, (_, what) in answers.items())
+    verdict = f"DIFFERENT files: {different} (PyPIHub: {names})" if different else f"the same {len(names)} files"
+    return {f"files every server lists for {LISTING}": f"{verdict}: {', '.join(names)}. Answers: {sizes}"}
+
+
+def run_rounds(servers: list[peers.Server], args: argparse.Namespace) -> dict[tuple[str, int], list[Result]]:
+    """Each round loads every server in turn at each connection count; PyPIHub first in each turn."""
+    results: dict[tuple[str, int], list[Result]] = collections.defaultdict(list)
+    for number in range(1, args.rounds + 1):
+        for connections in args.connections:
+            for server in servers:
+                result = load(server.port, LISTING, auth(), connections, args.seconds)
+                results[server.label, connections].append(result)
+                print(f"round {number}/{args.rounds}, {connections} connections, {server.label}: {brief(result)}"
+                      + (f" ({result.errors})" if result.errors else ""), file=sys.stderr, flush=True)
+                time.sleep(PAUSE)
+    return results
+
+
+def ms(seconds: float) -> str:
+    if seconds != seconds:  # NaN: nothing was answered
+        return "n/a"
+    return f"{seconds * 1000:,.0f} ms" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
+
+
+def brief(result: Result) -> str:
+    return f"{result.rps:,.0f} req/s p50 {ms(result.p50)} p99 {ms(result.p99)}"
+
+
+def median_of(results: list[Result]) -> Result:
+    def middle(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+    return Result(middle([r.rps for r in results]), middle([r.p50 for r in results if r.p50 == r.p50]),
+                  middle([r.p99 for r in results if r.p99 == r.p99]))
+
+
+def rounds_text(results: list[Result]) -> str:
+    return ", ".join(f"{r.rps:,.0f} ({ms(r.p99).removesuffix(' ms')})" for r in results)
+
+
+def errors_text(label: str, results: list[Result]) -> list[str]:
+    return [f"{label} round {n}: {r.errors}" for n, r in enumerate(results, 1) if r.errors]
+
+
+def ratio_row(hub: list[Result], label: str, peer: list[Result]) -> str:
+    mine, theirs = median_of(hub), median_of(peer)
+    ratio = f"{mine.rps / theirs.rps:.2f}x" if theirs.rps else "n/a (the peer answered nothing)"
+    errors = errors_text("PyPIHub", hub) + errors_text("peer", peer)
+    return (f"{ratio} (PyPIHub {brief(mine)}; peer {brief(theirs)}). Rounds, req/s (p99 ms): PyPIHub "
+            f"{rounds_text(hub)}; peer {rounds_text(peer)}" + (f". ERRORS: {'; '.join(errors)}" if errors else ""))
+
+
+def comparison_rows(results: dict[tuple[str, int], list[Result]], labels: list[str],
+                    connections: list[int]) -> dict[str, object]:
+    rows: dict[str, object] = {}
+    for n in connections:
+        hub = results[labels[0], n]
+        for label in labels[1:]:
+            rows[f"warm {LISTING}, {n} connections: PyPIHub / {label}"] = ratio_row(hub, label, results[label, n])
+        if len(labels) == 1:
+            rows[f"warm {LISTING}, {n} connections: PyPIHub"] = f"{brief(median_of(hub))}; rounds {rounds_text(hub)}"
+    errors = [e for (label, n), found in results.items() for e in errors_text(f"{label} at {n}", found)]
+    rows["non-2xx answers and socket errors in the rounds"] = "; ".join(errors) or "none"
+    return rows
+
+
+def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
+    """PyPIHub (a fresh process) against each pypiserver deployment, serving the same wheels."""
+    root = work / "peer-files"
+    root.mkdir()
+    for wheel in work.glob(f"{PROJECT.replace('-', '_')}-*.whl"):
+        shutil.copy(wheel, root)
+    flags = [*COMPARE_FLAGS, *args.pypihub_flags]
+    rows: dict[str, object] = {"PyPIHub in the comparison": f"pypihub.py {shlex.join(flags)}"}
+    with contextlib.ExitStack() as stack:
+        servers, peer_rows = peers.start_all(args.peer_python, root, work, LISTING)
+        for server in servers:
+            stack.callback(peers.stop, server)
+        process, port = start_pypihub(github, *flags)
+        stack.callback(stop, process)
+        memory = measure_memory(github, process, port, args.latency)
+        every = [peers.Server("PyPIHub", port), *servers]
+        rows.update({**peer_rows, **check_listings(every)})
+        results = run_rounds(every, args)
+    labels = [server.label for server in every]
+    return {**rows, **comparison_rows(results, labels, args.connections), **memory}
+
+
 def print_table(rows: dict[str, object]) -> None:
     """The results as a Markdown table, keys aligned (README and bench/RESULTS.md quote them)."""
     width = max(len(k) for k in rows)
@@ -333,28 +511,49 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--latency", type=float, default=0.15, help="seconds per fake GraphQL call (default 0.15)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
     parser.add_argument("--big-mib", type=int, default=1024, help="size of the proxied asset (default 1024)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the comparison (default 3)")
+    parser.add_argument("--connections", type=lambda text: [int(n) for n in text.split(",")], default=[16, 64, 256],
+                        help="keep-alive connection counts of the comparison (default 16,64,256)")
+    parser.add_argument("--peer-python", default=os.environ.get("PYPIHUB_PEER_PYTHON", "/tmp/peer/bin/python"),
+                        help="interpreter of the pypiserver venv (default $PYPIHUB_PEER_PYTHON or /tmp/peer/bin/python)")
+    parser.add_argument("--pypihub-flags", type=shlex.split, default=[],
+                        help='more pypihub.py flags for every PyPIHub started, e.g. "--busy-threads 2"')
+    parser.add_argument("--quick", action="store_true", help="only the comparison (and RSS, cold overhead)")
+    return parser.parse_args(argv)
+
+
+def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
+    """GitHub calls, latency, the wide project; then the comparison, the proxy, one index URL."""
+    process, port = start_pypihub(github, *args.pypihub_flags)
+    try:
+        rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port)}
+    finally:
+        stop(process)
+    rows.update(measure_comparison(github, work, args))
+    rows.update(measure_proxy(github, args.big_mib, args.pypihub_flags))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         github = new_github(args.latency, work, args.big_mib)
-        add_wide_project(github)
+        if not args.quick:
+            add_wide_project(github)
         gc.freeze()  # the fake's data lives in this process: keep its GC pauses out of PyPIHub's latency
-        process, port = start_pypihub(github)
-        try:
-            rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port),
-                    **measure_throughput(port, args.seconds, "PyPIHub", auth(), f"/simple/{PROJECT}/")}
-        finally:
-            stop(process)
-        rows.update(measure_pypiserver(work, args.seconds))
-        rows.update(measure_proxy(github, work, args.big_mib))
+        rows = measure_comparison(github, work, args) if args.quick else measure_all(github, work, args)
         github.stop()
-        rows.update(measure_one_index(args.latency))
-    print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
+    if not args.quick:
+        rows.update(measure_one_index(args.latency, args.pypihub_flags))
+    print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call; comparison: "
+          f"median of {args.rounds} alternating rounds of {args.seconds:g} s each, load by "
+          f"{'wrk -t2 --latency' if shutil.which('wrk') else 'Python threads (no wrk)'}")
     print(f"machine: {machine()}\n")
     print_table(rows)
     return 0
