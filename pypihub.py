@@ -2914,6 +2914,7 @@ class Index:
         self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
         self.own_token, self.gate = own_token, gate or Gate()  # the gate: see Gate
         self.rest_url = settings.rest_url or rest_base(settings.graphql_url)
+        self.served = frozenset(owner.lower() for owner in settings.owners)
         self.upstream = Upstream(settings, clock, log, self.gate) if settings.fallback_index else None
         self._private: OrderedDict[str, None] = OrderedDict()  # names served from GitHub, to any token
         self._private_lock = threading.Lock()
@@ -2950,8 +2951,7 @@ class Index:
 
     def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
         """The caller's GitHub session for one request; Forbidden for an owner not served here."""
-        settings = self.settings
-        served = {o.lower() for o in settings.owners}
+        settings, served = self.settings, self.served
         if creds.owner and served and creds.owner.lower() not in served:
             raise Forbidden("This index does not serve that owner.")
         if not creds.owner and not served:

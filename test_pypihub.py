@@ -34,6 +34,7 @@ import re
 import shutil
 import socket
 import ssl
+import signal
 import subprocess
 import sys
 import threading
@@ -757,6 +758,36 @@ def test_metrics_histogram_is_cumulative():
     assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 5
 
 
+# -- the log writer --
+
+
+def test_the_log_writer_writes_every_line_in_order_by_close():
+    written: list[str] = []
+    writer = pypihub.LogWriter(written.extend, interval=3600)  # never on its own: only close() writes
+    for n in range(1000):
+        writer.put(f"line {n}")
+    assert written == []
+    writer.close()
+    assert written == [f"line {n}" for n in range(1000)]
+    writer.put("after close")  # written at once: nothing is lost at shutdown
+    assert written[-1] == "after close"
+
+
+def test_the_log_writer_drops_and_counts_rather_than_wait_for_a_stalled_log():
+    stalled, written = threading.Event(), []
+    writer = pypihub.LogWriter(lambda lines: (stalled.wait(10), written.extend(lines)), limit=100, interval=0.001)
+    writer.put("first")
+    wait_until(lambda: writer.waiting == 0)  # the writer took it, and is stuck writing it
+    for n in range(50):
+        writer.put(f"line {n:02d}")  # each returns at once
+    assert writer.dropped == 50 - 100 // len("line 00")
+    stalled.set()
+    assert writer.flush()
+    writer.close()
+    assert written[0] == "first" and written[1:-1] == [f"line {n:02d}" for n in range(100 // len("line 00"))]
+    assert written[-1] == f"{writer.dropped} log line(s) dropped: the log could not keep up"
+
+
 # -- hostile heads and bodies (pure) --
 
 
@@ -780,6 +811,52 @@ def test_head_problem(raw, problem):
     assert (found is None) if problem is None else (problem in found)
 
 
+FAST_LINE = b"GET /simple/demo-pkg/ HTTP/1.1\r\n"
+
+
+@pytest.mark.parametrize("line, rest", [
+    (FAST_LINE, b"Host: x\r\nAuthorization: Basic b2N0b3JnOmdocF94\r\nAccept: */*\r\n\r\n"),
+    (FAST_LINE, b"\r\n"),  # no header at all
+    (FAST_LINE, b"Host: x\r\n\r\nGET /next HTTP/1.1\r\n\r\n"),  # the next request stays unread
+    (FAST_LINE, b"X-A: 1\r\nx-a: 2\r\nX-Empty:\r\nX-Pad:   padded  \r\n\r\n"),  # repeats, blanks kept after
+    (b"HEAD /simple/ HTTP/1.0\r\n", b"Connection: keep-alive\r\n\r\n"),
+    (b"POST /legacy/ HTTP/1.1\r\n", b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"),  # head_problem's
+])
+def test_parse_head_reads_what_the_email_parser_reads(line, rest):
+    head = pypihub.parse_head(line, rest)
+    stream = io.BytesIO(rest)
+    expected = http.client.parse_headers(stream)
+    assert head is not None and head.headers.items() == expected.items() and head.size == stream.tell()
+    assert line.split() == [head.command.encode(), head.path.encode(), head.version.encode()]
+    for name in {name.lower() for name, _ in expected.items()} | {"missing"}:
+        assert head.headers.get(name) == expected.get(name) and head.headers.get_all(name) == expected.get_all(name)
+        assert (name in head.headers) == (name in expected)
+
+
+@pytest.mark.parametrize("line, rest", [
+    (FAST_LINE, b"Host: x\r\n"),  # the head has not all arrived
+    (FAST_LINE, b"Host: x\r\nX-A: 1\r\n folded\r\n\r\n"),  # obs-fold
+    (FAST_LINE, b"Host: x\nX-A: 1\n\n"),  # bare LF
+    (FAST_LINE, b"Content-Length : 5\r\n\r\n"),  # a space before the colon (smuggling)
+    (FAST_LINE, b"Transfer-Encoding\t: chunked\r\n\r\n"),
+    (FAST_LINE, b"X-A: caf\xe9\r\n\r\n"),  # Latin-1
+    (FAST_LINE, b"X-A: a\tb\r\n\r\n"),  # a tab: legal, but for http.server's parser
+    (FAST_LINE, b"X-A: a\x00b\r\n\r\n"),
+    (FAST_LINE, b"NoColon\r\n\r\n"),
+    (FAST_LINE, b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n"),  # past http.client's 100
+    (FAST_LINE, b"X-Big: " + b"a" * pypihub.MAX_FAST_HEAD + b"\r\n\r\n"),
+    (b"GET //evil.example/ HTTP/1.1\r\n", b"\r\n"),  # http.server folds a leading //
+    (b"GET http://x/ HTTP/1.1\r\n", b"\r\n"),  # absolute form
+    (b"GET /simple/ HTTP/2.0\r\n", b"\r\n"),
+    (b"GET /simple/\r\n", b""),  # HTTP/0.9
+    (b"get /simple/ HTTP/1.1\r\n", b"\r\n"),
+    (b"GET  /simple/ HTTP/1.1\r\n", b"\r\n"),
+    (b"GET /simple/ HTTP/1.1\n", b"\r\n"),
+])
+def test_parse_head_leaves_every_other_shape_to_http_server(line, rest):
+    assert pypihub.parse_head(line, rest) is None
+
+
 @pytest.mark.parametrize("target, logged", [
     ("http://octorg:ghp_secret@host/simple/x/", "http://host/simple/x/"),
     ("https://u:p@ss@host:8080/", "https://host:8080/"),
@@ -789,6 +866,15 @@ def test_head_problem(raw, problem):
 ])
 def test_loggable_target_drops_userinfo(target, logged):
     assert pypihub.loggable_target(target) == logged
+
+
+@pytest.mark.parametrize("path", ["/", "/simple", "/simple/", "/simple/demo-pkg/", "/simple/Demo.Pkg/",
+                                  "/simple/demo-pkg", "/asset/RA_kwDO-x_1/demo_pkg-1.0-py3-none-any.whl",
+                                  "/asset/x/demo_pkg-1.0-py3-none-any.whl.metadata", "/healthz", "/metrics",
+                                  "/upstream/x/0123456789abcdef0123456789abcdef/x-1.0.tar.gz", "/a/b/c/d/"])
+def test_a_plain_target_is_read_as_the_general_parser_reads_it(path):
+    # A "?" sends the same path through urlsplit and percent-decoding: same segments, empty query.
+    assert pypihub.parse_target("GET", path) == pypihub.parse_target("GET", path + "?")
 
 
 def test_non_ascii_credentials_are_401():
@@ -1246,6 +1332,7 @@ class FakeGitHub:
         self.remaining = 4999  # x-ratelimit-remaining on successful answers
         self.sso_blocked: set[tuple[str, str]] = set()  # (token, org): token not authorized for the org's SAML SSO
         self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
+        self.hold_downloads: threading.Event | None = None  # when set, the download host waits for it
         self.latency = 0.0  # seconds each GraphQL call takes
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
         self.server.daemon_threads = True
@@ -2005,6 +2092,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         """An asset's bytes, honouring one Range."""
         github = self.github
         content, byte_range, size = asset["content"], self.headers.get("Range"), asset["size"]
+        if github.hold_downloads is not None:
+            github.hold_downloads.wait(10)
         if self.command == "GET":
             with github.lock:
                 github.downloads.append((asset["name"], byte_range))
@@ -3174,6 +3263,84 @@ def test_slowloris_does_not_stop_normal_requests(make_hub, github, demo):
 # -- operations: health, metrics, logs, shutdown --
 
 
+def background(function, *args) -> tuple[threading.Thread, list]:
+    """function(*args) in a thread of its own; its result lands in the list."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_slow_github_does_not_stall_warm_requests_of_other_tokens(make_hub, github, demo):
+    # One busy thread: had a request kept its turn while it waits on GitHub (or on the request it
+    # coalesced with), the warm request would wait for GitHub too, here until the test's timeout.
+    hub = make_hub(busy_threads=1)
+    github.add_repo("other", readers=(TOKEN_A, TOKEN_B)).add_release("v1.0", dict([make_wheel("other", "1.0")]))
+    assert hub.request("/simple/other/", token=TOKEN_B).status == 200
+    github.gate = threading.Event()
+    calls = len(github.graphql_calls)
+    first, first_answer = background(hub.request, "/simple/demo-pkg/")
+    second, second_answer = background(hub.request, "/simple/demo-pkg/")  # coalesced with the first
+    wait_until(lambda: len(github.graphql_calls) > calls and b'coalesced_total{cache="listings"} 1'
+               in hub.request("/metrics", token=None).body)
+    assert hub.request("/simple/other/", token=TOKEN_B).status == 200
+    assert first.is_alive() and second.is_alive()  # still waiting on GitHub
+    github.gate.set()
+    first.join(10), second.join(10)
+    assert first_answer[0].status == second_answer[0].status == 200
+
+
+def test_a_slow_download_host_does_not_stall_warm_requests(make_hub, github, demo):
+    hub = make_hub(busy_threads=1, proxy_downloads=True)
+    page = hub.request("/simple/demo-pkg/", headers={"Accept": "text/html"})
+    github.hold_downloads = threading.Event()
+    downloads = [background(hub.request, asset_path(page, "demo_pkg-1.0-py3-none-any.whl")),
+                 background(hub.request, metadata_path(page, "demo_pkg-2.0-py3-none-any.whl"))]
+    wait_until(lambda: hub.server.busy == 2)  # both are in, waiting on the download host
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert all(thread.is_alive() for thread, _ in downloads)
+    github.hold_downloads.set()
+    for thread, answer in downloads:
+        thread.join(10)
+        assert answer[0].status == 200
+
+
+def test_slow_clients_do_not_stall_warm_requests(make_hub, github, demo):
+    hub = make_hub(busy_threads=1, proxy_downloads=True)
+    big = make_wheel("demo-pkg", "5.0")[0]
+    demo[0].add_release("v5.0", {big: os.urandom(16 << 20)})
+    page = hub.request("/simple/demo-pkg/", headers={"Accept": "text/html"})
+    content, boundary = multipart(upload_fields("demo-pkg", "6.0", b"x" * 100), "demo_pkg-6.0-py3-none-any.whl", b"x")
+    with socket.create_connection(("127.0.0.1", hub.port)) as trickler, \
+            socket.create_connection(("127.0.0.1", hub.port)) as reader, \
+            socket.create_connection(("127.0.0.1", hub.port)) as uploader:
+        # A head that stops half-way, a download the client does not read, and an upload whose
+        # body stops after its first bytes.
+        trickler.sendall(b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\n")
+        reader.sendall(f"GET {asset_path(page, big)} HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(f'{OWNER}:{TOKEN_A}')}"
+                       "\r\n\r\n".encode())
+        uploader.sendall(f"POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(f'{OWNER}:{TOKEN_A}')}\r\n"
+                         f"Content-Type: {boundary}\r\nContent-Length: {len(content) + 1000}\r\n\r\n".encode()
+                         + content[:100])
+        wait_until(lambda: hub.server.busy == 2)
+        assert hub.request("/simple/demo-pkg/").status == 200
+        assert hub.server.busy == 2  # the two slow ones are still in progress
+
+
+def test_every_access_line_survives_sigterm(github):
+    process = subprocess.Popen([sys.executable, str(ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
+                                "--graphql-url", github.graphql_url], stderr=subprocess.PIPE, text=True)
+    port = int(re.search(r":(\d+)/simple/", process.stderr.readline()).group(1))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for n in range(300):
+        connection.request("GET", f"/healthz?n={n}")
+        assert connection.getresponse().read() == b"ok\n"
+    process.send_signal(signal.SIGTERM)  # at once: lines may still be waiting for the writer
+    _, errors = process.communicate(timeout=30)
+    logged = re.findall(r'"GET /healthz\?n=(\d+)" 200 ', errors)
+    assert logged == [str(n) for n in range(300)] and errors.splitlines()[-1] == "pypihub stopped"
+
+
 def test_healthz_needs_no_auth_and_no_github(hub, github):
     response = hub.request("/healthz", token=None)
     assert (response.status, response.body) == (200, b"ok\n")
@@ -3283,6 +3450,37 @@ def test_plain_http_beyond_loopback_warns(github, tmp_path):
 
 
 # -- hostile input --
+
+
+def trickled_exchange(port: int, payload: bytes, timeout: float = 5) -> bytes:
+    """raw_exchange(), the head sent in two parts, so that it is never all in the server's buffer
+    when the request line has been read: http.server's parser reads it, not parse_head()."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        line_end = payload.index(b"\n") + 1
+        sock.sendall(payload[: line_end + 2])
+        time.sleep(0.05)  # not a timing assertion: only the server's reads are split by it
+        sock.sendall(payload[line_end + 2:])
+        sock.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+@pytest.mark.parametrize("payload", [
+    b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH_A + b"\r\nConnection: close\r\n\r\n",
+    b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\nAuthorization: " + AUTH_A + b"\r\nAccept: text/html\r\n"
+    b"Connection: close\r\n\r\n",
+    b"HEAD /simple/demo-pkg/ HTTP/1.0\r\nAuthorization: " + AUTH_A + b"\r\n\r\n",
+    b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /legacy/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello",
+    b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+])
+def test_the_fast_head_parser_answers_as_http_servers_parser_does(hub, github, demo, payload):
+    hub.request("/simple/demo-pkg/")  # warm: both answers come from the same cached listing
+    fast, slow = raw_exchange(hub.port, payload), trickled_exchange(hub.port, payload)
+    undated = lambda answer: re.sub(rb"Date: [^\r]*\r\n", b"", answer)  # noqa: E731
+    assert statuses(fast) and undated(fast) == undated(slow)
 
 
 @pytest.mark.parametrize("payload, expected", [

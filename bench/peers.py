@@ -67,8 +67,8 @@ def commands(python: str, root: Path, versions: dict[str, object]) -> dict[str, 
     if versions.get("gunicorn control socket"):  # gunicorn >= 25.1 makes $HOME/.gunicorn/gunicorn.ctl
         gunicorn.append("--no-control-socket")
     waitress = [python, "-B", "-m", "waitress", f"--listen={listen}", "--threads=8", "--connection-limit=400"]
-    wsgiref = [python, "-B", "-m", "pypiserver", "run", "--server", "wsgiref", "-i", "127.0.0.1", "-p", "{port}",
-               "-a", ".", "-P", ".", str(root)]
+    wsgiref = [python, "-B", "-m", "pypiserver", "run", "--server", "wsgiref", "-i", "127.0.0.1",
+               "-p", "{port}", "-a", ".", "-P", ".", str(root)]
     servers = {"pypiserver+gunicorn(2x4 gthread)": (gunicorn + [f"{APP_MODULE}:app"], "gunicorn"),
                "pypiserver+waitress(8 threads)": (waitress + [f"{APP_MODULE}:app"], "waitress"),
                "pypiserver+wsgiref(default server)": (wsgiref, "pypiserver")}
@@ -114,7 +114,8 @@ def start_all(python: str, root: Path, work: Path, path: str) -> tuple[list[Serv
     """Every server the peer venv has, started and answering `path`; table rows say which and why not."""
     versions = probe(python)
     if isinstance(versions, str):
-        return [], {"pypiserver peers": f"skipped: {versions} (bench/run.py's docstring says how to make the venv)"}
+        why = f"skipped: {versions} (bench/run.py's docstring says how to make the venv)"
+        return [], {"pypiserver peers": why}
     (work / f"{APP_MODULE}.py").write_text(APP_SOURCE.format(root=str(root)))
     started = [start(label, command, work) for label, command in commands(python, root, versions).items()]
     failed = {server.label: problem for server in started if (problem := wait_until_answering(server, path))}
@@ -127,7 +128,7 @@ def start_all(python: str, root: Path, work: Path, path: str) -> tuple[list[Serv
 
 
 def describe(python: str, versions: dict[str, object]) -> str:
-    cache = f"cache extra: watchdog {versions['watchdog']}" if "watchdog" in versions else "NO cache extra (no watchdog)"
+    cache = f"watchdog {versions['watchdog']}" if "watchdog" in versions else "NO cache extra (no watchdog)"
     servers = [f"{name} {versions[name]}" for name in ("gunicorn", "waitress") if name in versions]
     missing = [f"no {name}: skipped" for name in ("gunicorn", "waitress") if name not in versions]
     return f"pypiserver {versions['pypiserver']} ({cache}), {', '.join(servers + missing)}; {python}"

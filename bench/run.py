@@ -150,13 +150,16 @@ def load_with_threads(port: int, path: str, headers: dict, connections: int, sec
         thread.start()
     for thread in threads:
         thread.join()
-    every = [x for mine in latencies for x in mine] or [float("nan")]
+    every = [x for mine in latencies for x in mine]
     errors = ", ".join(f"{n} x {what}" for what, n in sorted(collections.Counter(failures).items()))
+    if not every:
+        return Result(0.0, float("nan"), float("nan"), errors or "no answers")
     return Result(len(every) / seconds, percentile(every, 0.50), percentile(every, 0.99), errors)
 
 
 def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> Result:
-    command = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}",
+               f"-d{max(1, round(seconds))}s", "--latency"]
     command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
     run = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
     if run.returncode or "Requests/sec" not in run.stdout:
@@ -167,8 +170,10 @@ def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds
 
 def parse_wrk(out: str) -> Result:
     """wrk --latency's report: Requests/sec, the 50% and 99% lines, non-2xx answers, socket errors."""
-    errors = [f"{m.group(1)} non-2xx/3xx answers" for m in re.finditer(r"Non-2xx or 3xx responses: (\d+)", out)]
-    errors += [f"socket errors: {m.group(1).strip()}" for m in re.finditer(r"Socket errors: (.*)", out)]
+    errors = [f"{found.group(1)} non-2xx/3xx answers"
+              for found in re.finditer(r"Non-2xx or 3xx responses: (\d+)", out)]
+    errors += [f"socket errors: {found.group(1).strip()}"
+               for found in re.finditer(r"Socket errors: (.*)", out)]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return Result(rps, wrk_latency(out, 50), wrk_latency(out, 99), "; ".join(errors))
 
@@ -183,8 +188,8 @@ def wrk_latency(out: str, percent: int) -> float:
 
 def pip_download(port: int, target: Path) -> None:
     index = f"http://{t.OWNER}:{t.TOKEN_A}@127.0.0.1:{port}/simple/"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(target), "--index-url", index,
-                    f"{PROJECT}==1.0"], check=True, capture_output=True, env=t.pip_env(target))
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(target), "--index-url",
+                    index, f"{PROJECT}==1.0"], check=True, capture_output=True, env=t.pip_env(target))
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -255,15 +260,17 @@ def measure_wide(github: t.FakeGitHub, port: int) -> dict[str, object]:
                 connection.getresponse().read()
         connection.close()
         graphql, rest, sent, requests, answered = (b - a for a, b in zip(before, counters(github)))
-        rows[label] = (f"GraphQL {graphql} ({answered / 1024:.0f} KiB of answers), REST {rest}, download host "
-                       f"{requests} requests / {sent / 1024:.0f} KiB; {hashed}/{len(page['files'])} files hashed")
+        rows[label] = (f"GraphQL {graphql} ({answered / 1024:.0f} KiB of answers), REST {rest}, "
+                       f"download host {requests} requests / {sent / 1024:.0f} KiB; "
+                       f"{hashed}/{len(page['files'])} files hashed")
 
     step("150 releases: cold listing", "ghp_bench0051")
     step("150 releases: warm listing (same token, within TTL)", "ghp_bench0051")
     step("150 releases: another token's cold listing (digests cached per asset)", "ghp_bench0052")
     step("150 releases: listing + .metadata of all 150 wheels, cold", "ghp_bench0053", metadata=True)
     step("150 releases: listing + .metadata of all 150 wheels, warm", "ghp_bench0053", metadata=True)
-    wheel_bytes = sum(a["size"] for a in github.assets.values() if a["name"].startswith("wide-") and a["name"].endswith(".whl"))
+    wheel_bytes = sum(a["size"] for a in github.assets.values()
+                      if a["name"].startswith("wide-") and a["name"].endswith(".whl"))
     rows["150 releases: all wheels downloaded whole, for comparison"] = f"{wheel_bytes / 1024:.0f} KiB"
     return rows
 
@@ -316,8 +323,10 @@ def measure_proxy(github: t.FakeGitHub, big_mib: int, flags: list[str]) -> dict[
         stop(process)
     growth = max(0, after["VmHWM"] - before["VmRSS"]) / 1024
     return {f"{big_mib} MiB download, direct from the download host": f"{direct_rate:.0f} MiB/s",
-            f"{big_mib} MiB download through --proxy-downloads": f"{proxied_rate:.0f} MiB/s ({proxied_rate / direct_rate:.0%} of direct)",
-            "PyPIHub peak RSS growth during it": f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
+            f"{big_mib} MiB download through --proxy-downloads":
+            f"{proxied_rate:.0f} MiB/s ({proxied_rate / direct_rate:.0%} of direct)",
+            "PyPIHub peak RSS growth during it":
+            f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
 
 
 def measure_one_index(latency: float, flags: list[str]) -> dict[str, object]:
@@ -366,11 +375,12 @@ def measure_cold(github: t.FakeGitHub, port: int, latency: float, tokens: list[s
     median = statistics.median(times)
     overhead = (median - latency * calls) / max(calls, 1)
     return {"cold /simple/<project>/ overhead per GraphQL call (median latency - fake GitHub latency)":
-            f"{ms(overhead)} (median {ms(median)} - {calls:g} call x {ms(latency)}; {len(tokens)} new tokens "
-            f"one after another, a new connection each; includes the in-process fake GitHub's own work)"}
+            f"{ms(overhead)} (median {ms(median)} - {calls:g} x {ms(latency)}; {len(tokens)} new tokens one "
+            f"after another, a new connection each; includes the in-process fake GitHub's own work)"}
 
 
-def measure_memory(github: t.FakeGitHub, process: subprocess.Popen, port: int, latency: float) -> dict[str, object]:
+def measure_memory(github: t.FakeGitHub, process: subprocess.Popen, port: int,
+                   latency: float) -> dict[str, object]:
     """RSS of a fresh PyPIHub as tokens warm one project each (listings are cached per token), and
     the cold path on the way; it ends with TOKEN_A's listing warm, for the load."""
     tokens = [f"ghp_bench{n:04d}" for n in range(TOKENS)]
@@ -385,8 +395,9 @@ def measure_memory(github: t.FakeGitHub, process: subprocess.Popen, port: int, l
     after = rss()
     per_token = (after - before) / len(tokens[60:])
     rows[f"PyPIHub RSS, {len(tokens) + 1} tokens x 1 project warm"] = (
-        f"{after / 1024:.1f} MiB (at start {at_start / 1024:.1f}, after the first listing {first / 1024:.1f}); "
-        f"{per_token:.1f} KiB per further token = per cached listing (tokens 61-{len(tokens)}, 16 at once)")
+        f"{after / 1024:.1f} MiB (at start {at_start / 1024:.1f}, after the first listing "
+        f"{first / 1024:.1f}); {per_token:.1f} KiB per further token = per cached listing "
+        f"(tokens 61-{len(tokens)}, 16 at once)")
     return rows
 
 
@@ -411,7 +422,10 @@ def check_listings(servers: list[peers.Server]) -> dict[str, object]:
     names, _ = answers[servers[0].label]
     different = {label: got for label, (got, _) in answers.items() if got != names}
     sizes = "; ".join(f"{label} {what}" for label, (_, what) in answers.items())
-    verdict = f"DIFFERENT files: {different} (PyPIHub: {names})" if different else f"the same {len(names)} files"
+    if different:
+        verdict = f"DIFFERENT files: {different}; PyPIHub lists"
+    else:
+        verdict = f"the same {len(names)} files" if len(servers) > 1 else f"PyPIHub lists {len(names)} files"
     return {f"files every server lists for {LISTING}": f"{verdict}: {', '.join(names)}. Answers: {sizes}"}
 
 
@@ -423,8 +437,9 @@ def run_rounds(servers: list[peers.Server], args: argparse.Namespace) -> dict[tu
             for server in servers:
                 result = load(server.port, LISTING, auth(), connections, args.seconds)
                 results[server.label, connections].append(result)
-                print(f"round {number}/{args.rounds}, {connections} connections, {server.label}: {brief(result)}"
-                      + (f" ({result.errors})" if result.errors else ""), file=sys.stderr, flush=True)
+                errors = f" ({result.errors})" if result.errors else ""
+                print(f"round {number}/{args.rounds}, {connections} connections, {server.label}: "
+                      f"{brief(result)}{errors}", file=sys.stderr, flush=True)
                 time.sleep(PAUSE)
     return results
 
@@ -440,6 +455,7 @@ def brief(result: Result) -> str:
 
 
 def median_of(results: list[Result]) -> Result:
+    """The median of the rounds' req/s, of their p50s and of their p99s, each on its own."""
     def middle(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
     return Result(middle([r.rps for r in results]), middle([r.p50 for r in results if r.p50 == r.p50]),
@@ -454,23 +470,30 @@ def errors_text(label: str, results: list[Result]) -> list[str]:
     return [f"{label} round {n}: {r.errors}" for n, r in enumerate(results, 1) if r.errors]
 
 
-def ratio_row(hub: list[Result], label: str, peer: list[Result]) -> str:
+def ratio_row(hub: list[Result], peer: list[Result]) -> str:
+    """PyPIHub's median req/s over the peer's, both medians, and every round's numbers."""
     mine, theirs = median_of(hub), median_of(peer)
     ratio = f"{mine.rps / theirs.rps:.2f}x" if theirs.rps else "n/a (the peer answered nothing)"
     errors = errors_text("PyPIHub", hub) + errors_text("peer", peer)
     return (f"{ratio} (PyPIHub {brief(mine)}; peer {brief(theirs)}). Rounds, req/s (p99 ms): PyPIHub "
-            f"{rounds_text(hub)}; peer {rounds_text(peer)}" + (f". ERRORS: {'; '.join(errors)}" if errors else ""))
+            f"{rounds_text(hub)}; peer {rounds_text(peer)}{errors_note(errors)}")
+
+
+def errors_note(errors: list[str]) -> str:
+    return f". ERRORS: {'; '.join(errors)}" if errors else ""
 
 
 def comparison_rows(results: dict[tuple[str, int], list[Result]], labels: list[str],
                     connections: list[int]) -> dict[str, object]:
+    """One row per peer and connection count (PyPIHub alone without peers), then every error."""
     rows: dict[str, object] = {}
     for n in connections:
-        hub = results[labels[0], n]
+        hub, key = results[labels[0], n], f"warm /simple/<project>/, {n} connections: PyPIHub"
         for label in labels[1:]:
-            rows[f"warm {LISTING}, {n} connections: PyPIHub / {label}"] = ratio_row(hub, label, results[label, n])
+            rows[f"{key} / {label}"] = ratio_row(hub, results[label, n])
         if len(labels) == 1:
-            rows[f"warm {LISTING}, {n} connections: PyPIHub"] = f"{brief(median_of(hub))}; rounds {rounds_text(hub)}"
+            rows[key] = (f"{brief(median_of(hub))}. Rounds, req/s (p99 ms): {rounds_text(hub)}"
+                         f"{errors_note(errors_text('PyPIHub', hub))}")
     errors = [e for (label, n), found in results.items() for e in errors_text(f"{label} at {n}", found)]
     rows["non-2xx answers and socket errors in the rounds"] = "; ".join(errors) or "none"
     return rows
@@ -493,7 +516,10 @@ def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespac
         memory = measure_memory(github, process, port, args.latency)
         every = [peers.Server("PyPIHub", port), *servers]
         rows.update({**peer_rows, **check_listings(every)})
+        before = len(github.graphql_calls)
         results = run_rounds(every, args)
+        calls = len(github.graphql_calls) - before
+        rows["PyPIHub in the comparison"] += f"; {calls} GraphQL calls in the rounds (a listing past its TTL)"
     labels = [server.label for server in every]
     return {**rows, **comparison_rows(results, labels, args.connections), **memory}
 
@@ -512,18 +538,19 @@ def machine() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--latency", type=float, default=0.15, help="seconds per fake GraphQL call (default 0.15)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
-    parser.add_argument("--big-mib", type=int, default=1024, help="size of the proxied asset (default 1024)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the comparison (default 3)")
-    parser.add_argument("--connections", type=lambda text: [int(n) for n in text.split(",")], default=[16, 64, 256],
-                        help="keep-alive connection counts of the comparison (default 16,64,256)")
-    parser.add_argument("--peer-python", default=os.environ.get("PYPIHUB_PEER_PYTHON", "/tmp/peer/bin/python"),
-                        help="interpreter of the pypiserver venv (default $PYPIHUB_PEER_PYTHON or /tmp/peer/bin/python)")
-    parser.add_argument("--pypihub-flags", type=shlex.split, default=[],
-                        help='more pypihub.py flags for every PyPIHub started, e.g. "--busy-threads 2"')
-    parser.add_argument("--quick", action="store_true", help="only the comparison (and RSS, cold overhead)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    option = parser.add_argument
+    option("--latency", type=float, default=0.15, help="seconds per fake GraphQL call (default 0.15)")
+    option("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
+    option("--big-mib", type=int, default=1024, help="size of the proxied asset (default 1024)")
+    option("--rounds", type=int, default=3, help="alternating rounds of the comparison (default 3)")
+    option("--connections", type=lambda text: [int(n) for n in text.split(",")], default=[16, 64, 256],
+           help="keep-alive connection counts to compare at (default 16,64,256)")
+    option("--peer-python", default=os.environ.get("PYPIHUB_PEER_PYTHON", "/tmp/peer/bin/python"),
+           help="the pypiserver venv's interpreter (default $PYPIHUB_PEER_PYTHON, else /tmp/peer/bin/python)")
+    option("--pypihub-flags", type=shlex.split, default=[],
+           help='more pypihub.py flags for every PyPIHub started, e.g. "--busy-threads 2"')
+    option("--quick", action="store_true", help="only the comparison (with RSS and cold-path overhead)")
     return parser.parse_args(argv)
 
 
@@ -551,9 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         github.stop()
     if not args.quick:
         rows.update(measure_one_index(args.latency, args.pypihub_flags))
-    print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call; comparison: "
-          f"median of {args.rounds} alternating rounds of {args.seconds:g} s each, load by "
-          f"{'wrk -t2 --latency' if shutil.which('wrk') else 'Python threads (no wrk)'}")
+    loader = "wrk -t2 --latency" if shutil.which("wrk") else "Python threads (no wrk)"
+    print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call; "
+          f"comparison: median of {args.rounds} alternating rounds of {args.seconds:g} s each; {loader}")
     print(f"machine: {machine()}\n")
     print_table(rows)
     return 0
