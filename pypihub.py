@@ -695,6 +695,35 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+Networks = Sequence["ipaddress.IPv4Network | ipaddress.IPv6Network"]
+
+
+def is_trusted(address: str, proxies: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def forwarded_client(peer: str, forwarded_for: str | None, proxies: Networks) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy (--trusted-proxy),
+    the right-most X-Forwarded-For address that is not one (each proxy appends the address it
+    was connected from; those left of the first untrusted one are the client's to forge)."""
+    if not forwarded_for or not is_trusted(peer, proxies):
+        return peer
+    client = peer
+    for entry in reversed(forwarded_for.split(",")):
+        entry = entry.strip()
+        try:
+            client = str(ipaddress.ip_address(entry))
+        except ValueError:
+            return client  # garbage: the last address a trusted proxy vouched for
+        if not is_trusted(client, proxies):
+            return client
+    return client
+
+
 def refuse_foreign_page(command: str | None, headers: Mapping[str, str]) -> None:
     """No-credentials mode lends the server's token to requests without credentials: only reads,
     only addressed to this machine (a page elsewhere may aim a browser at it, or rebind a DNS name
@@ -2689,6 +2718,13 @@ def parse_rules(specs: Iterable[Any]) -> tuple[RepoRule, ...]:
     return tuple(rules)
 
 
+def parse_networks(values: Iterable[Any]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(str(value), strict=False) for value in values)
+    except ValueError as exc:
+        raise ConfigError(f"--trusted-proxy: {exc}") from None
+
+
 def tag_template(value: Any) -> str:
     if "{version}" not in str(value):
         raise ValueError("--tag-template must contain {version}")
@@ -2736,6 +2772,10 @@ class Settings:
     max_client_connections: int = setting(64, "open connections from one client address; more get 503",
                                           metavar="N")
     idle_timeout: float = setting(30.0, "close idle connections after", metavar="SECONDS")
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        (), "a load balancer's address or network (repeatable): its connections skip the per-client cap, and "
+            "the client address logged is taken from its X-Forwarded-For", flag="--trusted-proxy",
+        metavar="ADDR", repeat=True, parse=parse_networks)
     busy_threads: int = setting(2, "request threads doing work at once, in arrival order (one waiting "
                                    "on GitHub or a client gives its turn up); 0 = no limit", metavar="N")
     log_format: str = setting("text", "access and event log format", choices=("text", "json"))
@@ -3476,6 +3516,7 @@ class Handler(BaseHTTPRequestHandler):
     # What the access log reads, also for a request line http.server could not parse.
     command: str | None = None
     path = ""
+    headers: Headers | email.message.Message = Headers([])
     signed_in: tuple[str, Credentials] | None = None  # this connection's last Authorization, parsed
 
     def setup(self) -> None:
@@ -3592,6 +3633,8 @@ class Handler(BaseHTTPRequestHandler):
         if segments == ("",):
             return html_answer(render_home())
         if segments == ("healthz",):
+            if self.server.stopping:  # a load balancer takes this instance out before it exits
+                return Answer(503, b"draining\n", [("Content-Type", TEXT_PLAIN), ("Retry-After", "1")])
             return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
         if segments == ("metrics",):
             return Answer(200, self.server.render_metrics(), [("Content-Type", METRICS_TYPE)])
@@ -3762,13 +3805,18 @@ class Handler(BaseHTTPRequestHandler):
             self.log_access("invalid", code, 0.0, GitHubCalls(), sent)
 
     def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str) -> None:
-        method, path, client = self.command or "-", loggable_target(self.path) or "-", self.client_address[0]
+        method, path, client = self.command or "-", loggable_target(self.path) or "-", self.client()
         self.server.metrics.observe_request(endpoint, status, seconds)
         ms = round(seconds * 1000, 1)
         self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
                          f'rest={calls.rest} bytes={sent}',
                          {"client": client, "method": method, "path": path, "status": status, "ms": ms,
                           "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": sent})
+
+    def client(self) -> str:
+        """Whom the request came from, for the log (see forwarded_client)."""
+        forwarded = self.headers.get("X-Forwarded-For")
+        return forwarded_client(self.client_address[0], forwarded, self.server.settings.trusted_proxies)
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
@@ -3863,8 +3911,9 @@ class PyPIHubServer(ThreadingHTTPServer):
     def admit(self, client: str) -> str | None:
         settings = self.settings
         with self._state:
-            within = self.connections < settings.max_connections and \
+            within = self.connections < settings.max_connections and (
                 self.clients.get(client, 0) < settings.max_client_connections
+                or is_trusted(client, settings.trusted_proxies))  # a balancer: all its clients' connections
             spare = self.overflow < HEALTH_RESERVE and self.overflows.get(client, 0) < OVERFLOW_PER_CLIENT
             kind = "normal" if within else "overflow" if spare else None
             if kind is not None:

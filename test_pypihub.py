@@ -28,6 +28,7 @@ import hmac
 import html.parser
 import http.client
 import io
+import ipaddress
 import json
 import os
 import re
@@ -877,6 +878,23 @@ def test_a_plain_target_is_read_as_the_general_parser_reads_it(path):
     assert pypihub.parse_target("GET", path) == pypihub.parse_target("GET", path + "?")
 
 
+PROXIES = pypihub.parse_networks(["10.0.0.0/8", "::1"])
+
+
+@pytest.mark.parametrize("peer, forwarded, client", [
+    ("10.0.0.5", "203.0.113.7", "203.0.113.7"),  # one trusted proxy
+    ("10.0.0.5", "198.51.100.1, 203.0.113.7, 10.0.0.9", "203.0.113.7"),  # proxies chained: right-most untrusted
+    ("10.0.0.5", "evil, 203.0.113.7", "203.0.113.7"),  # what the client wrote itself is left of it
+    ("10.0.0.5", "203.0.113.7, garbage", "10.0.0.5"),  # a trusted proxy's entry is garbage: the peer
+    ("10.0.0.5", "10.0.0.6, 10.0.0.7", "10.0.0.6"),  # all trusted: the left-most
+    ("10.0.0.5", None, "10.0.0.5"),
+    ("192.0.2.1", "203.0.113.7", "192.0.2.1"),  # not a trusted proxy: its header means nothing
+    ("::1", "2001:db8::1", "2001:db8::1"),
+])
+def test_forwarded_client(peer, forwarded, client):
+    assert pypihub.forwarded_client(peer, forwarded, PROXIES) == client
+
+
 def test_non_ascii_credentials_are_401():
     with pytest.raises(pypihub.Unauthorized):
         pypihub.parse_credentials("Basic \xe9\xe9\xe9")
@@ -1037,7 +1055,8 @@ SETTING_SAMPLES = {
     "keyfile": ("k.pem", "k.pem"), "upstream_timeout": ("2.5", 2.5), "cache_ttl": ("0", 0.0),
     "stale_ttl": ("30", 30.0), "cache_size": ("7", 7), "proxy_downloads": ("yes", True),
     "max_upload_size": ("1000", 1000), "tag_template": ("release-{version}", "release-{version}"),
-    "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "busy_threads": ("3", 3), "log_format": ("json", "json"),
+    "max_connections": ("9", 9), "idle_timeout": ("4", 4.0), "busy_threads": ("3", 3), "trusted_proxies": ("10.0.0.1 10.1.0.0/16", (ipaddress.ip_network("10.0.0.1"),
+                                                ipaddress.ip_network("10.1.0.0/16"))), "log_format": ("json", "json"),
     "upload_timeout": ("60", 60.0), "max_client_connections": ("3", 3), "max_uploads": ("2", 2),
     "cache_memory": ("32", 32), "fallback_index": ("https://pypi.example/simple/", "https://pypi.example/simple/"),
     "private_names": ("acme-* internal-*", ("acme-*", "internal-*")), "fallback_ttl": ("30", 30.0),
@@ -1060,7 +1079,7 @@ def test_a_setting_is_one_field_giving_flag_variable_and_help(name, capsys):
     needs_owner = name.startswith("token_") or name == "fallback_index"
     tls = TLS_PAIR if name in ("certfile", "keyfile") else NO_CREDENTIALS if needs_owner else {}
     argv = [flag] if isinstance(field.default, bool) else [arg for value in
-                                                           (raw.split() if name in ("owners", "private_names")
+                                                           (raw.split() if name in ("owners", "private_names", "trusted_proxies")
                                                             else [raw])
                                                            for arg in (flag, value)]
     from_env = getattr(pypihub.build_settings([], {**tls, variable: raw}), name)
@@ -3339,6 +3358,31 @@ def test_every_access_line_survives_sigterm(github):
     _, errors = process.communicate(timeout=30)
     logged = re.findall(r'"GET /healthz\?n=(\d+)" 200 ', errors)
     assert logged == [str(n) for n in range(300)] and errors.splitlines()[-1] == "pypihub stopped"
+
+
+def test_a_trusted_proxy_names_the_client_and_skips_the_per_client_cap(make_hub, github):
+    hub = make_hub(trusted_proxies=pypihub.parse_networks(["127.0.0.1"]), max_client_connections=2)
+    held = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in range(4)]  # a balancer's pool
+    try:
+        for sock in held:  # past the cap of 2, each still served: 401, not the 503 of the overflow
+            sock.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert statuses(sock.recv(65536)) == [401]
+        assert hub.request("/healthz", token=None, headers={"X-Forwarded-For": "203.0.113.7"}).status == 200
+    finally:
+        for sock in held:
+            sock.close()
+    assert hub.logs[-1].startswith('203.0.113.7 "GET /healthz" 200 ')
+
+
+def test_an_untrusted_peer_cannot_name_another_client(hub, github):
+    assert hub.request("/healthz", token=None, headers={"X-Forwarded-For": "203.0.113.7"}).status == 200
+    assert hub.logs[-1].startswith('127.0.0.1 "GET /healthz" 200 ')
+
+
+def test_healthz_says_draining_once_shutdown_begins(hub, github):
+    assert hub.server.drain(0)  # what SIGTERM starts: nothing in progress, so drained at once
+    response = hub.request("/healthz", token=None)
+    assert (response.status, response.body) == (503, b"draining\n")
 
 
 def test_healthz_needs_no_auth_and_no_github(hub, github):

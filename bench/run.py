@@ -71,6 +71,7 @@ class Result:
     p50: float
     p99: float
     errors: str = ""  # non-2xx answers and socket errors as the load generator counted them; "" = none
+    github_calls: int = 0  # GraphQL calls the fake GitHub saw during the run (PyPIHub reloading a listing)
 
 
 def start_pypihub(github: t.FakeGitHub, *flags: str) -> tuple[subprocess.Popen, int]:
@@ -429,17 +430,20 @@ def check_listings(servers: list[peers.Server]) -> dict[str, object]:
     return {f"files every server lists for {LISTING}": f"{verdict}: {', '.join(names)}. Answers: {sizes}"}
 
 
-def run_rounds(servers: list[peers.Server], args: argparse.Namespace) -> dict[tuple[str, int], list[Result]]:
+def run_rounds(servers: list[peers.Server], args: argparse.Namespace,
+               github: t.FakeGitHub) -> dict[tuple[str, int], list[Result]]:
     """Each round loads every server in turn at each connection count; PyPIHub first in each turn."""
     results: dict[tuple[str, int], list[Result]] = collections.defaultdict(list)
     for number in range(1, args.rounds + 1):
         for connections in args.connections:
             for server in servers:
+                before = len(github.graphql_calls)
                 result = load(server.port, LISTING, auth(), connections, args.seconds)
+                result.github_calls = len(github.graphql_calls) - before
                 results[server.label, connections].append(result)
                 errors = f" ({result.errors})" if result.errors else ""
                 print(f"round {number}/{args.rounds}, {connections} connections, {server.label}: "
-                      f"{brief(result)}{errors}", file=sys.stderr, flush=True)
+                      f"{rounds_text([result])}{errors}", file=sys.stderr, flush=True)
                 time.sleep(PAUSE)
     return results
 
@@ -463,7 +467,11 @@ def median_of(results: list[Result]) -> Result:
 
 
 def rounds_text(results: list[Result]) -> str:
-    return ", ".join(f"{r.rps:,.0f} ({ms(r.p99).removesuffix(' ms')})" for r in results)
+    """Each round's req/s (p99 ms), and the GraphQL calls made in it when there were any."""
+    def one(r: Result) -> str:
+        calls = f", {r.github_calls} GraphQL call{'s' * (r.github_calls > 1)}" if r.github_calls else ""
+        return f"{r.rps:,.0f} ({ms(r.p99).removesuffix(' ms')}{calls})"
+    return ", ".join(one(r) for r in results)
 
 
 def errors_text(label: str, results: list[Result]) -> list[str]:
@@ -499,16 +507,21 @@ def comparison_rows(results: dict[tuple[str, int], list[Result]], labels: list[s
     return rows
 
 
-def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
-    """PyPIHub (a fresh process) against each pypiserver deployment, serving the same wheels."""
+def peer_files(work: Path) -> Path:
+    """A directory with the wheels of PROJECT that the fake GitHub's releases hold, for pypiserver."""
     root = work / "peer-files"
     root.mkdir()
     for wheel in work.glob(f"{PROJECT.replace('-', '_')}-*.whl"):
         shutil.copy(wheel, root)
+    return root
+
+
+def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
+    """PyPIHub (a fresh process) against each pypiserver deployment, serving the same wheels."""
     flags = [*COMPARE_FLAGS, *args.pypihub_flags]
-    rows: dict[str, object] = {"PyPIHub in the comparison": f"pypihub.py {shlex.join(flags)}"}
+    rows: dict[str, object] = {}
     with contextlib.ExitStack() as stack:
-        servers, peer_rows = peers.start_all(args.peer_python, root, work, LISTING)
+        servers, peer_rows = peers.start_all(args.peer_python, peer_files(work), work, LISTING)
         for server in servers:
             stack.callback(peers.stop, server)
         process, port = start_pypihub(github, *flags)
@@ -516,12 +529,12 @@ def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespac
         memory = measure_memory(github, process, port, args.latency)
         every = [peers.Server("PyPIHub", port), *servers]
         rows.update({**peer_rows, **check_listings(every)})
-        before = len(github.graphql_calls)
-        results = run_rounds(every, args)
-        calls = len(github.graphql_calls) - before
-        rows["PyPIHub in the comparison"] += f"; {calls} GraphQL calls in the rounds (a listing past its TTL)"
+        results = run_rounds(every, args, github)
+    calls = sum(r.github_calls for found in results.values() for r in found)
+    command = {"PyPIHub in the comparison": f"pypihub.py {shlex.join(flags)}; {calls} GraphQL calls in the "
+               "rounds (its listing past --cache-ttl, loaded again; the round shows them)"}
     labels = [server.label for server in every]
-    return {**rows, **comparison_rows(results, labels, args.connections), **memory}
+    return {**command, **rows, **comparison_rows(results, labels, args.connections), **memory}
 
 
 def print_table(rows: dict[str, object]) -> None:
