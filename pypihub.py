@@ -141,6 +141,8 @@ RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed b
 MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
 MAX_METADATA = 4 * 1024 * 1024  # METADATA larger than this is not read at all
 MAX_CACHED_METADATA = 1024 * 1024  # ... and larger than this, served once, then neither kept nor advertised
+REFRESH_AHEAD = 0.1  # a listing in use in the last tenth of its TTL is loaded again in the background
+MAX_REFRESHES = 8  # background loads at once
 CACHE_ENTRY_BYTES = 600  # an entry's key (a keyed hash and names), tuple and place in the map
 
 UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
@@ -2571,8 +2573,9 @@ class Cache:
 
     def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time,
                  max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, refresh: bool = False) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
+        self.refreshing = threading.BoundedSemaphore(MAX_REFRESHES) if refresh else None
         self.gate = gate or Gate()  # given up while waiting for another thread's load
         self.max_bytes, self.size_of, self.bytes = max_bytes, size_of, 0
         self._entries: OrderedDict[Any, tuple[float, Any, int]] = OrderedDict()  # (expiry, value, bytes)
@@ -2626,11 +2629,14 @@ class Cache:
 
     def get_or_load(self, key: Any, load: Callable[[], Any], log: Log) -> Any:
         """The fresh value, else load() once for all concurrent callers; when GitHub fails, the
-        value up to `stale_ttl` past its expiry."""
+        value up to `stale_ttl` past its expiry. A value in use in the last REFRESH_AHEAD of its
+        TTL is loaded again in the background meanwhile, so that steady traffic never waits."""
         with self._lock:  # one acquisition on the hot path: look up, count, or join a load
             value = self._fresh(key)
             if value is not None:
                 self.stats["hits"] += 1
+                if self.refreshing is not None and self._due(key):
+                    self._refresh(key, load, log)
                 return value
             flight = self._flights.get(key)
             leader = flight is None
@@ -2646,6 +2652,27 @@ class Cache:
             return None
         self._entries.move_to_end(key)
         return value
+
+    def _due(self, key: Any) -> bool:
+        """Whether the entry is in its last REFRESH_AHEAD, with no load of it under way; the caller
+        holds the lock."""
+        return self._entries[key][0] - self.clock() < self.ttl * REFRESH_AHEAD and key not in self._flights
+
+    def _refresh(self, key: Any, load: Callable[[], Any], log: Log) -> None:
+        """Load the entry again in a thread of its own (at most MAX_REFRESHES at once; past them,
+        the entry just expires); the caller holds the lock."""
+        if not self.refreshing.acquire(blocking=False):
+            return
+        flight = self._flights[key] = _Flight()
+
+        def load_again() -> None:
+            try:
+                self._lead(key, flight, load, log)
+            except BaseException:  # noqa: B036  (a later request sees and answers the failure)
+                pass
+            finally:
+                self.refreshing.release()
+        threading.Thread(target=load_again, name="pypihub-refresh", daemon=True).start()
 
     def _follow(self, flight: _Flight) -> Any:
         with self.gate.released():
@@ -2961,7 +2988,8 @@ class Index:
         ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
         # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
         gate = self.gate
-        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes, gate)
+        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes, gate,
+                              refresh=True)
         self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes, gate)
         # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
         # handed out only for assets the caller's own listing or node lookup has shown it.

@@ -3088,6 +3088,25 @@ def test_etag_and_304(hub, github, demo):
 # -- caching --
 
 
+def test_a_listing_in_use_is_loaded_again_before_it_expires(hub, github, demo, clock):
+    assert hub.request("/simple/demo-pkg/").status == 200 and len(github.graphql_calls) == 1
+    clock.advance(50)  # 10 s of its 60 s TTL left: not yet due
+    assert hub.request("/simple/demo-pkg/").status == 200
+    clock.advance(5)  # in the last tenth: answered from the cache at once, and loaded again meanwhile
+    assert hub.request("/simple/demo-pkg/").status == 200
+    wait_until(lambda: len(github.graphql_calls) == 2)
+    clock.advance(30)  # past the first load's expiry, within the second's
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == 2
+
+
+def test_a_listing_nobody_uses_just_expires(hub, github, demo, clock):
+    assert hub.request("/simple/demo-pkg/").status == 200
+    clock.advance(61)
+    assert hub.request("/simple/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == 2  # loaded again when asked, not before
+
+
 def test_cache_never_answers_another_token(hub, github, demo):
     assert hub.request("/simple/demo-pkg/").status == 200  # A warms the cache
     assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404
