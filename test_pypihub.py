@@ -3095,6 +3095,7 @@ def test_a_listing_in_use_is_loaded_again_before_it_expires(hub, github, demo, c
     clock.advance(5)  # in the last tenth: answered from the cache at once, and loaded again meanwhile
     assert hub.request("/simple/demo-pkg/").status == 200
     wait_until(lambda: len(github.graphql_calls) == 2)
+    assert len(github.graphql_calls) == 2
     clock.advance(30)  # past the first load's expiry, within the second's
     assert hub.request("/simple/demo-pkg/").status == 200
     assert len(github.graphql_calls) == 2
