@@ -726,12 +726,18 @@ def forwarded_client(peer: str, forwarded_for: str | None, proxies: Networks) ->
     return client
 
 
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "Via")  # what a proxy adds (RFC 7239, 9110)
+
+
 def refuse_foreign_page(command: str | None, headers: Mapping[str, str]) -> None:
     """No-credentials mode lends the server's token to requests without credentials: only reads,
     only addressed to this machine (a page elsewhere may aim a browser at it, or rebind a DNS name
-    to 127.0.0.1), and never sent by another site's page."""
+    to 127.0.0.1), never sent by another site's page, and never through a proxy (a balancer on
+    this machine connects from loopback, with any client's Host)."""
     if command not in ("GET", "HEAD"):
         raise Unauthorized("Uploads need credentials of their own.")
+    if any(name in headers for name in PROXY_HEADERS):
+        raise Unauthorized("This server lends its token to this machine's own clients, not through a proxy.")
     host = urllib.parse.urlsplit("//" + headers.get("Host", "")).hostname or ""
     origin = urllib.parse.urlsplit(headers.get("Origin", "") or "//localhost").hostname or ""
     if not (is_loopback(host) and is_loopback(origin)) or headers.get("Sec-Fetch-Site") == "cross-site":
@@ -3843,7 +3849,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def client(self) -> str:
         """Whom the request came from, for the log (see forwarded_client)."""
-        forwarded = self.headers.get("X-Forwarded-For")
+        # RFC 9110 5.3: repeated lines are one list (HAProxy appends a line of its own).
+        forwarded = ", ".join(self.headers.get_all("X-Forwarded-For") or [])
         return forwarded_client(self.client_address[0], forwarded, self.server.settings.trusted_proxies)
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
