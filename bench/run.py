@@ -4,6 +4,7 @@ process, and a load generator; prints one table.
 
     python3 bench/run.py [--latency 0.15] [--seconds 5] [--big-mib 1024] [--rounds 3]
                          [--peer-python /tmp/peer/bin/python] [--pypihub-flags "--busy-threads 2"] [--quick]
+                         [--fleet-only] [--fleet-rounds 1]
 
 Load comes from wrk and downloads from curl when they are installed (apt-get install wrk curl); without
 wrk, Python threads make the load. Needs the test tools (python3 -m pip install '.[test]'). Everything
@@ -19,7 +20,13 @@ on waitress (8 threads) and on its default wsgiref server. Make that venv once w
 
 and name its interpreter with --peer-python or $PYPIHUB_PEER_PYTHON (default /tmp/peer/bin/python);
 without it the comparison is skipped and says so. --quick runs only the comparison (with PyPIHub's
-RSS per token and its cold-path overhead, measured on the same process before the load).
+RSS per token and its cold-path overhead, measured on the same process before the load) and the fleet.
+
+The fleet (issue 17; --fleet-only runs only it): 60 tokens x 3 projects through a real nginx configured
+from deploy/nginx.conf (TLS, keep-alive) to 1 and to 3 PyPIHub instances, and to 1 instance directly.
+It starts them with the test suite's own Instance, Nginx and TLS helpers; GraphQL calls, cold and warm,
+are counted at the fake GitHub; warm req/s come from wrk with a Lua script sending the (token, project)
+pairs in turn (nginx hashes on Authorization). It needs nginx, wrk and openssl, and says so without.
 """
 from __future__ import annotations
 
@@ -159,10 +166,15 @@ def load_with_threads(port: int, path: str, headers: dict, connections: int, sec
 
 
 def load_with_wrk(port: int, path: str, headers: dict, connections: int, seconds: float) -> Result:
+    extra = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    return run_wrk(f"http://127.0.0.1:{port}{path}", connections, seconds, extra)
+
+
+def run_wrk(url: str, connections: int, seconds: float, extra: list[str]) -> Result:
+    """wrk -t2 --latency at `url` (http:// or https://), `extra` being -H headers or -s script."""
     command = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}",
-               f"-d{max(1, round(seconds))}s", "--latency"]
-    command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
-    run = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+               f"-d{max(1, round(seconds))}s", "--latency", *extra, url]
+    run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode or "Requests/sec" not in run.stdout:
         why = (run.stderr or run.stdout).strip().replace("\n", " / ")[-200:]
         return Result(0.0, float("nan"), float("nan"), f"wrk failed (exit {run.returncode}): {why}")
@@ -205,9 +217,13 @@ def stream(url: str, headers: dict) -> float:
     return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout) / (1 << 20)
 
 
-def new_github(latency: float, work: Path, big_mib: int) -> t.FakeGitHub:
+def warm_fake_schema() -> None:
     t.schema_errors("query { viewer { login } }")  # the fake's own warm-up: build GitHub's schema now,
     t.github_schema()  # not during the first measured request
+
+
+def new_github(latency: float, work: Path, big_mib: int) -> t.FakeGitHub:
+    warm_fake_schema()
     github = t.FakeGitHub().start()
     github.latency = latency
     repo = github.add_repo(PROJECT)
@@ -537,6 +553,210 @@ def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespac
     return {**command, **rows, **comparison_rows(results, labels, args.connections), **memory}
 
 
+# --- Issue 17: 1 vs 3 instances behind nginx from deploy/nginx.conf (the suite's Instance and Nginx) ---
+
+FLEET_TOKENS, FLEET_PROJECTS = 60, 3  # 180 (token, project) pairs
+FLEET_CONNECTIONS = (16, 64)  # 64 is deploy/nginx.conf's limit_conn per client address
+FLEET_WORKERS = 8  # clients at once for the cold and warm passes (as the suite's warm pass)
+FLEET = f"fleet behind nginx (deploy/nginx.conf), {FLEET_TOKENS} tokens x {FLEET_PROJECTS} projects"
+
+
+def fleet_github(latency: float) -> tuple[t.FakeGitHub, list[tuple[str, str]]]:
+    """A fake GitHub of its own (as the suite's scale_setup, larger): FLEET_TOKENS tokens that each
+    read FLEET_PROJECTS private projects of one release; returns it and the (token, project) pairs."""
+    warm_fake_schema()
+    github = t.FakeGitHub().start()
+    github.latency = latency
+    tokens = [f"ghp_fleet{n:02d}" + "x" * 29 for n in range(FLEET_TOKENS)]
+    for token in tokens:
+        github.add_token(token)
+    projects = [f"fleet-{k}" for k in range(FLEET_PROJECTS)]
+    for project in projects:
+        github.add_repo(project, readers=tokens, writers=()).add_release("v1.0", dict([t.make_wheel(project, "1.0")]))
+    return github, [(token, project) for token in tokens for project in projects]
+
+
+def fleet_script(pairs: list[tuple[str, str]], path: Path) -> Path:
+    """A wrk Lua script sending the pairs in turn (each wrk thread from its own offset). nginx hashes
+    on Authorization: one fixed header would put the whole load on one instance."""
+    targets = ",\n".join(f"  {{{json.dumps(f'/simple/{project}/')}, {json.dumps(t.basic(f'{t.OWNER}:{token}'))}}}"
+                         for token, project in pairs)
+    path.write_text(f"""-- bench/run.py: every (token, project) pair in turn, {len(pairs)} of them
+local targets = {{
+{targets}
+}}
+local requests, following, threads = {{}}, 1, 0
+
+function setup(thread)
+  thread:set("offset", threads * 61)
+  threads = threads + 1
+end
+
+function init(args)
+  for i, target in ipairs(targets) do
+    requests[i] = wrk.format("GET", target[1], {{Authorization = target[2], Accept = {json.dumps(t.PIP_ACCEPT)}}})
+  end
+  following = (offset or 0) % #requests + 1
+end
+
+function request()
+  local this = requests[following]
+  following = following % #requests + 1
+  return this
+end
+""")
+    return path
+
+
+def list_direct(port: int, pairs: list[tuple[str, str]], workers: int = FLEET_WORKERS) -> None:
+    """GET each pair's listing from an instance directly (plain HTTP), as Nginx.list_pairs does
+    through nginx; every answer must be 200."""
+    def one(pair: tuple[str, str]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", f"/simple/{pair[1]}/",
+                           headers={**t.JSON_ACCEPT, "Authorization": t.basic(f"{t.OWNER}:{pair[0]}")})
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        assert response.status == 200, (pair, response.status, body[:200])
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, pairs))
+
+
+def cold_then_warm(github: t.FakeGitHub, list_all) -> tuple[int, int, int, list]:
+    """GraphQL calls of a cold pass over every pair and of a warm one right after, the REST calls of
+    both, and what each pass returned (Nginx.list_pairs: the instance that answered each pair)."""
+    mark, rest = len(github.graphql_calls), len(github.rest_calls)
+    served = [list_all()]
+    cold = len(github.graphql_calls) - mark
+    served.append(list_all())
+    return cold, len(github.graphql_calls) - mark - cold, len(github.rest_calls) - rest, served
+
+
+def calls_text(cold: int, warm: int, rest: int, pairs: int) -> str:
+    warmth = "" if warm == 0 else f" (NOT WARM: {warm} GraphQL calls on the second pass)"
+    expected = "" if cold == pairs else f" (expected {pairs} cold: one per pair)"
+    return f"{cold} / {warm} (REST {rest}){expected}{warmth}"
+
+
+def spread_text(served: list, instances: list) -> str:
+    """Tokens per instance, from nginx's access log, and whether each stayed on one instance."""
+    try:
+        cold, warm = t.homes(served[0]), t.homes(served[1])
+    except AssertionError as exc:  # a token answered by two instances
+        return f"NO AFFINITY: {str(exc)[:300]}"
+    counts = collections.Counter(cold.values())
+    same = "each token on one instance, the same in both passes" if cold == warm else \
+        f"MOVED between the passes: {sum(cold[k] != warm[k] for k in cold)} tokens"
+    return f"tokens per instance {'/'.join(str(counts[i.address]) for i in instances)}; {same}"
+
+
+def fleet_rounds(setups: list[tuple[str, str, list]], github: t.FakeGitHub, script: Path,
+                 args: argparse.Namespace) -> dict[tuple[str, int], list[Result]]:
+    """Each round loads every setup in turn at each connection count, through the Lua script."""
+    results: dict[tuple[str, int], list[Result]] = collections.defaultdict(list)
+    for number in range(1, args.fleet_rounds + 1):
+        for connections in FLEET_CONNECTIONS:
+            for label, url, instances in setups:
+                before = len(github.graphql_calls)
+                result = run_wrk(url + "/simple/", connections, args.seconds, ["-s", str(script)])
+                result.github_calls = len(github.graphql_calls) - before
+                dead = [i.address for i in instances if i.process.poll() is not None]
+                if dead:
+                    result.errors = "; ".join(filter(None, [result.errors, f"instance {', '.join(dead)} EXITED"]))
+                for instance in instances:
+                    del instance.lines[1:]  # the access log, one line a request: drained, not kept
+                results[label, connections].append(result)
+                errors = f" ({result.errors})" if result.errors else ""
+                print(f"fleet round {number}/{args.fleet_rounds}, {connections} connections, {label}: "
+                      f"{rounds_text([result])}{errors}", file=sys.stderr, flush=True)
+                time.sleep(PAUSE)
+    return results
+
+
+def fleet_load_text(results: dict[tuple[str, int], list[Result]], label: str,
+                    base: str | None = None, base_is: str = "") -> str:
+    """req/s (p50 / p99) at each connection count, medians of the rounds; `base`'s ratio; GraphQL
+    calls during the load (warm: none); every round when there were several; errors."""
+    medians = {n: median_of(results[label, n]) for n in FLEET_CONNECTIONS}
+    text = " / ".join(f"{m.rps:,.0f} ({ms(m.p50)} / {ms(m.p99)})" for m in medians.values())
+    if base:
+        ratios = [medians[n].rps / median_of(results[base, n]).rps if median_of(results[base, n]).rps else
+                  float("nan") for n in FLEET_CONNECTIONS]
+        text += f"; {' / '.join(f'{r:.2f}x' for r in ratios)} {base_is}"
+    calls = sum(r.github_calls for n in FLEET_CONNECTIONS for r in results[label, n])
+    text += "; GraphQL calls during the load 0" if not calls else \
+        f"; NOT WARM: {calls} GraphQL calls during the load"
+    if len(results[label, FLEET_CONNECTIONS[0]]) > 1:
+        text += ". Rounds, req/s (p99 ms): " + "; ".join(
+            f"{n} conns {rounds_text(results[label, n])}" for n in FLEET_CONNECTIONS)
+    errors = [e for n in FLEET_CONNECTIONS for e in errors_text(f"{n} conns", results[label, n])]
+    return text + errors_note(errors)
+
+
+def measure_fleet(args: argparse.Namespace) -> dict[str, object]:
+    """Issue 17: FLEET_TOKENS x FLEET_PROJECTS pairs through nginx (deploy/nginx.conf, TLS, keep-alive)
+    to 1 and to 3 PyPIHub instances, and to 1 instance directly: GraphQL calls cold and warm, counted
+    at the fake GitHub, then warm req/s by wrk with a Lua script rotating the pairs. Every PyPIHub is
+    the suite's Instance (--cache-ttl 600 --trusted-proxy 127.0.0.1, then --pypihub-flags)."""
+    missing = [name for name, found in (("nginx", t.NGINX), ("wrk", shutil.which("wrk")),
+                                        ("openssl", shutil.which("openssl"))) if not found]
+    if missing:
+        return {FLEET: f"skipped: {' and '.join(missing)} not installed (apt-get install nginx wrk openssl)"}
+    try:
+        return fleet_rows(args)
+    except Exception as exc:  # nginx or an instance would not start, a pass got a non-200: say so, keep the table
+        print(f"the fleet failed: {exc!r}", file=sys.stderr)
+        return {FLEET: f"FAILED: {type(exc).__name__}: {str(exc).strip()[:500]}"}
+
+
+def fleet_rows(args: argparse.Namespace) -> dict[str, object]:
+    github, pairs = fleet_github(args.latency)
+    gc.freeze()  # the fake's data lives in this process: keep its GC pauses out of the numbers
+    rows: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        stack.callback(github.stop)
+        work = Path(tmp)
+        try:
+            tls = t.balancer_tls.__wrapped__(work)  # the suite's fixture's own function: CA, cert, key
+        except t.pytest.skip.Exception as exc:
+            return {FLEET: f"skipped: {exc}"}
+        script = fleet_script(pairs, work / "rotate.lua")
+        setups: list[tuple[str, str, list]] = []
+        for count in (1, 3):
+            instances = [t.Instance(github, *args.pypihub_flags) for _ in range(count)]
+            for instance in instances:
+                stack.callback(instance.stop)
+            balancer = t.Nginx(instances, work / f"nginx-{count}", *tls)
+            stack.callback(balancer.stop)
+            cold, warm, rest, served = cold_then_warm(github, lambda: balancer.list_pairs(pairs, FLEET_WORKERS))
+            label = f"{count} instance{'s' * (count > 1)}"
+            rows[f"{FLEET}: GraphQL calls cold / warm, {label}"] = (
+                f"{calls_text(cold, warm, rest, len(pairs))}; {spread_text(served, instances)}")
+            setups.append((label, balancer.url, instances))
+        direct = t.Instance(github, *args.pypihub_flags)
+        stack.callback(direct.stop)
+        cold, warm, rest, _ = cold_then_warm(github, lambda: list_direct(direct.port, pairs))
+        setups.append(("direct", f"http://{direct.address}", [direct]))
+        flags = direct.process.args[direct.process.args.index("--graphql-url") + 2:]
+        version = subprocess.run([t.NGINX, "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+        rows = {f"{FLEET}: setup": (
+            f"pypihub.py {shlex.join(flags)}; nginx {version} (2 workers, TLS, keep-alive to the instances); "
+            f"wrk -t{WRK_THREADS} -s a Lua script sending the {len(pairs)} pairs in turn; {args.seconds:g} s per point, "
+            f"{args.fleet_rounds} round{'s' * (args.fleet_rounds > 1)} (median); cold and warm passes "
+            f"{FLEET_WORKERS} at once, a new connection each"), **rows}
+        results = fleet_rounds(setups, github, script, args)
+    conns = " / ".join(map(str, FLEET_CONNECTIONS))
+    key = f"fleet behind nginx: warm req/s at {conns} connections (p50 / p99)"
+    rows[f"{key}, 1 instance"] = fleet_load_text(results, "1 instance")
+    rows[f"{key}, 3 instances"] = fleet_load_text(results, "3 instances", "1 instance", "of 1 instance")
+    rows[f"one instance direct (plain HTTP, no nginx), same load: warm req/s at {conns} connections (p50 / p99)"] = (
+        fleet_load_text(results, "direct", "1 instance", "of 1 instance behind nginx") +
+        f"; its own passes: GraphQL {calls_text(cold, warm, rest, len(pairs))}")
+    return rows
+
+
 def print_table(rows: dict[str, object]) -> None:
     """The results as a Markdown table, keys aligned (README and bench/RESULTS.md quote them)."""
     width = max(len(k) for k in rows)
@@ -548,6 +768,11 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def load_text(before: tuple[float, float, float]) -> str:
+    """The 1-minute load average before and after the run: others may be using the machine."""
+    return f"load average {before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -563,7 +788,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
            help="the pypiserver venv's interpreter (default $PYPIHUB_PEER_PYTHON, else /tmp/peer/bin/python)")
     option("--pypihub-flags", type=shlex.split, default=[],
            help='more pypihub.py flags for every PyPIHub started, e.g. "--busy-threads 2"')
-    option("--quick", action="store_true", help="only the comparison (with RSS and cold-path overhead)")
+    option("--quick", action="store_true",
+           help="only the comparison (with RSS and cold-path overhead) and the fleet behind nginx")
+    option("--fleet-only", action="store_true", help="only the fleet behind nginx (issue 17)")
+    option("--fleet-rounds", type=int, default=1,
+           help="rounds of the fleet's load runs, each 1 instance, 3 instances, direct in turn (default 1)")
     return parser.parse_args(argv)
 
 
@@ -581,6 +810,14 @@ def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> d
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_before = os.getloadavg()
+    if args.fleet_only:
+        rows = measure_fleet(args)
+        print(f"PyPIHub benchmark, the fleet behind nginx only: fake GitHub latency {args.latency * 1000:.0f} ms "
+              f"per GraphQL call; {args.fleet_rounds} round(s) of {args.seconds:g} s per point")
+        print(f"machine: {machine()}; {load_text(load_before)}\n")
+        print_table(rows)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         github = new_github(args.latency, work, args.big_mib)
@@ -591,10 +828,11 @@ def main(argv: list[str] | None = None) -> int:
         github.stop()
     if not args.quick:
         rows.update(measure_one_index(args.latency, args.pypihub_flags))
+    rows.update(measure_fleet(args))
     loader = "wrk -t2 --latency" if shutil.which("wrk") else "Python threads (no wrk)"
     print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call; "
           f"comparison: median of {args.rounds} alternating rounds of {args.seconds:g} s each; {loader}")
-    print(f"machine: {machine()}\n")
+    print(f"machine: {machine()}; {load_text(load_before)}\n")
     print_table(rows)
     return 0
 
