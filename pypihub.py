@@ -18,7 +18,8 @@ as good as the operator's certificate, and without ``--certfile`` tokens cross t
 clear (a warning says so at start-up when listening beyond loopback).
 
 The file reads top to bottom, each ``# --- X ---`` banner one concept: constants; errors; pure
-logic (names and files, requests, rendering, GitHub answers, uploads); the busy-thread gate; the
+logic (names and files, requests, rendering, GitHub answers, pages for people, uploads); the
+busy-thread gate; the
 GitHub client; its queries; downloads; publishing; the cache; settings; the upstream index
 (--fallback-index) and the server's own token; the index (what a token may see, through the
 caches); the HTTP server and handler (transport only); the command line.
@@ -66,6 +67,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections import OrderedDict, deque
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, NoReturn, Sequence
 
@@ -339,6 +341,21 @@ class Asset:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReleaseInfo:
+    """What a project page shows of one release besides its files: from RELEASE_FIELDS."""
+
+    database_id: int | None  # what Asset.release_id names
+    tag: str
+    title: str
+    url: str  # the release's page on GitHub
+    published: str  # publishedAt, "" when GitHub gives none
+    prerelease: bool
+    notes: str = ""  # descriptionHTML, already through sanitize_notes()
+    node_id: str = ""  # with `updated`: what the shared notes cache is keyed by (option B)
+    updated: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Listing:
     """Every distribution of one project that one token can see, from one owner's repo."""
 
@@ -347,6 +364,9 @@ class Listing:
     repo: str
     files: tuple[Asset, ...]
     archived: bool = False  # PEP 792: an archived GitHub repo is an archived project
+    description: str = ""  # the repo's, and its page: for /project/<name>/
+    repo_url: str = ""
+    releases: tuple[ReleaseInfo, ...] = ()  # without their notes (fetched for a page view only)
     # Rendered pages by media type: a cached listing is rendered once, not on every hit.
     pages: dict[str, tuple[int, frozenset, bytes, str]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
@@ -809,6 +829,8 @@ def endpoint_of(segments: Sequence[str]) -> str:
         return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
     if len(segments) == 3 and segments[0] == "asset" or len(segments) == 4 and segments[0] == "upstream":
         return segments[0]
+    if segments[0] == "project" and len(segments) in (2, 3) and segments[2:] in ((), ("",)):
+        return "page"
     return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
 
 
@@ -1039,21 +1061,6 @@ def render_upstream(project: str, upstream: Mapping[str, Any], media: str) -> by
     links = ((upstream_href(project, e) + upstream_fragment(e), str(e["filename"]), upstream_attributes(e))
              for e in upstream["files"])
     return render_html(f"Links for {project}", links)
-
-
-def render_home() -> bytes:
-    return f"""<!DOCTYPE html>
-<html>
-  <head><title>PyPIHub</title></head>
-  <body>
-    <h1>PyPIHub {html.escape(__version__)}</h1>
-    <p>A Python package index over the assets of GitHub Releases.</p>
-    <p>Point pip at <code>http(s)://OWNER:TOKEN@this-host/simple/</code>, where OWNER is the
-    GitHub login that owns the repos and TOKEN is your own GitHub token.</p>
-    <p><a href="simple/">simple/</a></p>
-  </body>
-</html>
-""".encode()
 
 
 def metric_lines(family: str, kind: str, samples: Iterable[tuple[str, float]]) -> list[str]:
@@ -1367,6 +1374,462 @@ def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """The download host's headers that a proxied download passes on, none with a line break."""
     kept = [(name, headers[name.lower()]) for name in FORWARDED_DOWNLOAD_HEADERS if headers.get(name.lower())]
     return [(n, v) for n, v in kept if "\r" not in v and "\n" not in v]
+
+
+# --- Pure logic: pages for people (/ and /project/<name>/) ---
+
+NOTES_BUDGET = 64 * 1024  # characters of one release's notes shown; the rest is on GitHub
+MAX_QUERY = 100  # characters of ?q= read
+DATE_RE = re.compile(r"(\d{4}-\d\d-\d\d)T\d\d:\d\d:\d\dZ")
+# A Host header worth showing back: a DNS name or an IP literal, and a port; nothing else.
+HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                     r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+# One stylesheet, inline and allowed by its hash: no 'unsafe-inline', no request for a CSS file.
+PAGE_STYLE = """
+:root{color-scheme:light dark;--fg:#1f2328;--muted:#59636e;--bg:#fff;--panel:#f6f8fa;--line:#d1d9e0;
+--link:#0969da;--warn:#9a6700;--bad:#d1242f}
+@media (prefers-color-scheme:dark){:root{--fg:#f0f6fc;--muted:#9198a1;--bg:#0d1117;--panel:#151b23;
+--line:#3d444d;--link:#4493f8;--warn:#d29922;--bad:#f85149}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",
+Roboto,"Noto Sans",sans-serif}
+main{max-width:64rem;margin:0 auto;padding:1rem}
+a{color:var(--link)}
+h1{font-size:1.75rem;margin:.5rem 0}h2{font-size:1.3rem;margin:1.5rem 0 .5rem}h3{font-size:1.1rem;margin:0}
+code,pre{font:.875rem/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:.75rem;overflow-x:auto}
+.muted,.meta{color:var(--muted)}
+.badge{display:inline-block;font-size:.75rem;border:1px solid currentColor;border-radius:2rem;
+padding:0 .5rem;margin-left:.5rem;vertical-align:middle}
+.pre{color:var(--warn)}.yanked{color:var(--bad)}
+.projects{list-style:none;padding:0}
+.projects li,.release{border:1px solid var(--line);border-radius:6px;padding:.75rem;margin:.75rem 0}
+.projects p{margin:.25rem 0 0}
+form{display:flex;gap:.5rem}
+input{flex:1;min-width:0;font:inherit;padding:.4rem;border:1px solid var(--line);border-radius:6px;
+background:var(--bg);color:var(--fg)}
+button{font:inherit;padding:.4rem .8rem;border:1px solid var(--line);border-radius:6px;
+background:var(--panel);
+color:var(--fg)}
+.files{overflow-x:auto}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+th,td{text-align:left;padding:.3rem .5rem;border-top:1px solid var(--line);vertical-align:top}
+td code{overflow-wrap:anywhere}
+.hash{font-size:.75rem;min-width:12rem}
+.notes{overflow-wrap:anywhere}
+.notes img{max-width:100%}
+@media (max-width:40rem){main{padding:.5rem}thead{display:none}tr,td{display:block;border:0;padding:.1rem 0}
+tr{border-top:1px solid var(--line);padding:.4rem 0}td[data-label]::before{content:attr(data-label) ": ";
+color:var(--muted)}}
+"""
+STYLE_SOURCE = "'sha256-" + base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode() + "'"
+# Pages for people: no script, no request of any kind but the page itself and forms back to it.
+PAGE_CSP = (f"default-src 'none'; style-src {STYLE_SOURCE}; form-action 'self'; base-uri 'none'; "
+            "frame-ancestors 'none'")
+PAGE_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", PAGE_CSP),
+                         ("Referrer-Policy", "no-referrer"))
+
+PAGE_SHELL = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+<main>
+{body}
+</main>
+</body>
+</html>
+"""
+
+
+PEP440_RE = re.compile(r"v?(?:(\d+)!)?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|c|rc|alpha|beta|pre|preview)[-_.]?(\d*))?"
+                       r"(?:-(\d+)|[-_.]?(?:post|rev|r)[-_.]?(\d*))?(?:[-_.]?(dev)[-_.]?(\d*))?"
+                       r"(?:\+([a-z0-9._-]+))?")
+PRE_TAGS = {"a": "a", "alpha": "a", "b": "b", "beta": "b", "c": "rc", "rc": "rc", "pre": "rc",
+            "preview": "rc"}
+
+
+def pep440_key(version: str) -> tuple:
+    """PEP 440's order (as packaging sorts), for showing versions newest first: 2.0rc1 before
+    2.0, 2.0 before 2.0.post1. A version PEP 440 does not parse sorts before every one it does."""
+    found = PEP440_RE.fullmatch(version.lower())
+    if not found:
+        return (0, version_key(version))
+    epoch, release, pre, pre_n, post_dash, post_n, dev, dev_n, local = found.groups()
+    numbers = [int(n) for n in release.split(".")]
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers.pop()
+    post = post_dash or post_n if post_dash is not None or post_n is not None else None
+    pre_key = (1, PRE_TAGS[pre], int(pre_n or 0)) if pre else (-1,) if dev and post is None else (2,)
+    post_key = (1, int(post or 0)) if post is not None else (0,)
+    dev_key = (1, int(dev_n or 0)) if dev else (2,)
+    local_key = tuple((1, int(p), "") if p.isdigit() else (0, 0, p)
+                      for p in re.split(r"[._-]", local or "") if p)
+    return (1, int(epoch or 0), tuple(numbers), pre_key, post_key, dev_key, local_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectRow:
+    """One project on `/`: what the owner's project index query says of it."""
+
+    name: str  # normalized
+    owner: str
+    repo: str
+    version: str = ""  # the newest in the repo's newest releases (ROOT_RELEASES)
+    released: str = ""  # that release's publishedAt
+    description: str = ""  # the repo's description
+    repo_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionView:
+    """One version on a project page: its release (if known) and its files."""
+
+    version: str
+    files: tuple[Asset, ...]
+    release: ReleaseInfo | None
+
+
+def escape(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def human_page(title: str, body: str) -> bytes:
+    return PAGE_SHELL.format(title=escape(title), style=PAGE_STYLE, body=body).encode()
+
+
+def day_of(moment: str) -> str:
+    """yyyy-mm-dd in a <time>, for GitHub's ISO 8601 UTC timestamps; anything else as text."""
+    found = DATE_RE.fullmatch(moment or "")
+    return f'<time datetime="{escape(moment)}">{found.group(1)}</time>' if found else escape(moment)
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def safe_link(url: str, text: str) -> str:
+    """An anchor to an http(s) URL from GitHub; just the text for anything else."""
+    if not is_safe_url(url):
+        return escape(text)
+    return f'<a href="{escape(url)}" rel="noopener noreferrer">{escape(text)}</a>'
+
+
+def index_url(host: str | None, scheme: str, public_url: str = "") -> str:
+    """The index URL shown in install lines, never with credentials: --public-url if set, else
+    the request's Host when it is a plain host[:port] (a forged one shows only to its sender; the
+    page is private and varies with Authorization), else a placeholder."""
+    if public_url:
+        return public_url.rstrip("/") + "/simple/"
+    if host and HOST_RE.fullmatch(host) and scheme in ("http", "https"):
+        return f"{scheme}://{host.lower()}/simple/"
+    return "https://PYPIHUB-HOST/simple/"
+
+
+def render_home(index: str) -> bytes:
+    """How to use this index: the body of `/`'s 401, which makes a browser ask for credentials
+    and is what stays on screen when the prompt is cancelled."""
+    i = escape(index)
+    body = f"""<h1>PyPIHub {escape(__version__)}</h1>
+<p>A Python package index over the assets of GitHub Releases. Sign in with the GitHub login that
+owns the repos as the user name and your own GitHub token as the password to browse its projects.</p>
+<h2>pip and uv</h2>
+<pre><code>pip install --index-url {i} PROJECT
+uv pip install --index-url {i} PROJECT</code></pre>
+<p class="muted">They ask for the user name and the token, or take them from keyring or
+<code>~/.netrc</code>; <code>https://OWNER:TOKEN@…</code> in the URL works too.</p>
+<p><a href="simple/">simple/</a></p>"""
+    return human_page("PyPIHub", body)
+
+
+# `/`: the signed-in owner's projects
+
+
+def query_text(query: Mapping[str, list[str]]) -> str:
+    """?q= as typed; a form sends a space as "+", which parse_target() keeps as "+"."""
+    return (query.get("q") or [""])[0][:MAX_QUERY].replace("+", " ")
+
+
+def matches_query(row: ProjectRow, terms: Sequence[str]) -> bool:
+    haystack = f"{row.name} {row.repo} {row.description}".lower()
+    return all(term in haystack for term in terms)
+
+
+def render_projects_page(rows: Sequence[ProjectRow], query: str, owners: str, index: str = "") -> bytes:
+    """`/` for a signed-in browser: each project with its newest version, when, and the repo's
+    description, linking to its page; `query` (words, as typed) filters without JavaScript."""
+    terms = query.lower().split()
+    shown = [row for row in rows if matches_query(row, terms)]
+    items = "\n".join(
+        f'<li><a href="project/{urllib.parse.quote(row.name)}/"><strong>{escape(row.name)}</strong></a>'
+        + (f' <span class="badge">{escape(row.version)}</span>' if row.version else "")
+        + (f' <span class="meta">{day_of(row.released)}</span>' if row.released else "")
+        + (f"<p>{escape(row.description)}</p>" if row.description else "")
+        + "</li>" for row in shown)
+    count = f"{len(shown)} of {len(rows)} projects" if terms else f"{len(rows)} projects"
+    body = f"""<h1>PyPIHub</h1>
+<p class="muted">{escape(owners)}: {count}</p>
+<form method="get" action="" role="search"><input type="search" name="q" value="{escape(query)}"
+ placeholder="Filter by name or description" aria-label="Filter projects"><button>Filter</button></form>
+<ul class="projects">
+{items or '<li class="muted">No project matches.</li>'}
+</ul>
+""" + (f'<p class="muted">Index URL: <code>{escape(index)}</code></p>' if index else "")
+    return human_page("PyPIHub", body)
+
+
+# `/project/<name>/`: versions, files, hashes, release notes
+
+
+def versions_of(listing: Listing, releases: Iterable[ReleaseInfo]) -> list[VersionView]:
+    """The listing's files by version, newest first, each with its release (by release_id)."""
+    by_id = {r.database_id: r for r in releases if r.database_id is not None}
+    grouped: dict[str, list[Asset]] = {}
+    for asset in listing.files:
+        grouped.setdefault(asset.version, []).append(asset)
+    return [VersionView(version, tuple(files), next((by_id[f.release_id] for f in files
+                                                     if f.release_id in by_id), None))
+            for version, files in sorted(grouped.items(), key=lambda item: pep440_key(item[0]), reverse=True)]
+
+
+def install_lines(project: str, index: str, user: str) -> str:
+    """Copy-paste lines for pip, uv and poetry: the index URL without credentials, which the
+    tools ask for (or take from keyring, netrc or their own settings)."""
+    p, i, u = escape(project), escape(index), escape(user or "OWNER")
+    return f"""<h2>Install</h2>
+<p class="muted">User name <code>{u}</code>, password a GitHub token that can read the repo.</p>
+<pre><code>pip install --index-url {i} {p}</code></pre>
+<pre><code>uv pip install --index-url {i} {p}</code></pre>
+<pre><code>poetry source add --priority=explicit pypihub {i}
+poetry config http-basic.pypihub {u} "$GITHUB_TOKEN"
+poetry add --source pypihub {p}</code></pre>"""
+
+
+def file_row(asset: Asset, requires_python: Mapping[str, str]) -> str:
+    """A file: its link (through PyPIHub, relative: ../../asset/...), size, Requires-Python
+    once its METADATA is known, and GitHub's sha256 when it has one."""
+    digest = f"<code>{escape(asset.sha256)}</code>" if asset.sha256 else '<span class="muted">none</span>'
+    python = escape(requires_python.get(asset.id, "")) or '<span class="muted">?</span>'
+    return (f'<tr><td><a href="{escape(asset_href(asset))}">{escape(asset.filename)}</a></td>'
+            f'<td title="{asset.size} bytes" data-label="Size">{human_size(asset.size)}</td>'
+            f'<td data-label="Requires-Python">{python}</td>'
+            f'<td class="hash" data-label="SHA-256">{digest}</td></tr>')
+
+
+def version_block(view: VersionView, requires_python: Mapping[str, str], newest: bool) -> str:
+    release, first = view.release, view.files[0]
+    badges = ""
+    if (release and release.prerelease) or is_prerelease(view.version):
+        badges += '<span class="badge pre">pre-release</span>'
+    if first.yanked is not None:
+        reason = f": {escape(first.yanked)}" if first.yanked else ""
+        badges += f'<span class="badge yanked">yanked{reason}</span>'
+    when = release.published if release and release.published else min(a.upload_time for a in view.files)
+    meta = day_of(when)
+    if release:
+        meta += " · " + safe_link(release.url, f"{release.title or release.tag} on GitHub")
+    rows = "\n".join(file_row(a, requires_python) for a in view.files)
+    notes = ""
+    if release and release.notes:
+        notes = (f'<details{" open" if newest else ""}><summary>Release notes</summary>'
+                 f'<div class="notes">{release.notes}</div></details>')  # sanitized when fetched
+    return f"""<article class="release" id="v{escape(view.version)}">
+<h3>{escape(view.version)}{badges}</h3>
+<p class="meta">{meta}</p>
+<div class="files"><table>
+<thead><tr><th>File</th><th>Size</th><th>Requires-Python</th><th>SHA-256</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></div>
+{notes}
+</article>"""
+
+
+def render_project_page(listing: Listing, releases: Sequence[ReleaseInfo], requires_python: Mapping[str, str],
+                        repo: ProjectRow, index: str, user: str = "") -> bytes:
+    """/project/<name>/: install lines, then every version newest first with its files and notes.
+    Everything from GitHub is escaped, but the notes, which sanitize_notes() made safe."""
+    views = versions_of(listing, releases)
+    where = safe_link(repo.repo_url, f"{listing.owner}/{listing.repo} on GitHub")
+    archived = '<span class="badge yanked">archived</span>' if listing.archived else ""
+    noted = next((i for i, v in enumerate(views) if v.release and v.release.notes), -1)  # shown open
+    blocks = "\n".join(version_block(v, requires_python, i == noted) for i, v in enumerate(views))
+    body = f"""<p><a href="../../">All projects</a></p>
+<h1>{escape(listing.project)}{archived}</h1>
+{f'<p>{escape(repo.description)}</p>' if repo.description else ''}
+<p class="meta">{where} · {len(views)} versions, {len(listing.files)} files</p>
+{install_lines(listing.project, index, user)}
+<h2>Versions</h2>
+{blocks or '<p class="muted">No files yet.</p>'}
+"""
+    return human_page(f"{listing.project} · PyPIHub", body)
+
+
+# Release notes: GitHub's descriptionHTML, sanitized again
+
+KEPT_TAGS = frozenset("""a abbr b blockquote br code dd del details div dl dt em hr i ins kbd li ol p pre q
+s samp span strike strong sub summary sup table tbody td tfoot th thead tr tt ul var""".split())
+HEADINGS = {"h1": "h4", "h2": "h5", "h3": "h6", "h4": "h6", "h5": "h6", "h6": "h6"}  # below the page's own
+VOID_TAGS = frozenset(("br", "hr", "img", "input", "wbr", "area", "base", "col", "embed", "link", "meta",
+                       "param", "source", "track"))
+DROPPED_WITH_CONTENT = frozenset(("script", "style", "template", "svg", "math", "iframe", "object",
+                                  "noscript",
+                                  "textarea", "select", "title", "head"))
+KEPT_ATTRIBUTES = {"ol": ("start",), "td": ("align", "colspan", "rowspan"),
+                   "th": ("align", "colspan", "rowspan")}
+NUMBER_RE = re.compile(r"\d{1,4}|left|right|center")
+
+
+class NotesSanitizer(HTMLParser):
+    """An allowlist rewrite of release-notes HTML: known tags with a few attributes (no class, id
+    or style), links only to http(s) (relative ones resolved against the release's page), images
+    turned into links to them (the page loads nothing from elsewhere: CSP default-src 'none'),
+    every element closed inside the notes, and at most `budget` characters."""
+
+    def __init__(self, base_url: str, budget: int) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base, self.budget = base_url if is_safe_url(base_url) else "", budget
+        self.out: list[str] = []
+        self.open: list[str] = []
+        self.skipping: tuple[str, int] | None = None  # a dropped element and its nesting depth
+        self.size, self.cut = 0, False
+
+    def emit(self, text: str, opens: str = "") -> None:
+        """Add `text` (which opens element `opens`, if given) unless the budget is spent: from
+        there on nothing more is added, and result() closes what is open."""
+        self.cut = self.cut or self.size + len(text) > self.budget
+        if not self.cut:
+            self.out.append(text)
+            self.size += len(text)
+            self.open += [opens] if opens else []
+
+    def href(self, value: str | None) -> str | None:
+        url = urllib.parse.urljoin(self.base, (value or "").strip()) if value else ""
+        return url if is_safe_url(url) else None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.cut:
+            return
+        if self.skipping:
+            name, depth = self.skipping
+            self.skipping = (name, depth + (tag == name))
+            return
+        if tag in DROPPED_WITH_CONTENT:
+            self.skipping = (tag, 1)
+            return
+        values = dict(attrs)
+        if tag == "img":  # a link to the image instead of a load from camo/user-images
+            url = self.href(values.get("data-canonical-src") or values.get("src"))
+            label = escape(f"[image: {values.get('alt') or 'image'}]")
+            linked = url and "a" not in self.open  # inside a link (GitHub wraps images in one): the label
+            anchor = f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{label}</a>'
+            self.emit(anchor if linked else label)
+        elif tag == "input" and values.get("type") == "checkbox":  # a task list's box
+            self.emit("☑ " if "checked" in values else "☐ ")
+        elif tag in ("br", "hr"):
+            self.emit(f"<{tag}>")
+        elif tag == "a" and "a" not in self.open:  # no link in a link: the browser would move it
+            url = self.href(values.get("href"))
+            self.emit(f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">' if url else "<a>", "a")
+        elif tag in KEPT_TAGS or tag in HEADINGS:
+            kept = "".join(f' {n}="{escape(v)}"' for n, v in attrs
+                           if n in KEPT_ATTRIBUTES.get(tag, ()) and v and NUMBER_RE.fullmatch(v))
+            self.emit(f"<{HEADINGS.get(tag, tag)}{kept}>", HEADINGS.get(tag, tag))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID_TAGS:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.cut:
+            return
+        if self.skipping:
+            name, depth = self.skipping
+            self.skipping = (name, depth - (tag == name)) if depth > 1 or tag != name else None
+            return
+        tag = HEADINGS.get(tag, tag)
+        if tag in self.open:  # close what it closes; an end tag of nothing opened here is dropped
+            while self.open:
+                name = self.open.pop()
+                self.out.append(f"</{name}>")  # closing tags are never cut: outside the budget
+                if name == tag:
+                    break
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.emit(html.escape(data, quote=False))
+
+    def result(self) -> str:
+        self.close()
+        closing = "".join(f"</{name}>" for name in reversed(self.open))
+        more = f'<p class="muted">… {safe_link(self.base, "the rest on GitHub")}</p>' if self.cut else ""
+        return "".join(self.out) + closing + more
+
+
+def sanitize_notes(notes_html: str | None, release_url: str, budget: int = NOTES_BUDGET) -> str:
+    """Release notes fit to include in a page as they are (see NotesSanitizer)."""
+    sanitizer = NotesSanitizer(release_url, budget)
+    sanitizer.feed(notes_html or "")
+    return sanitizer.result()
+
+
+# From GitHub's answers (pure: nodes in, plain data out)
+
+
+def release_info(node: Mapping, notes: bool = True) -> ReleaseInfo:
+    """A release node of RELEASE_FIELDS as ReleaseInfo; its notes only when asked (a listing keeps
+    none: they come with a page view, from NOTES_QUERY)."""
+    url = str(node.get("url") or "")
+    text = sanitize_notes(node.get("descriptionHTML"), url) if notes else ""
+    return ReleaseInfo(node.get("databaseId"), str(node.get("tagName") or ""), str(node.get("name") or ""),
+                       url, str(node.get("publishedAt") or ""), bool(node.get("isPrerelease")), text,
+                       str(node.get("id") or ""), str(node.get("updatedAt") or ""))
+
+
+def notes_by_id(nodes: Iterable[object], urls: Mapping[str, str]) -> dict[str, str]:
+    """NOTES_QUERY's nodes as release node id -> sanitized notes, each release's links resolved
+    against its own page (`urls`: node id -> ReleaseInfo.url); a node that is no release is skipped."""
+    return {node["id"]: sanitize_notes(node.get("descriptionHTML"), urls.get(node["id"], ""))
+            for node in nodes if isinstance(node, dict) and isinstance(node.get("id"), str)}
+
+
+def newest_version(repo: Mapping, project: str) -> tuple[str, str]:
+    """The project's newest version in the repo's newest releases, a final one if there is one,
+    and when its release was published."""
+    found = [(dist.version, release) for release in connection_nodes(repo.get("releases"))
+             if not release.get("isDraft") for asset in connection_nodes(release.get("releaseAssets"))
+             if (dist := parse_distribution(str(asset.get("name")))) and dist.project == project]
+    final = [(v, r) for v, r in found if not (r.get("isPrerelease") or is_prerelease(v))] or found
+    if not final:
+        return "", ""
+    version, release = max(final, key=lambda pair: pep440_key(pair[0]))
+    return version, str(release.get("publishedAt") or "")
+
+
+def project_rows(repositories: Iterable[dict], owner: str) -> dict[str, ProjectRow]:
+    """Project -> ProjectRow, by owner_projects()'s rules (a repo named after its project lists
+    only that one; earlier, more recently pushed, repos win), from OWNER_PROJECTS_QUERY's nodes."""
+    rows: dict[str, ProjectRow] = {}
+    for repo in repositories:
+        name, projects = str(repo.get("name")), repo_projects(repo)
+        own = normalize(name)
+        for project in sorted({own} if own in projects else projects):
+            if project not in rows:
+                version, released = newest_version(repo, project)
+                rows[project] = ProjectRow(project, owner, name, version, released,
+                                           str(repo.get("description") or ""), str(repo.get("url") or ""))
+    return rows
 
 
 # --- Pure logic: uploads ---
@@ -1813,6 +2276,11 @@ fragment ReleaseFields on Release {
   isDraft
   name
   description
+  tagName
+  url
+  publishedAt
+  updatedAt
+  isPrerelease
   releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
 }
 """
@@ -1822,6 +2290,8 @@ fragment RepoFields on Repository {
   owner { login }
   viewerPermission
   isArchived
+  description
+  url
   releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
     pageInfo { hasNextPage endCursor }
     nodes { ...ReleaseFields }
@@ -1929,7 +2399,9 @@ def fetch_listing(github: GitHub, owner: str, project: str, repo: dict) -> Listi
               "yanked": yank_reason(r.get("name"), r.get("description"))}
              for r in releases if not r.get("isDraft") for a in release_assets(github, r)]
     archived = bool(repo.get("isArchived"))
-    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes), archived)
+    infos = tuple(release_info(r, notes=False) for r in releases if not r.get("isDraft"))
+    return Listing(project, owner, str(repo["name"]), project_assets(project, nodes), archived,
+                   str(repo.get("description") or ""), str(repo.get("url") or ""), infos)
 
 
 ASSET_QUERY = """
@@ -1969,8 +2441,10 @@ query OwnerProjects($owner: String!, $after: String) {
       pageInfo { hasNextPage endCursor }
       nodes {
         name
+        description
+        url
         releases(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) {
-          nodes { isDraft releaseAssets(first: 100) { nodes { name } } }
+          nodes { isDraft isPrerelease publishedAt releaseAssets(first: 100) { nodes { name } } }
         }
       }
     }
@@ -1979,9 +2453,28 @@ query OwnerProjects($owner: String!, $after: String) {
 """
 
 
-def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
-    """Project -> repo for the owner's most recently pushed repos (bounded: see ROOT_*)."""
+# A project page's release notes: only on a page view, for the releases the caller's listing
+# shows (GitHub counts points by connections, not fields: the listing's own query could carry
+# them at no point, but every cold pip listing would then carry every release's HTML too).
+NOTES_QUERY = """
+query ReleaseNotes($ids: [ID!]!) {
+  nodes(ids: $ids) { ... on Release { id descriptionHTML } }
+}
+"""
+NOTES_PER_CALL = 100  # GitHub's nodes(ids:) takes at most 100 ids
+
+
+class OwnerIndex(NamedTuple):
+    """An owner's project index: project -> repo (for /simple/), and what `/` shows of each."""
+
+    projects: dict[str, str]
+    rows: dict[str, ProjectRow]
+
+
+def fetch_owner_index(github: GitHub, owner: str) -> OwnerIndex:
+    """The owner's most recently pushed repos' projects (bounded: see ROOT_*), in one query a page."""
     names: dict[str, str] = {}
+    rows: dict[str, ProjectRow] = {}
     cursor = None
     for _ in range(ROOT_MAX_PAGES):
         data = github.query(OWNER_PROJECTS_QUERY, {"owner": owner, "after": cursor})
@@ -1989,10 +2482,16 @@ def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
             raise NotFound(f"No GitHub owner {owner} is visible to this token.")
         connection = data["repositoryOwner"].get("repositories")
         names = {**owner_projects(connection_nodes(connection)), **names}
+        rows = {**project_rows(connection_nodes(connection), owner), **rows}
         cursor = next_cursor(connection)
         if cursor is None:
             break
-    return names
+    return OwnerIndex(names, rows)
+
+
+def fetch_owner_projects(github: GitHub, owner: str) -> dict[str, str]:
+    """Project -> repo for the owner's most recently pushed repos."""
+    return fetch_owner_index(github, owner).projects
 
 
 REPO_NAMES_QUERY = """
@@ -2961,7 +3460,12 @@ def listing_bytes(value: Any) -> int:
     """What a cached listing (or "no such project", or an owner's project index) holds, with
     its renderings: measured with tracemalloc, rounded up (a test holds it to that)."""
     if isinstance(value, Listing):
-        return 2000 + sum(1500 + 3 * len(a.url) + 8 * len(a.filename) + 4 * len(a.id) for a in value.files)
+        releases = sum(900 + 2 * (len(r.url) + len(r.title) + len(r.tag)) for r in value.releases)
+        return 2000 + releases + 2 * len(value.description) + sum(
+            1500 + 3 * len(a.url) + 8 * len(a.filename) + 4 * len(a.id) for a in value.files)
+    if isinstance(value, OwnerIndex):
+        rows = sum(600 + 2 * (len(r.description) + len(r.repo_url)) for r in value.rows.values())
+        return 500 + rows + sum(200 + 2 * (len(k) + len(v)) for k, v in value.projects.items())
     if isinstance(value, dict):
         return 500 + sum(200 + 2 * (len(k) + len(v)) for k, v in value.items())
     if isinstance(value, tuple):  # an owner's repo names
@@ -3000,8 +3504,13 @@ class Index:
         # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
         # handed out only for assets the caller's own listing or node lookup has shown it.
         self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300, gate)
-        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 30 // 100,
+        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 25 // 100,
                               lambda metadata: len(metadata.compressed) + 400, self.gate)
+        # Release notes by (release id, updatedAt), for every token alike, handed out only for the
+        # releases the caller's own listing shows (an edit changes updatedAt, so its next listing
+        # names a new key).
+        self.notes = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 5 // 100,
+                           lambda notes: 2 * len(notes) + 300, self.gate)
         # What decides "not ours" for --fallback-index: fresh answers only, never stale ones.
         self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes, self.gate)
         self.throttles = Throttles(clock, size * 4)
@@ -3067,6 +3576,45 @@ class Index:
         known = lambda: self._known_metadata(listing)  # noqa: E731
         return rendered_page(listing, media, known, self.metadata.generation)
 
+    def project_view(self, github: GitHub, creds: Credentials, project: str, index: str) -> tuple[bytes, str]:
+        """/project/<name>/ and its ETag: from the caller's own listing (as /simple/<name>/), its
+        wheels' Requires-Python where their METADATA is known, and the releases' notes."""
+        listing = self.find_listing(github, creds, project)
+        notes = self.release_notes(github, listing)
+        known = self._known_metadata(listing).items()
+        requires = {node_id: m.requires_python for node_id, m in known if m.requires_python}
+        releases = [dataclasses.replace(r, notes=notes.get(r.node_id, "")) for r in listing.releases]
+        repo = ProjectRow(project, listing.owner, listing.repo, description=listing.description,
+                          repo_url=listing.repo_url)
+        body = render_project_page(listing, releases, requires, repo, index, creds.owner or "__token__")
+        return body, quote_etag(body)
+
+    def release_notes(self, github: GitHub, listing: Listing) -> dict[str, str]:
+        """Sanitized notes by release node id, for the listing's releases: the kept ones, and the
+        rest from GitHub, NOTES_PER_CALL a call. Without them (GitHub failed), the page shows none."""
+        keys = {(r.node_id, r.updated): r for r in listing.releases if r.node_id}
+        found = {key[0]: notes for key, notes in self.notes.get_many(keys).items()}
+        missing = [key for key in keys if key[0] not in found]
+        for start in range(0, len(missing), NOTES_PER_CALL):
+            batch = missing[start:start + NOTES_PER_CALL]
+            try:
+                nodes = github.query(NOTES_QUERY, {"ids": [key[0] for key in batch]}).get("nodes") or []
+            except (*UPSTREAM_FAILURES, Unavailable, NotFound):
+                return found
+            fetched = notes_by_id(nodes, {key[0]: keys[key].url for key in batch})
+            for key in batch:
+                self.notes.put(key, fetched.get(key[0], ""))
+            found.update(fetched)
+        return found
+
+    def project_rows(self, github: GitHub, creds: Credentials) -> list[ProjectRow]:
+        """`/`: what the owner's (or the configured owners') project index says of each project;
+        the first owner's wins a name."""
+        rows: dict[str, ProjectRow] = {}
+        for owner in reversed(self.owners(creds)):
+            rows.update(self.owner_index(github, dataclasses.replace(creds, owner=owner)).rows)
+        return [rows[name] for name in sorted(rows)]
+
     def may_be_public(self, project: str) -> bool:
         """Whether a name that is not ours for this caller may come from --fallback-index: not one
         that --private-name covers, nor one that was served from GitHub to any token."""
@@ -3121,8 +3669,11 @@ class Index:
 
     def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
         """Project -> repo for the owner's recently pushed repos that this token can see."""
+        return self.owner_index(github, creds).projects
+
+    def owner_index(self, github: GitHub, creds: Credentials) -> OwnerIndex:
         key = ("projects", self.key_of(creds), creds.owner.lower())
-        return self.listings.get_or_load(key, lambda: fetch_owner_projects(github, creds.owner), self.log)
+        return self.listings.get_or_load(key, lambda: fetch_owner_index(github, creds.owner), self.log)
 
     def _may_have(self, github: GitHub, creds: Credentials, project: str) -> bool:
         """Whether the owner may have the project for this token. "No" is trusted only from fresh
@@ -3665,7 +4216,9 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("GET and HEAD requests take no body.")
         segments = target.segments
         if segments == ("",):
-            return html_answer(render_home())
+            return self.home(target.query, calls)
+        if target.endpoint == "page":
+            return self.project_view(segments[1], len(segments) == 3 and segments[2] == "", calls)
         if segments == ("healthz",):
             if self.server.stopping:  # a load balancer takes this instance out before it exits
                 return Answer(503, b"draining\n", [("Content-Type", TEXT_PLAIN), ("Retry-After", "1")])
@@ -3714,6 +4267,43 @@ class Handler(BaseHTTPRequestHandler):
             return Answer(302, b"", [("Location", page), ("Cache-Control", "no-store"),
                                      ("Vary", "Authorization")])
         return self.page_answer(media, *page)
+
+    def index_url(self) -> str:
+        """This index's /simple/ URL as the client reached it, for install lines (never with
+        credentials); behind a trusted proxy, the scheme it was reached by."""
+        scheme = "https" if self.server.tls else "http"
+        if is_trusted(self.client_address[0], self.server.settings.trusted_proxies):
+            scheme = self.headers.get("X-Forwarded-Proto", scheme)
+        return index_url(self.headers.get("Host"), scheme)
+
+    def home(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
+        """`/`: without credentials, 401 with the how-to page (a browser then asks for them, and
+        shows the page if the prompt is cancelled); with them, the owner's projects."""
+        if not self.headers.get("Authorization") and self.server.index.own_token is None:
+            headers = [("Content-Type", HTML_PAGE_TYPE), *PAGE_SECURITY_HEADERS, *Unauthorized.headers]
+            return Answer(401, render_home(self.index_url()), headers)
+        creds, github = self.authenticate(calls)
+        rows = self.server.index.project_rows(github, creds)
+        owners = creds.owner or ", ".join(self.server.settings.owners)
+        body = render_projects_page(rows, query_text(query), owners, self.index_url())
+        return self.person_answer(body, quote_etag(body))
+
+    def project_view(self, name: str, slash: bool, calls: GitHubCalls) -> Answer:
+        if not PROJECT_RE.fullmatch(name):
+            raise NotFound("That is not a valid project name.")
+        canonical = normalize(name)
+        if name != canonical or not slash:
+            return redirect(("../" if slash else "") + canonical + "/")
+        creds, github = self.authenticate(calls)
+        return self.person_answer(*self.server.index.project_view(github, creds, canonical, self.index_url()))
+
+    def person_answer(self, body: bytes, etag: str) -> Answer:
+        """A page for people: its own CSP (the stylesheet by hash), private to the credentials."""
+        headers = [("Content-Type", HTML_PAGE_TYPE), ("Vary", "Authorization"), ("ETag", etag),
+                   ("Cache-Control", "private, no-cache"), *PAGE_SECURITY_HEADERS]
+        if etag_matches(self.headers.get("If-None-Match"), etag):
+            return Answer(304, b"", headers)
+        return Answer(200, body, headers)
 
     def root_page(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
         creds, github = self.authenticate(calls)

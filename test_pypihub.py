@@ -26,6 +26,7 @@ import datetime
 import email.message
 import hashlib
 import hmac
+import html
 import html.parser
 import http.client
 import io
@@ -36,6 +37,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import signal
 import subprocess
 import sys
@@ -44,6 +46,7 @@ import time
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -761,6 +764,98 @@ def test_metrics_histogram_is_cumulative():
     assert samples['pypihub_request_duration_seconds_count{endpoint="project"}'] == 5
 
 
+# -- pages for people (pure) --
+
+NOTES_BASE = "https://github.com/o/r/releases/tag/v1"
+
+
+@pytest.mark.parametrize("notes, expected", [
+    ("<p>plain <b>bold</b></p>", "<p>plain <b>bold</b></p>"),
+    ("<script>alert(1)</script><p>after</p>", "<p>after</p>"),
+    ("<style>body{}</style><svg><svg></svg><a href='x'>in svg</a></svg>ok", "ok"),
+    ('<p onclick="x()" class="c" id="i" style="color:red">p</p>', "<p>p</p>"),
+    ('<a href="javascript:alert(1)">j</a>', "<a>j</a>"),
+    ('<a href="  JaVaScRiPt:alert(1)">j</a>', "<a>j</a>"),
+    ('<a href="data:text/html,x">d</a>', "<a>d</a>"),
+    ('<a href="/o/r/pull/1">#1</a>', '<a href="https://github.com/o/r/pull/1" rel="nofollow noopener noreferrer">#1</a>'),
+    ('<img src="https://camo.githubusercontent.com/a" data-canonical-src="https://e.example/i.png" alt="A&quot;">',
+     '<a href="https://e.example/i.png" rel="nofollow noopener noreferrer">[image: A&quot;]</a>'),  # never loaded
+    ('<img src="javascript:x" onerror="y">', "[image: image]"),
+    ("<h1>a</h1><h2>b</h2><h6>c</h6>", "<h4>a</h4><h5>b</h5><h6>c</h6>"),  # below the page's own headings
+    ("<p>open <em>never closed", "<p>open <em>never closed</em></p>"),
+    ("<b><i>x</b></i>", "<b><i>x</i></b>"),
+    ("</div></details></article></main><p>x</p>", "<p>x</p>"),  # nothing outside the notes can be closed
+    ("&lt;script&gt; &amp; &#60;b&#62;", "&lt;script&gt; &amp; &lt;b&gt;"),
+    ('<ol start="3" onload="x"><li>c</li></ol>', '<ol start="3"><li>c</li></ol>'),
+    ("<iframe src='https://e.example'></iframe><object>o</object><form><button>b</button></form>", "b"),
+    ("", ""),
+    (None, ""),
+])
+def test_release_notes_are_sanitized_again(notes, expected):
+    # GitHub sanitizes descriptionHTML already; this allowlist is defence in depth under the CSP.
+    assert pypihub.sanitize_notes(notes, NOTES_BASE) == expected
+
+
+def test_long_release_notes_are_cut_with_their_elements_closed():
+    clean = pypihub.sanitize_notes("<ul>" + "<li><b>item</b> text</li>" * 10_000, NOTES_BASE, budget=1000)
+    assert len(clean) < 2000 and clean.count("<li>") == clean.count("</li>") and clean.endswith("</p>")
+    assert f'<a href="{NOTES_BASE}"' in clean and "the rest on GitHub" in clean
+
+
+@pytest.mark.parametrize("versions, newest_first", [
+    (["1.0", "1.10", "1.9"], ["1.10", "1.9", "1.0"]),
+    (["2.0", "2.0rc1", "2.0.dev1", "2.0a1", "2.0.post1"], ["2.0.post1", "2.0", "2.0rc1", "2.0a1", "2.0.dev1"]),
+    (["1!0.1", "9.0"], ["1!0.1", "9.0"]),
+    (["1.0.0", "1.0.1", "1.0+local"], ["1.0.1", "1.0+local", "1.0.0"]),
+])
+def test_versions_sort_as_pep_440_orders_them(versions, newest_first):
+    assert sorted(versions, key=pypihub.pep440_key, reverse=True) == newest_first
+
+
+@pytest.mark.parametrize("host, scheme, expected", [
+    ("localhost:8080", "http", "http://localhost:8080/simple/"),
+    ("PyPI.Example.COM", "https", "https://pypi.example.com/simple/"),
+    ("[::1]:3141", "http", "http://[::1]:3141/simple/"),
+    ("octorg:ghp_x@evil.example", "https", "https://PYPIHUB-HOST/simple/"),  # userinfo: never shown
+    ('x"><script>alert(1)</script>', "https", "https://PYPIHUB-HOST/simple/"),
+    ("evil.example/path?", "https", "https://PYPIHUB-HOST/simple/"),
+    (None, "https", "https://PYPIHUB-HOST/simple/"),
+    ("a.example", "javascript", "https://PYPIHUB-HOST/simple/"),
+])
+def test_the_index_url_in_install_lines(host, scheme, expected):
+    assert pypihub.index_url(host, scheme) == expected
+
+
+def test_the_stylesheet_is_allowed_by_its_hash_and_nothing_else_is():
+    body = pypihub.render_home("https://x.example/simple/").decode()
+    style = re.search(r"<style>(.*?)</style>", body, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in pypihub.PAGE_CSP
+    assert "unsafe" not in pypihub.PAGE_CSP and pypihub.PAGE_CSP.startswith("default-src 'none';")
+
+
+@pytest.mark.parametrize("query, shown", [
+    ("", ["acme-cli", "acme-lib", "demo"]), ("acme", ["acme-cli", "acme-lib"]),
+    ("ACME command", ["acme-cli"]), ("nothing-like-it", []),  # every word, in name or description, any case
+])
+def test_the_projects_page_filters_without_javascript(query, shown):
+    rows = [pypihub.ProjectRow("acme-cli", "o", "acme-cli", "1.0", description="The command line"),
+            pypihub.ProjectRow("acme-lib", "o", "acme-lib", "2.0"), pypihub.ProjectRow("demo", "o", "demo")]
+    body = pypihub.render_projects_page(rows, query, "o").decode()
+    assert re.findall(r'href="project/([^/]+)/"', body) == shown
+
+
+def test_project_rows_from_the_owner_query():
+    def release(version: str, draft: bool = False, pre: bool = False, when: str = "2026-01-01T00:00:00Z") -> dict:
+        assets = {"nodes": [{"name": f"acme-{version}-py3-none-any.whl"}]}
+        return {"isDraft": draft, "isPrerelease": pre, "publishedAt": when, "releaseAssets": assets}
+    repos = [{"name": "acme", "description": "<b>tools</b>", "url": "https://github.com/o/acme",
+              "releases": {"nodes": [release("3.0", draft=True), release("2.1rc1", pre=True),
+                                     release("2.0", when="2026-02-02T00:00:00Z"), release("1.0")]}}]
+    assert pypihub.project_rows(repos, "o") == {"acme": pypihub.ProjectRow(
+        "acme", "o", "acme", "2.0", "2026-02-02T00:00:00Z", "<b>tools</b>", "https://github.com/o/acme")}
+
+
 # -- the log writer --
 
 
@@ -1271,6 +1366,12 @@ class FakeRepo:
                    "tagName": tag, "name": name, "description": None, "isDraft": True, "isPrerelease": prerelease,
                    "createdAt": created, "updatedAt": created, "publishedAt": None,
                    "immutable": False, "everPublished": False, "assets": [], "repo": self,
+                   "url": f"https://github.com/{self.owner}/{self.name}/releases/tag/{tag}",
+                   # Release.descriptionHTML: "The description of this release rendered to HTML" (GitHub's
+                   # GraphQL reference). GitHub renders Markdown; the fake shows the text in a <p>, unless a
+                   # test sets the HTML itself (release["notes_html"]).
+                   "descriptionHTML": lambda info: release.get("notes_html") or (
+                       f"<p>{html.escape(release['description'])}</p>" if release["description"] else ""),
                    "repository": lambda info: self.node(),
                    "releaseAssets": lambda info, **a: paginate(named(release["assets"], a.get("name")), a, "releaseAssets")}
         if not draft:
@@ -1291,6 +1392,7 @@ class FakeRepo:
         return {"__typename": "Repository", "id": self.node_id, "databaseId": self.database_id, "name": self.name,
                 "owner": owner, "isPrivate": self.private, "nameWithOwner": f"{self.owner}/{self.name}",
                 "isArchived": getattr(self, "archived", False),
+                "description": getattr(self, "description", None), "url": f"https://github.com/{self.owner}/{self.name}",
                 "releases": lambda info, **a: paginate(self.listed_releases(info.context["token"]), a, "releases"),
                 "viewerPermission": lambda info: self.permission(info.context["token"])}
 
@@ -1608,7 +1710,7 @@ class FakeGitHub:
 
     def root(self) -> dict:
         return {"repository": self.resolve_repository, "node": self.resolve_node,
-                "repositoryOwner": self.resolve_owner}
+                "nodes": self.resolve_nodes, "repositoryOwner": self.resolve_owner}
 
     def refused(self, info, kind: str, message: str, owner: str | None = None) -> None:
         """Note a NOT_FOUND, or a SAML FORBIDDEN when `owner` is given, for this field; the field is null.
@@ -1627,6 +1729,11 @@ class FakeGitHub:
         if self.sso_refuses(token, repo.owner):
             return self.refused(info, "FORBIDDEN", SAML_GRAPHQL, repo.owner)
         return repo.node()
+
+    def resolve_nodes(self, info, ids: list):
+        """Query.nodes: "Lookup nodes by a list of IDs"; one not visible is null, with a NOT_FOUND error
+        for it, as for node (GitHub's GraphQL reference, "Global node IDs")."""
+        return [self.resolve_node(info, node_id) for node_id in ids]
 
     def resolve_node(self, info, id: str):
         token = info.context["token"]
@@ -2988,9 +3095,14 @@ def test_bad_paths_are_4xx(hub, github, path, status):
 
 
 def test_home_and_root_pages(hub, github, demo):
+    # A browser sends credentials only after a 401 that asks for them; cancelled, the prompt
+    # leaves the how-to page on screen.
     home = hub.request("/", token=None)
-    assert home.status == 200 and "simple/" in [h for h, _, _ in home.links()]
+    assert home.status == 401 and home.headers["www-authenticate"].startswith("Basic ")
+    assert "simple/" in [h for h, _, _ in home.links()]
+    assert f"--index-url http://127.0.0.1:{hub.port}/simple/" in html.unescape(home.body.decode())
     assert hub.request("/simple/", token=None).status == 401
+    assert github.graphql_calls == []
 
 
 # -- GitHub faults --
@@ -3205,6 +3317,87 @@ def test_root_pages_through_repositories(hub, github):
     assert [op for _, op in github.graphql_calls] == ["query OwnerProjects"] * 2
 
 
+# -- pages for people: / and /project/<name>/ (issue 18) --
+
+HOSTILE_TEXT = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+HOSTILE_WHEEL = 'demo_pkg-1.5-py3-none-any"><script>alert(3)</script>.whl'
+
+
+@pytest.fixture
+def people(github, demo):
+    """demo-pkg with what a project page shows: a prerelease, release notes (with markup GitHub
+    would not send, and an image), a hostile release title, repo description and file name."""
+    repo, files = demo
+    repo.description = "Demo tools " + HOSTILE_TEXT
+    two = next(r for r in repo.releases if r["tagName"] == "v2.0")
+    two["name"] = "Two " + HOSTILE_TEXT
+    two["notes_html"] = ('<h2>What changed</h2><p>Faster <b>parser</b> by <a href="/alice">@alice</a></p>'
+                         '<script>alert(4)</script><img src="https://camo.githubusercontent.com/x" alt="shot">')
+    rc_name, rc = make_wheel("demo-pkg", "2.1rc1")
+    repo.add_release("v2.1rc1", {rc_name: rc}, prerelease=True, created="2026-04-01T00:00:00Z")
+    repo.add_release("v1.5", {HOSTILE_WHEEL: b"hostile"}, created="2026-02-01T00:00:00Z")
+    return repo, {**files, rc_name: rc}
+
+
+def page_headings(body: bytes) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<h3>(.*?)</h3>", body.decode(), re.S)]
+
+
+def test_a_project_page_shows_versions_files_hashes_and_notes(hub, github, people):
+    _, files = people
+    page = hub.request("/project/demo-pkg/")
+    body = page.body.decode()
+    assert page.status == 200 and page.headers["content-security-policy"] == pypihub.PAGE_CSP
+    assert page_headings(page.body) == ["2.1rc1pre-release", "2.0", "1.5", "1.0"]  # newest first
+    for name, content in files.items():
+        assert html.escape(name) in body and hashlib.sha256(content).hexdigest() in body
+    hrefs = [h for h, _, _ in page.links()]
+    assert all(h.startswith("../../asset/") for h in hrefs if ".whl" in h)  # relative, through PyPIHub
+    assert "Faster <b>parser</b> by" in body and 'href="https://github.com/alice"' in body  # the notes
+    assert "https://github.com/octorg/demo-pkg/releases/tag/v2.0" in hrefs
+    assert f"pip install --index-url http://127.0.0.1:{hub.port}/simple/ demo-pkg" in html.unescape(body)
+
+
+def test_names_from_github_are_escaped_on_pages(hub, github, people):
+    for path in ("/", "/project/demo-pkg/"):
+        body = hub.request(path).body.decode()
+        assert "<script" not in body and "onerror=" not in body.replace("onerror=alert(1)&gt;", "")
+        assert html.escape(HOSTILE_TEXT) in body
+    assert html.escape(HOSTILE_WHEEL) in hub.request("/project/demo-pkg/").body.decode()
+
+
+def test_a_project_page_costs_one_notes_call_then_none(hub, github, people):
+    hub.request("/simple/demo-pkg/")
+    calls = len(github.graphql_calls)
+    assert hub.request("/project/demo-pkg/").status == 200
+    assert [op for _, op in github.graphql_calls[calls:]] == ["query ReleaseNotes"]  # the listing is the same
+    assert hub.request("/project/demo-pkg/").status == 200
+    assert len(github.graphql_calls) == calls + 1
+    github.add_token("ghp_tokenCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC", read=[people[0]])
+    calls = len(github.graphql_calls)
+    assert hub.request("/project/demo-pkg/", token="ghp_tokenCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC").status == 200
+    assert [op for _, op in github.graphql_calls[calls:]] == ["query FindRepo"]  # its own listing; notes kept
+
+
+def test_the_signed_in_home_lists_the_owners_projects(hub, github, people):
+    page = hub.request("/")
+    body = page.body.decode()
+    assert page.status == 200 and 'href="project/demo-pkg/"' in body and ">2.0<" in body  # the newest final
+    assert "Demo tools " + html.escape(HOSTILE_TEXT) in body
+    assert 'href="project/demo-pkg/"' not in hub.request("/?q=nothing+like+it").body.decode()
+
+
+def test_pages_show_only_what_the_token_sees(hub, github, people):
+    assert hub.request("/project/demo-pkg/", token=TOKEN_B).status == 404
+    assert "demo-pkg" not in hub.request("/", token=TOKEN_B).body.decode()
+
+
+@pytest.mark.parametrize("path, location", [("/project/Demo_Pkg/", "../demo-pkg/"), ("/project/demo-pkg", "demo-pkg/")])
+def test_a_project_page_lives_at_its_normalized_name(hub, github, people, path, location):
+    answer = hub.request(path)
+    assert (answer.status, answer.headers["location"]) == (301, location)
+
+
 # -- hostile names from GitHub --
 
 
@@ -3393,7 +3586,7 @@ def test_a_trusted_proxy_names_the_client_and_skips_the_per_client_cap(make_hub,
     finally:
         for sock in held:
             sock.close()
-    assert hub.logs[-1].startswith('203.0.113.7 "GET /healthz" 200 ')
+    assert any(line.startswith('203.0.113.7 "GET /healthz" 200 ') for line in hub.logs)
 
 
 def test_an_untrusted_peer_cannot_name_another_client(hub, github):
@@ -5571,6 +5764,152 @@ def test_no_credentials_mode_lends_no_token_through_a_balancer(fleet, github, de
     statuses = {host: balancer.get("/simple/demo-pkg/", None, headers={"Host": host})[0]
                 for host in ("pypi.example.com", "127.0.0.1", "localhost")}
     assert statuses == {"pypi.example.com": 401, "127.0.0.1": 401, "localhost": 401}  # today: 401, 200, 200
+
+
+# -- pages for people, in a real browser: headless Chromium --
+
+CHROMIUM = os.environ.get("PYPIHUB_CHROMIUM", "/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} "
+                                    "(.ci/run installs Debian's chromium; or set PYPIHUB_CHROMIUM)")
+# Chromium 156: "Applying inline style violates the following Content Security Policy directive ...";
+# older ones: "Refused to apply inline style because it violates the following ...". Both match.
+CSP_VIOLATION = re.compile(r"violates the following Content Security Policy directive")
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+    "--disable-default-apps", "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+    "--no-pings", "--disable-breakpad", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+    # Nothing resolves but loopback: neither Chromium's own pings nor a page's loads leave the machine.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
+
+
+@dataclasses.dataclass
+class BrowserRun:
+    dom: str  # --dump-dom: the DOM after load
+    console: list[str]  # the page's console messages (CSP violations among them)
+    elsewhere: list[str]  # what the page asked for from anywhere but its own origin (from the net log)
+
+
+def page_requests_elsewhere(netlog: Path, origin: str) -> list[str]:
+    """URLs of requests the page made (initiator: its origin) to another origin; Chromium's own
+    background requests have no initiator ("not an origin") and are left out."""
+    log = json.loads(netlog.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = [e["params"]["url"] for e in log["events"]
+            if e["type"] == start and e.get("params", {}).get("initiator") == origin]
+    return [url for url in urls if not url.replace(" (credentials redacted)", "").startswith(origin + "/")]
+
+
+def run_chromium(url: str, tmp: Path, name: str, dark: bool = False) -> BrowserRun:
+    """Load `url` once (with credentials in it, Chromium asks without, gets the 401, and asks
+    again with them): its DOM, console and requests, and a screenshot at tmp/<name>.png."""
+    split = urllib.parse.urlsplit(url)
+    origin, netlog = f"{split.scheme}://{split.hostname}:{split.port}", tmp / f"{name}.netlog.json"
+    command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / ('profile-' + name)}", f"--log-net-log={netlog}",
+               "--window-size=1000,1400", f"--screenshot={tmp / (name + '.png')}", "--dump-dom", url]
+    if dark:
+        command.insert(1, "--blink-settings=preferredColorScheme=0")  # 0 dark, 1 light
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return BrowserRun(done.stdout, console, page_requests_elsewhere(netlog, origin))
+
+
+def png_luma(path: Path) -> float:
+    """Mean luma (0-255) of an 8-bit RGB/RGBA PNG, as Chromium writes them; stdlib only."""
+    data = path.read_bytes()
+    chunks, at = {}, 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        chunks.setdefault(kind, []).append(data[at + 8:at + 8 + length])
+        at += 12 + length
+    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][0][:10])
+    assert depth == 8 and color in (2, 6), (depth, color)
+    channels = 3 if color == 2 else 4
+    raw, stride = zlib.decompress(b"".join(chunks[b"IDAT"])), width * channels
+    previous, total = bytearray(stride), 0
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 255
+            elif kind == 2:
+                line[x] = (line[x] + up) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        total += sum(line[i] * 299 + line[i + 1] * 587 + line[i + 2] * 114 for i in range(0, stride, channels))
+        previous = line
+    return total / 1000 / (width * height)
+
+
+@needs_chromium
+@pytest.mark.parametrize("path, texts", [
+    ("/", ["PyPIHub", "demo-pkg", "2.0", "Demo tools " + HOSTILE_TEXT]),
+    ("/project/demo-pkg/", ["pip install --index-url http://127.0.0.1:", "2.1rc1", "pre-release", "Faster parser by",
+                            "Two " + HOSTILE_TEXT, HOSTILE_WHEEL, hashlib.sha256(b"hostile").hexdigest()]),
+])
+def test_chromium_shows_the_pages_light_and_dark_without_csp_violations(hub, github, people, tmp_path, path, texts):
+    url = f"http://{OWNER}:{TOKEN_A}@127.0.0.1:{hub.port}{path}"
+    name = path.strip("/").replace("/", "-") or "home"
+    light, dark = run_chromium(url, tmp_path, name + "-light"), run_chromium(url, tmp_path, name + "-dark", dark=True)
+    for run in (light, dark):
+        text = html.unescape(re.sub(r"<[^>]+>", "", run.dom))
+        assert all(t in text for t in texts), [t for t in texts if t not in text]
+        assert run.console == [] and run.elsewhere == []  # no CSP violation, nothing asked of anyone else
+        elements = Elements(run.dom).found  # the hostile names stayed text: no script, no handler
+        assert not [(tag, a) for tag, a in elements if tag == "script" or any(n.startswith("on") for n in a)]
+    assert png_luma(tmp_path / f"{name}-light.png") > 200 > 60 > png_luma(tmp_path / f"{name}-dark.png")
+
+
+class Elements(html.parser.HTMLParser):
+    """The elements of a page, with their attributes, as a browser would parse them."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, dict]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+class ViolatingPage(BaseHTTPRequestHandler):
+    """The browser check's own control: a page whose CSP forbids its inline style, and one that
+    loads an image from elsewhere."""
+
+    def do_GET(self) -> None:
+        policy = "default-src 'none'" if self.path == "/style" else "default-src 'none'; img-src *"
+        body = b'<p style="color:red">x</p>' if self.path == "/style" else b'<img src="http://example.com/x.png">'
+        self.send_response(200)
+        self.send_header("Content-Security-Policy", policy)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@needs_chromium
+def test_the_browser_check_sees_csp_violations_and_requests_elsewhere(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ViolatingPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        style, image = run_chromium(base + "/style", tmp_path, "style"), run_chromium(base + "/image", tmp_path, "image")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(CSP_VIOLATION.search(line) for line in style.console)
+    assert image.elsewhere == ["http://example.com/x.png"]
 
 
 # -- shipping: the script, the zipapp, the installed command --

@@ -260,6 +260,27 @@ def counters(github: t.FakeGitHub) -> tuple[int, int, int, int, int]:
             github.graphql_bytes)
 
 
+def measure_page(github: t.FakeGitHub, port: int) -> dict[str, object]:
+    """Issue 18: GitHub work for /project/<name>/ of the 150-release project: cold (nothing kept),
+    for a second token (its own listing, the notes kept for every token), and warm."""
+    rows: dict[str, object] = {}
+    for label, token in (("cold, a new token", "ghp_bench0055"), ("another new token", "ghp_bench0056"),
+                         ("warm, the same token", "ghp_bench0056")):
+        before, started = counters(github), time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/project/wide/", headers=auth(token))
+        answer = connection.getresponse()
+        body = answer.read()
+        connection.close()
+        assert answer.status == 200, answer.status
+        graphql, rest, _, _, answered = (b - a for a, b in zip(before, counters(github)))
+        operations = sorted({op for _, op in github.graphql_calls[-graphql:]}) if graphql else []
+        rows[f"150 releases: /project/<name>/ page, {label}"] = (
+            f"GraphQL {graphql} ({', '.join(o.split()[-1] for o in operations) or '-'}; {answered / 1024:.0f} KiB of "
+            f"answers), REST {rest}; {len(body) / 1024:.0f} KiB page in {(time.perf_counter() - started) * 1000:.0f} ms")
+    return rows
+
+
 def measure_wide(github: t.FakeGitHub, port: int) -> dict[str, object]:
     """Issue 7: GitHub work for listing a 150-release project and reading every wheel's metadata."""
     rows: dict[str, object] = {}
@@ -800,7 +821,8 @@ def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> d
     """GitHub calls, latency, the wide project; then the comparison, the proxy, one index URL."""
     process, port = start_pypihub(github, *args.pypihub_flags)
     try:
-        rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port)}
+        rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port),
+                **measure_page(github, port)}
     finally:
         stop(process)
     rows.update(measure_comparison(github, work, args))
