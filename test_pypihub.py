@@ -3333,6 +3333,7 @@ def people(github, demo):
     two["name"] = "Two " + HOSTILE_TEXT
     two["notes_html"] = ('<h2>What changed</h2><p>Faster <b>parser</b> by <a href="/alice">@alice</a></p>'
                          '<script>alert(4)</script><img src="https://camo.githubusercontent.com/x" alt="shot">')
+    next(r for r in repo.releases if r["tagName"] == "v1.0")["name"] = "[yanked] broken <b>upload</b>"
     rc_name, rc = make_wheel("demo-pkg", "2.1rc1")
     repo.add_release("v2.1rc1", {rc_name: rc}, prerelease=True, created="2026-04-01T00:00:00Z")
     repo.add_release("v1.5", {HOSTILE_WHEEL: b"hostile"}, created="2026-02-01T00:00:00Z")
@@ -3348,7 +3349,8 @@ def test_a_project_page_shows_versions_files_hashes_and_notes(hub, github, peopl
     page = hub.request("/project/demo-pkg/")
     body = page.body.decode()
     assert page.status == 200 and page.headers["content-security-policy"] == pypihub.PAGE_CSP
-    assert page_headings(page.body) == ["2.1rc1pre-release", "2.0", "1.5", "1.0"]  # newest first
+    headings = [html.unescape(h) for h in page_headings(page.body)]  # newest first, with their states
+    assert headings == ["2.1rc1pre-release", "2.0", "1.5", "1.0yanked: broken <b>upload</b>"]
     for name, content in files.items():
         assert html.escape(name) in body and hashlib.sha256(content).hexdigest() in body
     hrefs = [h for h, _, _ in page.links()]
