@@ -604,7 +604,8 @@ def redact(text: str, authorization: str | None) -> str:
 # RFC 9112 3 and 5: method SP origin-form target SP HTTP-version, then field lines of a token,
 # a colon and a value; here only printable ASCII values (http.server's parser takes the rest).
 FAST_REQUEST_LINE_RE = re.compile(rb"([A-Z]{1,20}) (/(?!/)[!-~]*) (HTTP/1\.[01])\r\n")
-FAST_HEADERS_RE = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ -~]*\r\n){0,100}\r\n")
+# At most 99 lines: http.client's limit of 100 counts the empty line that ends the head.
+FAST_HEADERS_RE = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ -~]*\r\n){0,99}\r\n")
 
 
 class Headers:
@@ -700,14 +701,20 @@ def head_problem(headers: email.message.Message | Headers) -> str | None:
     return None
 
 
+# GitHub's token formats: ghp_/gho_/ghu_/ghs_/ghr_ and fine-grained github_pat_ (GitHub's
+# "About authentication to GitHub", token prefixes).
+TOKEN_SHAPE_RE = re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}")
+
+
 def loggable_target(target: str) -> str:
     """A request target (or a line quoting one) without userinfo: an absolute-form target such
     as http://owner:TOKEN@host/simple/ (or //owner:TOKEN@host/, which http.server folds to
     /owner:TOKEN@host/) must not put the token into the log."""
+    target = TOKEN_SHAPE_RE.sub("[token]", target)  # one in a query or a path, too
     if "@" not in target:
         return target
     target = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
-    return re.sub(r"(?<=/)[^/\s]*:[^\s]*@", "", target)
+    return re.sub(r"(?:(?<=/)|^|(?<=\s))[^/\s]*:[^\s]*@", "", target)
 
 
 def is_loopback(host: str) -> bool:

@@ -941,7 +941,7 @@ def test_parse_head_reads_what_the_email_parser_reads(line, rest):
     (FAST_LINE, b"X-A: a\tb\r\n\r\n"),  # a tab: legal, but for http.server's parser
     (FAST_LINE, b"X-A: a\x00b\r\n\r\n"),
     (FAST_LINE, b"NoColon\r\n\r\n"),
-    (FAST_LINE, b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n"),  # past http.client's 100
+    (FAST_LINE, b"".join(b"X-%d: 1\r\n" % n for n in range(100)) + b"\r\n"),  # http.client's 100 lines, the end too
     (FAST_LINE, b"X-Big: " + b"a" * pypihub.MAX_FAST_HEAD + b"\r\n\r\n"),
     (b"GET //evil.example/ HTTP/1.1\r\n", b"\r\n"),  # http.server folds a leading //
     (b"GET http://x/ HTTP/1.1\r\n", b"\r\n"),  # absolute form
@@ -961,6 +961,10 @@ def test_parse_head_leaves_every_other_shape_to_http_server(line, rest):
     ("/octorg:ghp_secret@host/simple/", "/host/simple/"),  # what http.server makes of //octorg:ghp_secret@host/
     ("/simple/a@b/", "/simple/a@b/"),
     ("Request timed out: 'GET http://x:tok@h/ HTTP/1.1'", "Request timed out: 'GET http://h/ HTTP/1.1'"),
+    ("octorg:ghp_secret@x/", "x/"),  # no leading slash
+    ("'GET octorg:tok@x/ HTTP/1.1'", "'GET x/ HTTP/1.1'"),
+    ("/?token=ghp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/?token=[token]"),
+    ("/simple/github_pat_11ABCDEFG0123456789_abcdefghijklmnop/", "/simple/[token]/"),
 ])
 def test_loggable_target_drops_userinfo(target, logged):
     assert pypihub.loggable_target(target) == logged
