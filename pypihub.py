@@ -4495,6 +4495,9 @@ class PyPIHubServer(ThreadingHTTPServer):
         self.clients: dict[str, int] = {}  # open connections by client address
         self.overflows: dict[str, int] = {}  # of those, past the caps
         self._heads: dict[socket.socket, float] = {}  # connections awaiting a request head: deadline
+        self._normal: set[socket.socket] = set()  # the connections within the caps
+        self._evicted: set[socket.socket] = set()  # of those, cut to make room and not yet gone
+        self.evictions = 0
         self._uploads = threading.BoundedSemaphore(settings.max_uploads)
         self.stopping = False
         self.tls = tls_context(settings) if settings.certfile else None
@@ -4531,21 +4534,25 @@ class PyPIHubServer(ThreadingHTTPServer):
         return sock, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve the connection in a thread of its own: a normal one within the caps; past them,
-        one of HEALTH_RESERVE that answers only /healthz; past those, refuse it at once."""
-        kind = self.admit(client_address[0])
+        """Serve the connection in a thread of its own: a normal one within the caps (making room,
+        when they are full, by cutting the connection that has waited longest for a request); past
+        them, one of HEALTH_RESERVE that answers only /healthz; past those, refuse it at once."""
+        kind = self.admit(request, client_address[0])
         if kind is None:
             return self.refuse(request)
         handler = OverflowHandler if kind == "overflow" else Handler
         threading.Thread(target=self.serve_connection, args=(request, client_address, handler, kind),
                          daemon=True).start()
 
-    def admit(self, client: str) -> str | None:
-        settings = self.settings
+    def admit(self, sock: socket.socket, client: str) -> str | None:
+        settings, victim = self.settings, None
         with self._state:
-            within = self.connections < settings.max_connections and (
-                self.clients.get(client, 0) < settings.max_client_connections
-                or is_trusted(client, settings.trusted_proxies))  # a balancer: all its clients' connections
+            mine = self.clients.get(client, 0) < settings.max_client_connections or is_trusted(
+                client, settings.trusted_proxies)  # a balancer: all its clients' connections
+            full = self.connections - len(self._evicted) >= settings.max_connections
+            if mine and full:
+                victim = self._longest_waiting()
+            within = mine and (not full or victim is not None)
             spare = self.overflow < HEALTH_RESERVE and self.overflows.get(client, 0) < OVERFLOW_PER_CLIENT
             kind = "normal" if within else "overflow" if spare else None
             if kind is not None:
@@ -4553,7 +4560,30 @@ class PyPIHubServer(ThreadingHTTPServer):
                 self.overflow += kind == "overflow"
                 self.clients[client] = self.clients.get(client, 0) + 1
                 self.overflows[client] = self.overflows.get(client, 0) + (kind == "overflow")
+            if kind == "normal":
+                self._normal.add(sock)
+        if victim is not None:
+            self.cut(victim)
         return kind
+
+    def _longest_waiting(self) -> socket.socket | None:
+        """The normal connection that has waited longest for a request head (idle, or its head
+        trickling): cut to make room, so that idle connections cannot keep active clients out.
+        A connection doing a request is never one. The caller holds the lock."""
+        waiting = [sock for sock in self._heads if sock in self._normal and sock not in self._evicted]
+        if not waiting:
+            return None
+        victim = min(waiting, key=self._heads.__getitem__)
+        del self._heads[victim]
+        self._evicted.add(victim)
+        self.evictions += 1
+        return victim
+
+    def cut(self, sock: socket.socket) -> None:
+        try:  # the plain socket's shutdown, also for TLS: its reader in the other thread wakes at once
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def serve_connection(self, request: Any, client_address: Any, handler: type, kind: str) -> None:
         try:
@@ -4562,10 +4592,12 @@ class PyPIHubServer(ThreadingHTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            self.release(client_address[0], kind)
+            self.release(request, client_address[0], kind)
 
-    def release(self, client: str, kind: str) -> None:
+    def release(self, sock: socket.socket, client: str, kind: str) -> None:
         with self._state:
+            self._normal.discard(sock)
+            self._evicted.discard(sock)
             self.connections -= kind == "normal"
             self.overflow -= kind == "overflow"
             self.clients[client] -= 1
@@ -4615,10 +4647,7 @@ class PyPIHubServer(ThreadingHTTPServer):
             for sock in late:
                 del self._heads[sock]
         for sock in late:
-            try:  # the plain socket's shutdown, also for TLS: its reader in the other thread wakes at once
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.cut(sock)
 
     def track(self, delta: int) -> None:
         with self._state:
@@ -4644,6 +4673,7 @@ class PyPIHubServer(ThreadingHTTPServer):
         lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
         lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
         lines += metric_lines("pypihub_log_lines_dropped_total", "counter", [("", self.log_writer.dropped)])
+        lines += metric_lines("pypihub_connections_cut_for_room_total", "counter", [("", self.evictions)])
         return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
 
 

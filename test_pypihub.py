@@ -3466,14 +3466,28 @@ def test_proxy_asks_github_again_when_signed_url_is_refused(make_hub, github, de
 
 def test_connection_cap_answers_503_but_never_to_healthz(make_hub, github, demo):
     hub = make_hub(max_connections=3)
-    idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(3)]
-    wait_until(lambda: hub.server.connections == 3)
+    github.gate = threading.Event()  # three requests wait on GitHub: every connection is busy
+    busy = [background(hub.request, "/simple/demo-pkg/") for _ in range(3)]
+    wait_until(lambda: hub.server.busy == 3)
     assert hub.request("/healthz", token=None).status == 200  # a load balancer still sees a live instance
-    busy = hub.request("/simple/demo-pkg/")
-    assert busy.status == 503 and busy.headers["retry-after"] == "1" and github.graphql_calls == []
-    idle.pop().close()
-    wait_until(lambda: hub.server.connections < 3)
+    refused = hub.request("/simple/demo-pkg/")
+    assert refused.status == 503 and refused.headers["retry-after"] == "1"
+    github.gate.set()
+    for thread, answer in busy:
+        thread.join(10)
+        assert answer[0].status == 200
+
+
+def test_idle_connections_make_room_for_active_clients(make_hub, github, demo):
+    # Connections that send nothing hold no turn: at the cap, the one waiting longest is cut, so
+    # a few addresses with idle connections cannot keep every other client out for --idle-timeout.
+    hub = make_hub(max_connections=3)
+    idle = [socket.create_connection(("127.0.0.1", hub.port), source_address=(f"127.0.0.{n}", 0), timeout=5)
+            for n in (2, 3, 4)]
+    wait_until(lambda: hub.server.connections == 3)
     assert hub.request("/simple/demo-pkg/").status == 200
+    assert idle[0].recv(1) == b""  # the oldest idle one was cut
+    assert b"pypihub_connections_cut_for_room_total 1" in hub.request("/metrics", token=None).body
     for sock in idle:
         sock.close()
 
@@ -4373,13 +4387,22 @@ def test_over_tls_the_caps_still_answer_healthz_and_503(make_hub, github, demo, 
     cert, key = certificate
     hub = make_hub(certfile=str(cert), keyfile=str(key), max_connections=2)
     context = ssl.create_default_context(cafile=str(cert))
-    idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(2)]
-    wait_until(lambda: hub.server.connections == 2)
-    for path, status in (("/healthz", 200), ("/simple/demo-pkg/", 503)):
-        with context.wrap_socket(socket.create_connection(("127.0.0.1", hub.port), timeout=5),
+
+    def exchange(path: str) -> list[int]:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", hub.port), timeout=10),
                                  server_hostname="127.0.0.1") as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(f'{OWNER}:{TOKEN_A}')}\r\n\r\n".encode())
-            assert statuses(sock.recv(65536)) == [status]
+            return statuses(sock.recv(65536))
+    idle = [socket.create_connection(("127.0.0.1", hub.port)) for _ in range(2)]  # no handshake: idle
+    wait_until(lambda: hub.server.connections == 2)
+    assert exchange("/simple/demo-pkg/") == [200]  # room made by cutting an idle one
+    github.gate = threading.Event()
+    busy = [background(exchange, "/simple/other-pkg/") for _ in range(2)]  # both slots wait on GitHub
+    wait_until(lambda: hub.server.busy == 2)
+    assert (exchange("/healthz"), exchange("/simple/demo-pkg/")) == ([200], [503])
+    github.gate.set()
+    for thread, _ in busy:
+        thread.join(10)
     for sock in idle:
         sock.close()
 
@@ -4610,11 +4633,16 @@ def test_a_long_content_type_is_refused_at_once(hub, github):
     assert statuses(exchange_head_first(hub.port, head)) in ([400], [431])
 
 
-def test_one_client_cannot_take_the_healthz_reserve(make_hub, github):
+def test_one_client_cannot_take_the_healthz_reserve(make_hub, github, demo):
     hub = make_hub(max_connections=1)
+    github.gate = threading.Event()
+    busy = background(hub.request, "/simple/demo-pkg/")  # the one normal slot, busy: nothing to cut
+    wait_until(lambda: hub.server.busy == 1)
     hogs = [socket.create_connection(("127.0.0.1", hub.port), source_address=("127.0.0.2", 0)) for _ in range(5)]
-    wait_until(lambda: hub.server.clients.get("127.0.0.2") == 1 + pypihub.OVERFLOW_PER_CLIENT)
+    wait_until(lambda: hub.server.clients.get("127.0.0.2") == pypihub.OVERFLOW_PER_CLIENT)
     assert hub.request("/healthz", token=None).status == 200  # another client still gets it
+    github.gate.set()
+    busy[0].join(10)
     for sock in hogs:
         sock.close()
 
