@@ -3848,7 +3848,7 @@ class Index:
         except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
             return missing
         listing = self._with_digests(github, listing) if self.settings.hashes else listing
-        self._remember_links(creds.token, listing)
+        self._remember_links(self.key_of(creds), listing)
         return listing
 
     def _with_digests(self, github: GitHub, listing: Listing) -> Listing:
@@ -3870,13 +3870,13 @@ class Index:
             dataclasses.replace(a, sha256=facts.sha256, rest_id=facts.rest_id) for a, facts in files
             if facts.state == "uploaded"))
 
-    def _remember_links(self, token: str, listing: Listing) -> None:
+    def _remember_links(self, token_key: str, listing: Listing) -> None:
         """Keep each file's link, so a download needs no GitHub call: fresh for the TTL at most
         (and, for a signed URL, while it stays valid), then for the stale window in case GitHub fails."""
         for asset in listing.files:
             link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
                              asset.metadata_url, listing.repo, asset.release_id, asset.rest_id)
-            self._remember((self.token_key(token), asset.id), link)
+            self._remember((token_key, asset.id), link)
 
     def _remember(self, key: Any, link: AssetLink) -> AssetLink:
         """Keep `link` with its expiry; an unsigned one (never handed out) for the TTL, for its ids."""
