@@ -95,14 +95,17 @@ ARCHIVED_REASON = "The project's GitHub repository is archived: it takes no new 
 PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")  # PEP 508 names
 REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 LOGIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
-TOKEN_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII: safe in a header
+# GitHub: "treat tokens as opaque strings" (changelog 2026-04-24, the new installation-token
+# format): no shape and no length but a bound, printable ASCII (safe in a header) up to 4 KiB.
+MAX_TOKEN = 4096
+TOKEN_RE = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_TOKEN)
 NODE_ID_RE = re.compile(r"[A-Za-z0-9_+/=-]{1,200}")
 VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
 NORMALIZE_RE = re.compile(r"[-_.]+")
 PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 SAFE_URL_RE = re.compile(r"https?://[\x21-\x7e]+")  # fit for a Location header as it is
-DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
+DIGEST_RE = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
 NO_SUCH_FILE = "No such file, or not visible to this token."
@@ -303,6 +306,14 @@ class ListEnd(BadGateway):
     """GitHub lists no further: its REST releases list stops after 1,000 results."""
 
 
+class SchemaLacks(BadGateway):
+    """GitHub's GraphQL schema lacks a field a query asks for (an older GitHub Enterprise Server)."""
+
+
+class PartialAnswer(BadGateway):
+    """GitHub answered only part of a query (its resource limits): never taken for the whole."""
+
+
 UPSTREAM_FAILURES = (TooManyRequests, BadGateway, GatewayTimeout)
 
 
@@ -353,6 +364,7 @@ class ReleaseInfo:
     notes: str = ""  # descriptionHTML, already through sanitize_notes()
     node_id: str = ""  # with `updated`: what the shared notes cache is keyed by (option B)
     updated: str = ""
+    immutable: bool = False  # GitHub's immutable releases: no file can be added or changed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,10 +480,25 @@ def is_prerelease(version: str) -> bool:
     return bool(re.search(pattern, version.lower()))
 
 
-def upload_time(created_at: str) -> str:
-    """GitHub's createdAt as PEP 700's yyyy-mm-ddThh:mm:ssZ (UTC)."""
-    moment = datetime.datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+def parse_moment(text: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def installable_time(created_at: str, published_at: str | None = None) -> str:
+    """PEP 700's upload-time (yyyy-mm-ddThh:mm:ssZ, UTC) of a release asset: when it became
+    installable, the later of its own createdAt and its release's publishedAt. A file attached to
+    a draft a month before the release was published is new on the day it is published, which is
+    what cooldowns (uv's exclude-newer, pip's --uploaded-prior-to) must see."""
+    moment = max(parse_moment(text) for text in (created_at, published_at) if text)
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_digest(value: Any) -> str | None:
+    """The hex sha256 of an asset's digest ("sha256:<hex>", or the bare hex); None when GitHub has
+    none, or names another algorithm, or sends anything but 64 lowercase hex digits."""
+    match = DIGEST_RE.fullmatch(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
 
 
 def amz_expiry(query: Mapping[str, str]) -> float | None:
@@ -578,6 +605,7 @@ def parse_credentials(header: str | None) -> Credentials:
     except (binascii.Error, ValueError):
         raise Unauthorized("The Authorization header is not valid Basic credentials.") from None
     owner, colon, token = decoded.partition(":")
+    token = token.strip()  # a trailing newline from an environment variable or a file
     if not colon or not token:
         raise Unauthorized("Give your GitHub token as the password.")
     if owner.lower() in RESERVED_USERS:
@@ -702,14 +730,18 @@ def head_problem(headers: email.message.Message | Headers) -> str | None:
 
 
 # GitHub's token formats: ghp_/gho_/ghu_/ghs_/ghr_ and fine-grained github_pat_ (GitHub's
-# "About authentication to GitHub", token prefixes).
-TOKEN_SHAPE_RE = re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}")
+# "About authentication to GitHub", token prefixes), and since 2026 installation tokens
+# ghs_<app id>_<JWT>, whose JWT has dots, "-" and "_" (changelog 2026-04-24): matched whole,
+# glued to what precedes it or not.
+TOKEN_SHAPE_RE = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_.-]{20,}")
 
 
 def loggable_target(target: str) -> str:
     """A request target (or a line quoting one) without userinfo: an absolute-form target such
     as http://owner:TOKEN@host/simple/ (or //owner:TOKEN@host/, which http.server folds to
     /owner:TOKEN@host/) must not put the token into the log."""
+    if "%" in target and TOKEN_SHAPE_RE.search(urllib.parse.unquote(target)):
+        target = sanitize_log(urllib.parse.unquote(target))  # percent-encoded, e.g. its dots as %2E
     target = TOKEN_SHAPE_RE.sub("[token]", target)  # one in a query or a path, too
     if "@" not in target:
         return target
@@ -1009,6 +1041,80 @@ UPSTREAM_FIELDS = ("filename", "hashes", "requires-python", "yanked", "size", "u
 UPSTREAM_KEY_RE = re.compile(r"[0-9a-f]{32}")
 
 
+# What PyPIHub asks a fallback index for: PEP 691 JSON first, PEP 503 HTML too (pypiserver,
+# GitLab, Nexus, devpi without its JSON plugin serve only HTML); pip's own Accept.
+UPSTREAM_ACCEPT = f"{JSON_V1}, {HTML_V1}; q=0.1, {TEXT_HTML}; q=0.01"
+HASH_FRAGMENT_RE = re.compile(r"([a-z0-9_]{1,20})=([0-9a-fA-F]{1,256})")
+
+
+def html_metadata_attribute(value: str | None) -> Any:
+    """PEP 658/714's data-core-metadata: "true", or "<hashname>=<hex>" (as a JSON hashes object)."""
+    found = HASH_FRAGMENT_RE.fullmatch(value or "")
+    return {found.group(1): found.group(2).lower()} if found else value == "true"
+
+
+def html_file_entry(attrs: Mapping[str, str | None], text: str) -> dict[str, Any] | None:
+    """A PEP 503 anchor as a PEP 691 file entry: its href (without the #<hash>=<hex> fragment),
+    the anchor text as the filename, data-requires-python, data-yanked and the metadata attributes."""
+    href = attrs.get("href")
+    if not href:
+        return None
+    url, _, fragment = href.partition("#")
+    digest = HASH_FRAGMENT_RE.fullmatch(fragment)
+    name = text.strip() or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rpartition("/")[2])
+    entry: dict[str, Any] = {"filename": name, "url": url,
+                             "hashes": {digest.group(1): digest.group(2).lower()} if digest else {}}
+    if attrs.get("data-requires-python") is not None:
+        entry["requires-python"] = attrs["data-requires-python"]
+    if "data-yanked" in attrs:
+        entry["yanked"] = attrs["data-yanked"] or True  # PEP 592: present, with or without a reason
+    metadata = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+    if metadata is not None:
+        entry["core-metadata"] = html_metadata_attribute(metadata)
+    return entry
+
+
+class SimpleHTMLFiles(HTMLParser):
+    """The file anchors of a PEP 503 project page, as PEP 691 file entries (`files`)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)  # attribute values and text come unescaped
+        self.files: list[dict[str, Any]] = []
+        self._anchor: tuple[dict[str, str | None], list[str]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._anchor = (dict(attrs), [])
+
+    def handle_data(self, data: str) -> None:
+        if self._anchor is not None and len(self._anchor[1]) < 100:
+            self._anchor[1].append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._anchor is not None:
+            entry = html_file_entry(self._anchor[0], "".join(self._anchor[1]))
+            self.files += [entry] if entry else []
+            self._anchor = None
+
+
+def parse_upstream_page(data: bytes, media: str) -> Any:
+    """A fallback index's project page as PEP 691 JSON data: its JSON, or its PEP 503 HTML read."""
+    if media in (JSON_V1, "application/json"):
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise BadGateway("The fallback index's answer was not JSON.") from None
+    if media not in (HTML_V1, TEXT_HTML):
+        raise BadGateway(f"The fallback index answered {sanitize_log(media)[:100]}, not a project page.")
+    reader = SimpleHTMLFiles()
+    try:
+        reader.feed(data.decode("utf-8", "replace"))
+        reader.close()
+    except (AssertionError, ValueError, IndexError):  # html.parser on some malformed markup
+        raise BadGateway("The fallback index's HTML page could not be read.") from None
+    return {"files": reader.files}
+
+
 def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
     """A fallback index's PEP 691 project page, as what PyPIHub serves of it: each file's own
     fields, its absolute URL, and a key naming that URL in PyPIHub's /upstream/ links."""
@@ -1209,6 +1315,23 @@ def network_failure(exc: BaseException) -> PyPIHubError:
     return Unavailable("Could not reach GitHub.")
 
 
+# A field the server's schema lacks: GitHub's validation error ("Field 'digest' doesn't exist on
+# type 'ReleaseAsset'", extensions.code undefinedField), or graphql-js's wording of it.
+UNDEFINED_FIELD_RE = re.compile(r"Field '\w+' doesn't exist on type|Cannot query field '\w+' on type")
+
+
+def lacks_field(error: Mapping[str, Any]) -> bool:
+    extensions = error.get("extensions") if isinstance(error.get("extensions"), dict) else {}
+    message = str(error.get("message"))
+    return extensions.get("code") == "undefinedField" or bool(UNDEFINED_FIELD_RE.search(message))
+
+
+def graphql_reason(errors: Iterable[Mapping[str, Any]]) -> str:
+    """GitHub's own words for a failed query, as one short printable line."""
+    text = "; ".join(str(e.get("message", "")) for e in errors if e.get("type") != "NOT_FOUND")
+    return sanitize_log(text)[:200] or "no reason given"
+
+
 def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
     """The `data` of a GraphQL answer; NOT_FOUND parts stay null, other errors raise."""
     if not isinstance(answer, dict):
@@ -1224,10 +1347,15 @@ def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
     if "FORBIDDEN" in kinds:
         raise forbidden(headers)
     data = answer.get("data")
+    if errors and all(lacks_field(e) for e in errors):
+        raise SchemaLacks(f"GitHub's GraphQL schema lacks a field: {graphql_reason(errors)}")
+    if kinds - {"NOT_FOUND"} and isinstance(data, dict):
+        # Data with errors: GitHub documents partial results for queries over its resource limits.
+        raise PartialAnswer(f"GitHub answered only part of the query: {graphql_reason(errors)}")
     if kinds - {"NOT_FOUND"} or not isinstance(data, dict):
         if kinds == {"NOT_FOUND"}:
             raise NotFound("Not found, or not visible to this token.")
-        raise BadGateway("GitHub could not answer the query.")
+        raise BadGateway(f"GitHub could not answer the query: {graphql_reason(errors)}")
     return data
 
 
@@ -1264,11 +1392,14 @@ def project_assets(project: str, nodes: Iterable[dict]) -> tuple[Asset, ...]:
     for node in nodes:
         try:
             name, dist = node["name"], parse_distribution(node["name"])
-            if dist is None or dist.project != project or name in found:
+            # No distribution is empty: a size of 0 is a failed upload's leftover (state starter,
+            # which GraphQL does not show), never a file.
+            if dist is None or dist.project != project or name in found or not int(node["size"]):
                 continue
             found[name] = Asset(node["id"], name, dist.version, int(node["size"]),
-                                upload_time(node["createdAt"]), node["url"], str(node.get("updatedAt", "")),
-                                None, siblings.get(name + METADATA_SUFFIX), node.get("releaseId"), None,
+                                installable_time(node["createdAt"], node.get("publishedAt")), node["url"],
+                                str(node.get("updatedAt", "")), parse_digest(node.get("digest")),
+                                siblings.get(name + METADATA_SUFFIX), node.get("releaseId"), None,
                                 node.get("yanked"))
         except (KeyError, TypeError, ValueError):
             raise BadGateway("GitHub's answer had an unexpected shape.") from None
@@ -1326,12 +1457,6 @@ def rest_base(graphql_url: str) -> str:
 
 def repo_path(owner: str, repo: str) -> str:
     return f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(repo)}"
-
-
-def parse_digest(value: Any) -> str | None:
-    """The hex sha256 of a REST asset's digest ("sha256:<hex>"); None when GitHub has none."""
-    match = DIGEST_RE.fullmatch(value) if isinstance(value, str) else None
-    return match.group(1) if match else None
 
 
 def asset_facts(asset: Mapping[str, Any]) -> AssetFacts:
@@ -1628,6 +1753,7 @@ def file_row(asset: Asset, requires_python: Mapping[str, str]) -> str:
     digest = f"<code>{escape(asset.sha256)}</code>" if asset.sha256 else '<span class="muted">none</span>'
     python = escape(requires_python.get(asset.id, "")) or '<span class="muted">?</span>'
     return (f'<tr><td><a href="{escape(asset_href(asset))}">{escape(asset.filename)}</a></td>'
+            f'<td data-label="Uploaded">{day_of(asset.upload_time)}</td>'
             f'<td title="{asset.size} bytes" data-label="Size">{human_size(asset.size)}</td>'
             f'<td data-label="Requires-Python">{python}</td>'
             f'<td class="hash" data-label="SHA-256">{digest}</td></tr>')
@@ -1641,6 +1767,8 @@ def version_block(view: VersionView, requires_python: Mapping[str, str], newest:
     if first.yanked is not None:
         reason = f": {escape(first.yanked)}" if first.yanked else ""
         badges += f'<span class="badge yanked">yanked{reason}</span>'
+    if release and release.immutable:
+        badges += '<span class="badge">immutable</span>'
     when = release.published if release and release.published else min(a.upload_time for a in view.files)
     meta = day_of(when)
     if release:
@@ -1654,7 +1782,7 @@ def version_block(view: VersionView, requires_python: Mapping[str, str], newest:
 <h3>{escape(view.version)}{badges}</h3>
 <p class="meta">{meta}</p>
 <div class="files"><table>
-<thead><tr><th>File</th><th>Size</th><th>Requires-Python</th><th>SHA-256</th></tr></thead>
+<thead><tr><th>File</th><th>Uploaded</th><th>Size</th><th>Requires-Python</th><th>SHA-256</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></div>
@@ -1801,7 +1929,8 @@ def release_info(node: Mapping, notes: bool = True) -> ReleaseInfo:
     text = sanitize_notes(node.get("descriptionHTML"), url) if notes else ""
     return ReleaseInfo(node.get("databaseId"), str(node.get("tagName") or ""), str(node.get("name") or ""),
                        url, str(node.get("publishedAt") or ""), bool(node.get("isPrerelease")), text,
-                       str(node.get("id") or ""), str(node.get("updatedAt") or ""))
+                       str(node.get("id") or ""), str(node.get("updatedAt") or ""),
+                       node.get("immutable") is True)
 
 
 def notes_by_id(nodes: Iterable[object], urls: Mapping[str, str]) -> dict[str, str]:
@@ -2015,7 +2144,31 @@ class GitHubUsage:
         return lines
 
 
+def refuse_redirect(status: int, headers: Mapping[str, str]) -> None:
+    """A redirect that exchange() did not follow (to another host) is no answer, and never a success."""
+    if 300 <= status < 400:
+        host = urllib.parse.urlsplit(headers.get("location", "")).netloc
+        where = sanitize_log(host)[:100] or "nowhere"
+        raise BadGateway(f"GitHub answered HTTP {status}, a redirect to {where}.")
+
+
+def schema_refusal(payload: bytes) -> SchemaLacks | None:
+    """The refusal of a query for fields the schema lacks, should a server send it with an error
+    status (GitHub's own come with 200: unconfirmed, so both are taken)."""
+    try:
+        errors = [e for e in json.loads(payload).get("errors") if isinstance(e, dict)]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if errors and all(lacks_field(e) for e in errors):
+        return SchemaLacks(f"GitHub's GraphQL schema lacks a field: {graphql_reason(errors)}")
+    return None
+
+
 def decode_graphql(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> dict:
+    refuse_redirect(status, headers)
+    refusal = schema_refusal(payload) if status in (400, 422) else None
+    if refusal is not None:
+        raise refusal
     if status >= 400:
         raise http_failure(status, headers, now, payload, "graphql")
     return graphql_data(parse_json(payload), headers, now)
@@ -2027,12 +2180,14 @@ def decode_rest(status: int, headers: Mapping[str, str], payload: bytes, now: fl
         return None
     if status == 422 and b"Only the first" in payload:  # the releases list's 1,000-result cap
         raise ListEnd(github_message(payload))
+    refuse_redirect(status, headers)
     if status >= 400:
         raise http_failure(status, headers, now, payload)
     return parse_json(payload) if payload else None
 
 
 def decode_write(status: int, headers: Mapping[str, str], payload: bytes, now: float) -> Any:
+    refuse_redirect(status, headers)
     if status >= 400:
         raise write_failure(status, headers, now, payload)
     return parse_json(payload) if payload else None
@@ -2053,23 +2208,68 @@ def decode_asset_route(status: int, headers: Mapping[str, str], answer: Any, now
     raise http_failure(status, headers, now, answer)
 
 
-class GitHubRedirects(urllib.request.HTTPRedirectHandler):
-    """GitHub's redirects (a renamed or transferred repo's 301) keep our Authorization header
-    on the same host only: urllib would send it to any other. With `follow` off, a redirect is
-    handed back instead (the asset route's signed URL, fetched without the header)."""
+class Query(NamedTuple):
+    """One GraphQL operation as sent to today's GitHub, and as sent to a schema without the
+    fields GitHub added in 2025 (an older GitHub Enterprise Server; see query_with())."""
 
-    def __init__(self, follow: bool = True) -> None:
-        super().__init__()
-        self.follow = follow
+    current: str
+    legacy: str
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        if not self.follow:
-            return None
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        moved = urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
-        if new is not None and moved:
-            new.remove_header("Authorization")
-        return new
+
+class KeptRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect comes back as the answer it is: GitHub.exchange() decides which to follow
+    (urllib would follow to any host, and answer a 307 to a POST as if it were the result)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+MAX_REDIRECTS = 3
+MOVED_STATUSES = (301, 307, 308)
+
+
+def same_origin(url: str, other: str) -> bool:
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(other)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+
+def is_api_redirect(request: urllib.request.Request, status: int, headers: Mapping[str, str]) -> bool:
+    """A redirect to GitHub's own API host (not to a download host): a renamed or transferred
+    repo answers 301 (GET) or 307 (other methods) to https://api.github.com/repositories/<id>/...
+    (docs "Best practices for using the REST API": follow redirects; octokit/fixtures
+    rename-repository)."""
+    location = urllib.parse.urljoin(request.full_url, headers.get("location", ""))
+    return 300 <= status < 400 and same_origin(location, request.full_url)
+
+
+def moved_request(request: urllib.request.Request, headers: Mapping[str, str]) -> urllib.request.Request:
+    """The same request (method, token, body) to the place GitHub redirected it to."""
+    body = request.data
+    if hasattr(body, "seek"):  # an upload's spooled file goes again from its start
+        body.seek(0)
+    location = urllib.parse.urljoin(request.full_url, headers.get("location", ""))
+    return urllib.request.Request(location, data=body, method=request.get_method(),
+                                  headers=dict(request.header_items()))
+
+
+class GitHubSchema:
+    """What one GitHub server's GraphQL schema has: today's fields, until it refuses a query for
+    them; then, for the life of the process, the legacy form of every query (one refused query
+    per server, not one per request), with sha256 digests from the REST API instead."""
+
+    def __init__(self, log: Log = lambda message: None) -> None:
+        self.legacy, self.log = False, log
+        self._lock = threading.Lock()
+
+    def text(self, query: Query) -> str:
+        return query.legacy if self.legacy else query.current
+
+    def learn(self, error: PyPIHubError) -> None:
+        with self._lock:
+            first, self.legacy = not self.legacy, True
+        if first:
+            self.log(f"GitHub's GraphQL schema lacks fields of 2025 ({error.message}): an older GitHub "
+                     "Enterprise Server? Asking without them; sha256 digests come from the REST API")
 
 
 class Throttle:
@@ -2155,7 +2355,8 @@ class GitHub:
     def __init__(self, url: str, token: str, timeout: float, rest_url: str = "",
                  calls: GitHubCalls | None = None, record: Record | None = None,
                  clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 throttle: Throttle | None = None, gate: Gate | None = None) -> None:
+                 throttle: Throttle | None = None, gate: Gate | None = None,
+                 schema: GitHubSchema | None = None) -> None:
         self.url, self._token, self.timeout = url, token, timeout
         self.deadline = time.monotonic() + timeout  # one for every call made for this request
         self.rest_url = rest_url or rest_base(url)
@@ -2164,9 +2365,22 @@ class GitHub:
         self.clock, self.sleep = clock, sleep
         self.throttle = throttle or Throttle(clock)
         self.gate = gate or Gate()  # given up while waiting on GitHub
+        self.schema = schema or GitHubSchema()
 
-    def query(self, query: str, variables: Mapping[str, Any]) -> dict:
-        """The query's data."""
+    def query(self, query: Query | str, variables: Mapping[str, Any]) -> dict:
+        """The query's data; a Query in the form the server's schema takes."""
+        if isinstance(query, str):
+            return self._ask(query, variables)
+        text = self.schema.text(query)
+        try:
+            return self._ask(text, variables)
+        except SchemaLacks as lacking:
+            if text == query.legacy:
+                raise
+            self.schema.learn(lacking)
+            return self._ask(query.legacy, variables)
+
+    def _ask(self, query: str, variables: Mapping[str, Any]) -> dict:
         body = json.dumps({"query": query, "variables": dict(variables)}).encode()
         headers = {**self.headers("application/json"), "Content-Type": "application/json"}
         request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
@@ -2251,15 +2465,26 @@ class GitHub:
 
     def _exchange(self, request: urllib.request.Request, deadline: float,
                   stream: bool = False) -> tuple[int, dict, Any]:
-        """Status, headers and body of any HTTP answer (with `stream`, a 200's body unread and
-        redirects not followed); transport failures raise."""
+        """Status, headers and body of any HTTP answer (with `stream`, a 200's body unread),
+        following GitHub's redirects on its own host as the same request, token included; a
+        redirect elsewhere comes back as it is (the asset route's signed URL)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            status, headers, payload = self._exchange_once(request, deadline, stream)
+            if not is_api_redirect(request, status, headers):
+                return status, headers, payload
+            if status not in MOVED_STATUSES:  # never handed to a client as a download link
+                raise BadGateway(f"GitHub answered HTTP {status} to another API URL.")
+            request = moved_request(request, headers)
+        raise BadGateway("GitHub redirected too many times.")
+
+    def _exchange_once(self, request: urllib.request.Request, deadline: float,
+                       stream: bool) -> tuple[int, dict, Any]:
         timeout = deadline - time.monotonic()
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
             try:
-                opener = urllib.request.build_opener(GitHubRedirects(follow=not stream))
-                response = opener.open(request, timeout=timeout)
+                response = urllib.request.build_opener(KeptRedirects()).open(request, timeout=timeout)
             except urllib.error.HTTPError as exc:
                 response = exc
             if stream and response.getcode() == 200:
@@ -2273,8 +2498,12 @@ class GitHub:
 
 # --- GitHub queries: repo, releases, assets, owner index, digests ---
 
+# ReleaseAsset.digest ("sha256:<hex>", null for uploads before GitHub kept digests) and
+# Release.immutable are in GitHub's schema since 2025 (changelog 2025-06-03 "Releases now expose
+# digests for release assets"; immutable releases, GA 2025-10-28). An older GitHub Enterprise
+# Server lacks them: its queries are the same without them (see Query, GitHubSchema).
 ASSET_FIELDS = """
-fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url }
+fragment AssetFields on ReleaseAsset { id name size createdAt updatedAt url digest }
 """
 RELEASE_FIELDS = """
 fragment ReleaseFields on Release {
@@ -2288,7 +2517,8 @@ fragment ReleaseFields on Release {
   publishedAt
   updatedAt
   isPrerelease
-  releaseAssets(first: 100) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
+  immutable
+  releaseAssets(first: $assets) { pageInfo { hasNextPage endCursor } nodes { ...AssetFields } }
 }
 """
 REPO_FIELDS = """
@@ -2299,22 +2529,41 @@ fragment RepoFields on Repository {
   isArchived
   description
   url
-  releases(first: 100, orderBy: {field: CREATED_AT, direction: DESC}) {
+  releases(first: $releases, orderBy: {field: CREATED_AT, direction: DESC}) {
     pageInfo { hasNextPage endCursor }
     nodes { ...ReleaseFields }
   }
 }
 """
+NEW_FIELDS_RE = re.compile(r"[ \t]+(?:digest|immutable)\b")
+
+
+def query_with(operation: str, *fragments: str) -> Query:
+    text = operation + "".join(fragments)
+    return Query(text, NEW_FIELDS_RE.sub("", text))
+
+
+class Pages(NamedTuple):
+    """How many releases, and assets of each, one listing query asks for."""
+
+    releases: int
+    assets: int
+
+
+# A listing's queries in full pages, then, when GitHub answers only part (its resource limits),
+# once more in smaller ones.
+LISTING_PAGES = (Pages(100, 100), Pages(20, 20))
+
 # The candidate repo names of one project in ONE request; unused aliases are skipped with
 # @include so that a plain name costs no more than one repository lookup.
-FIND_REPO_QUERY = """
+FIND_REPO_QUERY = query_with("""
 query FindRepo($owner: String!, $name0: String!, $name1: String!, $name2: String!,
-               $try1: Boolean!, $try2: Boolean!) {
+               $try1: Boolean!, $try2: Boolean!, $releases: Int!, $assets: Int!) {
   c0: repository(owner: $owner, name: $name0) { ...RepoFields }
   c1: repository(owner: $owner, name: $name1) @include(if: $try1) { ...RepoFields }
   c2: repository(owner: $owner, name: $name2) @include(if: $try2) { ...RepoFields }
 }
-""" + REPO_FIELDS + RELEASE_FIELDS + ASSET_FIELDS
+""", REPO_FIELDS, RELEASE_FIELDS, ASSET_FIELDS)
 CANDIDATE_ALIASES = ("c0", "c1", "c2")
 
 
@@ -2331,7 +2580,7 @@ def owned_repo(repo: dict, owner: str) -> dict:
     return repo
 
 
-def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
+def find_repo(github: GitHub, owner: str, candidates: Sequence[str], pages: Pages = LISTING_PAGES[0]) -> dict:
     """The first candidate repo that exists and is visible to the token, with its first page.
 
     GitHub follows renames and transfers (followRenames defaults to true), so an old name can
@@ -2341,7 +2590,7 @@ def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
         raise NotFound("No repo name follows from this project name.")
     names = (list(candidates) * 3)[:3]
     variables = {"owner": owner, "name0": names[0], "name1": names[1], "name2": names[2],
-                 "try1": len(candidates) > 1, "try2": len(candidates) > 2}
+                 "try1": len(candidates) > 1, "try2": len(candidates) > 2, **pages._asdict()}
     data = github.query(FIND_REPO_QUERY, variables)
     aliases = CANDIDATE_ALIASES[: len(candidates)]
     found = [data[alias] for alias in aliases if isinstance(data.get(alias), dict)]
@@ -2351,60 +2600,62 @@ def find_repo(github: GitHub, owner: str, candidates: Sequence[str]) -> dict:
     raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
 
 
-MORE_RELEASES_QUERY = """
-query MoreReleases($owner: String!, $name: String!, $after: String!) {
+MORE_RELEASES_QUERY = query_with("""
+query MoreReleases($owner: String!, $name: String!, $after: String!, $releases: Int!, $assets: Int!) {
   repository(owner: $owner, name: $name) {
-    releases(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
+    releases(first: $releases, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
       nodes { ...ReleaseFields }
     }
   }
 }
-""" + RELEASE_FIELDS + ASSET_FIELDS
+""", RELEASE_FIELDS, ASSET_FIELDS)
 
 
-def all_releases(github: GitHub, owner: str, repo: dict) -> list[dict]:
-    """Every release of a repo, paging 100 at a time."""
+def all_releases(github: GitHub, owner: str, repo: dict, pages: Pages) -> list[dict]:
+    """Every release of a repo, a page at a time."""
     connection = repo.get("releases")
     releases = connection_nodes(connection)
     while cursor := next_cursor(connection):
-        data = github.query(MORE_RELEASES_QUERY, {"owner": owner, "name": repo["name"], "after": cursor})
+        variables = {"owner": owner, "name": repo["name"], "after": cursor, **pages._asdict()}
+        data = github.query(MORE_RELEASES_QUERY, variables)
         connection = (data.get("repository") or {}).get("releases")
         releases += connection_nodes(connection)
     return releases
 
 
-MORE_ASSETS_QUERY = """
-query MoreAssets($id: ID!, $after: String!) {
+MORE_ASSETS_QUERY = query_with("""
+query MoreAssets($id: ID!, $after: String!, $assets: Int!) {
   node(id: $id) {
     ... on Release {
-      releaseAssets(first: 100, after: $after) {
+      releaseAssets(first: $assets, after: $after) {
         pageInfo { hasNextPage endCursor }
         nodes { ...AssetFields }
       }
     }
   }
 }
-""" + ASSET_FIELDS
+""", ASSET_FIELDS)
 
 
-def release_assets(github: GitHub, release: dict) -> list[dict]:
-    """Every asset of a release, paging beyond the first 100."""
+def release_assets(github: GitHub, release: dict, pages: Pages) -> list[dict]:
+    """Every asset of a release, paging beyond its first page."""
     connection = release.get("releaseAssets")
     nodes = connection_nodes(connection)
     while cursor := next_cursor(connection):
-        data = github.query(MORE_ASSETS_QUERY, {"id": release["id"], "after": cursor})
+        data = github.query(MORE_ASSETS_QUERY, {"id": release["id"], "after": cursor, "assets": pages.assets})
         connection = (data.get("node") or {}).get("releaseAssets")
         nodes += connection_nodes(connection)
     return nodes
 
 
-def fetch_listing(github: GitHub, owner: str, project: str, repo: dict) -> Listing:
-    """All distributions of `project` in every non-draft release of `repo` (found by find_repo)."""
-    releases = all_releases(github, owner, repo)
-    nodes = [{**a, "releaseId": r.get("databaseId"),
+def fetch_listing(github: GitHub, owner: str, project: str, repo: dict, pages: Pages) -> Listing:
+    """All distributions of `project` in every non-draft release of `repo` (found by find_repo
+    with the same `pages`)."""
+    releases = all_releases(github, owner, repo, pages)
+    nodes = [{**a, "releaseId": r.get("databaseId"), "publishedAt": r.get("publishedAt"),
               "yanked": yank_reason(r.get("name"), r.get("description"))}
-             for r in releases if not r.get("isDraft") for a in release_assets(github, r)]
+             for r in releases if not r.get("isDraft") for a in release_assets(github, r, pages)]
     archived = bool(repo.get("isArchived"))
     infos = tuple(release_info(r, notes=False) for r in releases if not r.get("isDraft"))
     return Listing(project, owner, str(repo["name"]), project_assets(project, nodes), archived,
@@ -2933,17 +3184,29 @@ def find_release(github: GitHub, owner: str, repo: str, tags: Sequence[str]) -> 
     return None
 
 
+LEFTOVER_STATES = ("starter", "open")  # REST asset state of a failed or unfinished upload
+
+
+def named_assets(release: dict, filename: str) -> list[dict]:
+    return [a for a in release.get("assets") or [] if isinstance(a, dict) and a.get("name") == filename]
+
+
+def leftovers(release: dict, filename: str) -> list[dict]:
+    """Assets of this name that a failed upload left (GitHub's upload docs: it "may leave an empty
+    asset with a state of starter. It can be safely deleted."); they block an upload of the name."""
+    return [a for a in named_assets(release, filename) if a.get("state") in LEFTOVER_STATES]
+
+
 def holds_file(release: dict, upload: Upload) -> bool:
     """Whether the release has this very file, whole: its name, and GitHub's digest of its bytes
     (an asset from before GitHub's digests has none, so it never counts as the same)."""
-    return any(a.get("name") == upload.filename and parse_digest(a.get("digest")) == upload.sha256
-               and a.get("state", "uploaded") == "uploaded"
-               for a in release.get("assets") or [] if isinstance(a, dict))
+    return any(parse_digest(a.get("digest")) == upload.sha256 and a.get("state", "uploaded") == "uploaded"
+               for a in named_assets(release, upload.filename))
 
 
 def check_release_accepts(release: dict, filename: str) -> None:
     """Refuse, before a byte goes to GitHub, what GitHub would refuse."""
-    if any(a.get("name") == filename for a in release.get("assets") or [] if isinstance(a, dict)):
+    if any(a.get("state") not in LEFTOVER_STATES for a in named_assets(release, filename)):
         raise BadRequest(f"File already exists: {filename}")
     if release.get("immutable") and not release.get("draft"):
         raise Conflict(f"The release {release.get('tag_name')} is immutable: this repo has GitHub's "
@@ -2970,6 +3233,7 @@ class Publisher:
             return  # an identical re-upload (a CI job retried) succeeds and changes nothing, as on PyPI
         check_release_accepts(release, upload.filename)
         try:
+            self.clear_leftovers(release, upload.filename)
             asset = self.attach(release, upload)
             self.github.renew()  # the file's transfer had --upload-timeout of its own
             self.check_name(asset, upload.filename)
@@ -3000,6 +3264,7 @@ class Publisher:
         if release is None:
             raise Conflict("Another upload is publishing this version right now; try again.")
         check_release_accepts(release, upload.filename)
+        self.clear_leftovers(release, upload.filename)
         upload.file.seek(0)
         self.check_name(self.attach(release, upload), upload.filename)
         self.discard_draft(draft)
@@ -3034,15 +3299,20 @@ class Publisher:
                 raise
             return found
 
+    def clear_leftovers(self, release: dict, filename: str) -> None:
+        """Delete what failed uploads of this name left (never an asset in state uploaded)."""
+        for asset in leftovers(release, filename):
+            self.github.rest_write("DELETE", f"{self.releases}/assets/{asset.get('id')}")
+
     def uploaded(self, release: dict, upload: Upload) -> dict | None:
         """The release's asset of this name if the upload got through whole; a leftover of a
         failed upload (state starter or open, per GitHub's docs) is deleted."""
         current, _ = self.github.rest(f"{repo_path(self.owner, self.repo)}/releases/{release.get('id')}")
-        for asset in (current or {}).get("assets") or []:
-            if isinstance(asset, dict) and asset.get("name") == upload.filename:
-                if asset.get("state", "uploaded") == "uploaded":
-                    return asset if asset.get("size") == upload.size else None  # not ours: never deleted
-                self.github.rest_write("DELETE", f"{self.releases}/assets/{asset.get('id')}")
+        current = current if isinstance(current, dict) else {}
+        for asset in named_assets(current, upload.filename):
+            if asset.get("state") not in LEFTOVER_STATES:
+                return asset if asset.get("size") == upload.size else None  # not ours: never deleted
+        self.clear_leftovers(current, upload.filename)
         return None
 
     def check_name(self, asset: Any, filename: str) -> None:
@@ -3281,8 +3551,8 @@ class Settings:
                                "(GitHub Enterprise Server: https://HOST/api/graphql)")
     rest_url: str = setting("", "GitHub REST API root (default: derived from --graphql-url; "
                                 "https://HOST/api/graphql gives https://HOST/api/v3)")
-    hashes: bool = setting(True, "do not look up sha256 digests through GitHub's REST API",
-                           flag="--no-hashes")
+    hashes: bool = setting(True, "serve no sha256 hashes (GitHub's asset digests; on an older GitHub "
+                                 "Enterprise Server they cost REST calls)", flag="--no-hashes")
     owners: tuple[str, ...] = setting((), "serve only this owner (repeatable; default any)", flag="--owner",
                                       metavar="LOGIN", repeat=True, toml=("github", "owners"))
     repo_map: tuple[RepoRule, ...] = setting(
@@ -3321,8 +3591,9 @@ class Settings:
     fallback_index: str = setting("", "the index for every project that no configured owner has for the "
                                       "caller (e.g. https://pypi.org/simple/): a redirect, or served through "
                                       "here with --proxy-downloads", metavar="URL")
-    private_names: tuple[str, ...] = setting((), "never serve a project whose normalized name matches this "
-                                                 "glob from --fallback-index (repeatable)",
+    private_names: tuple[str, ...] = setting((), "a glob of normalized project names that are ours "
+                                                 "(repeatable): never from --fallback-index, and 403, not "
+                                                 "404, to a token that cannot see them (uv then stops)",
                                              flag="--private-name", metavar="PATTERN", repeat=True,
                                              parse=lambda patterns: tuple(normalize(p) for p in patterns))
     fallback_ttl: float = setting(600.0, "how long pages of --fallback-index are kept", metavar="SECONDS")
@@ -3408,11 +3679,12 @@ class Upstream:
         return found
 
     def _fetch(self, project: str) -> dict | NotFound:
-        headers = {"Accept": JSON_V1, "User-Agent": USER_AGENT}
+        headers = {"Accept": UPSTREAM_ACCEPT, "User-Agent": USER_AGENT}
         request = urllib.request.Request(self.url(project), headers=headers)
         try:  # no credentials go upstream: it is public
             with self.gate.released(), urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data, page_url = response.read(MAX_UPSTREAM_PAGE + 1), response.geturl()
+                media = response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 404:
@@ -3422,7 +3694,7 @@ class Upstream:
             raise Unavailable("Could not reach the fallback index.") from None
         if len(data) > MAX_UPSTREAM_PAGE:
             raise BadGateway("The fallback index's page is larger than this index takes.")
-        return upstream_files(parse_json(data), page_url)
+        return upstream_files(parse_upstream_page(data, media), page_url)
 
 
 class TokenSource:
@@ -3522,6 +3794,7 @@ class Index:
         self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes, self.gate)
         self.throttles = Throttles(clock, size * 4)
         self.usage = GitHubUsage(clock, log)
+        self.schema = GitHubSchema(log)  # one GraphQL server: what its schema has, learnt once
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
 
@@ -3548,7 +3821,7 @@ class Index:
             raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
         throttle = self.throttles.of(self.key_of(creds))
         return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, self.rest_url, calls,
-                      self.usage.record, self.clock, self.sleep, throttle, self.gate)
+                      self.usage.record, self.clock, self.sleep, throttle, self.gate, self.schema)
 
     def token_key(self, token: str) -> str:
         """A keyed hash of the token: cache keys never hold the token itself."""
@@ -3575,6 +3848,12 @@ class Index:
         except Moved:
             raise
         except NotFound:
+            if self.is_private_name(project):
+                # 403, not 404: uv's default index strategy goes on to the next index (PyPI) after a
+                # 404 but stops at 401/403 (docs.astral.sh/uv, "Ignoring error codes"). The same
+                # answer whether or not such a repo exists: the operator's pattern decides, not GitHub.
+                raise Forbidden(f"{project} is a private name here (--private-name) and this token "
+                                "sees no project of that name: give the token access to its repo") from None
             if self.upstream is None or not self.may_be_public(project):
                 raise
             if not self.settings.proxy_downloads:
@@ -3627,7 +3906,11 @@ class Index:
         that --private-name covers, nor one that was served from GitHub to any token."""
         with self._private_lock:
             private = project in self._private
-        return not private and not any(fnmatch.fnmatchcase(project, p) for p in self.settings.private_names)
+        return not private and not self.is_private_name(project)
+
+    def is_private_name(self, project: str) -> bool:
+        """Whether --private-name covers the (normalized) name."""
+        return any(fnmatch.fnmatchcase(project, pattern) for pattern in self.settings.private_names)
 
     def root_page(self, github: GitHub, creds: Credentials, media: str) -> tuple[bytes, str]:
         """/simple/ in `media` (for a reserved user, the configured owners' projects), and its ETag."""
@@ -3714,16 +3997,16 @@ class Index:
                 continue
         raise NotFound(f"No repo for {project} in {', '.join(self.owners(creds))} is visible to this token.")
 
-    def repo(self, github: GitHub, creds: Credentials, project: str) -> dict:
+    def repo(self, github: GitHub, creds: Credentials, project: str, pages: Pages = LISTING_PAGES[0]) -> dict:
         """The repo of a project, with its first page of releases: mapped or candidate names, then
         the owner's project index (for a project kept in a differently named repo)."""
         try:
-            return find_repo(github, creds.owner, repo_candidates(project, self.settings.repo_map))
+            return find_repo(github, creds.owner, repo_candidates(project, self.settings.repo_map), pages)
         except NotFound:
             elsewhere = self.projects(github, creds).get(project)
             if elsewhere is None:
                 raise
-            return find_repo(github, creds.owner, [elsewhere])
+            return find_repo(github, creds.owner, [elsewhere], pages)
 
     def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
                    fresh: bool = False, url_needed: bool = True) -> AssetLink:
@@ -3844,18 +4127,33 @@ class Index:
 
     def _load_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing | NotFound:
         try:
-            listing = fetch_listing(github, creds.owner, project, self.repo(github, creds, project))
+            listing = self._fetch_listing(github, creds, project)
         except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
             return missing
-        listing = self._with_digests(github, listing) if self.settings.hashes else listing
+        if not self.settings.hashes:
+            listing = dataclasses.replace(listing, files=tuple(
+                dataclasses.replace(a, sha256=None) for a in listing.files))
+        elif self.schema.legacy:  # no ReleaseAsset.digest in GraphQL: from REST
+            listing = self._with_digests(github, listing)
         self._remember_links(self.key_of(creds), listing)
         return listing
+
+    def _fetch_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
+        """The listing in full pages; when GitHub answers only part (over its resource limits),
+        once more in smaller pages, and if that is partial too, 502 with GitHub's reason."""
+        for pages in LISTING_PAGES:
+            try:
+                repo = self.repo(github, creds, project, pages)
+                return fetch_listing(github, creds.owner, project, repo, pages)
+            except PartialAnswer as partial:
+                failure = partial
+        raise PartialAnswer(f"{failure.message} (in smaller pages too)")
 
     def _with_digests(self, github: GitHub, listing: Listing) -> Listing:
         """The listing with sha256 digests and REST ids, from the facts cached per asset, then
         GitHub's REST list for the rest; failed uploads' leftovers (state starter/open) dropped."""
         key = lambda a: (a.id, a.updated, a.size)  # noqa: E731
-        unknown = {a.id for a in listing.files if self.facts.get(key(a)) is None}
+        unknown = {a.id for a in listing.files if a.sha256 is None and self.facts.get(key(a)) is None}
         if unknown:
             try:
                 found = fetch_facts(github, listing.owner, listing.repo, unknown)
@@ -3865,10 +4163,10 @@ class Index:
             for asset in listing.files:
                 if asset.id in found:
                     self.facts.put(key(asset), found[asset.id])
-        files = [(a, self.facts.get(key(a)) or AssetFacts(None)) for a in listing.files]
+        files = [(a, self.facts.get(key(a)) or AssetFacts(a.sha256)) for a in listing.files]
         return dataclasses.replace(listing, pages={}, files=tuple(
-            dataclasses.replace(a, sha256=facts.sha256, rest_id=facts.rest_id) for a, facts in files
-            if facts.state == "uploaded"))
+            dataclasses.replace(a, sha256=a.sha256 or facts.sha256, rest_id=facts.rest_id)
+            for a, facts in files if facts.state == "uploaded"))
 
     def _remember_links(self, token_key: str, listing: Listing) -> None:
         """Keep each file's link, so a download needs no GitHub call: fresh for the TTL at most

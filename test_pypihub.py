@@ -59,12 +59,29 @@ ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"
 SCHEMA_FILE = SHARED / "github" / "schema.graphql"
 
+def installation_token(app_id: int, installation: int, repos: int = 1) -> str:
+    """A GitHub App installation token as GitHub issues them since 2026 (Actions' GITHUB_TOKEN from
+    2026-04-27, every App by late June): "ghs_APPID_JWT", "longer (~520 characters) and will vary based on
+    the data stored within it", with dots, "-" and "_" (changelog 2026-04-24 "Notice about upcoming new
+    format for GitHub App installation tokens"; changelog 2026-05-15). Its RS256 signature is 256 bytes."""
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": f"k{app_id}"}, separators=(",", ":")).encode())
+    claims = b64url(json.dumps({"iss": app_id, "sub": f"installation:{installation}", "iat": 1780000000,
+                                "exp": 1780003600, "repository_ids": list(range(900000, 900000 + repos))},
+                               separators=(",", ":")).encode())
+    seed = f"{app_id}:{installation}:{repos}".encode()
+    signature = b64url(b"".join(hashlib.sha512(seed + bytes([n])).digest() for n in range(4)))
+    return f"ghs_{app_id}_{header}.{claims}.{signature}"
+
+
 OWNER = "octorg"
 TOKEN_A = "ghp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # reads octorg's private repos, writes some
 TOKEN_B = "ghp_tokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"  # sees only public repos
 TOKEN_BAD = "ghp_revokedXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"  # unknown to GitHub
-JOB_TOKEN = "ghs_jobTokenOfOneRepo00000000000000000000"  # GitHub Actions' GITHUB_TOKEN: its own repo only
-APP_TOKEN = "ghs_appInstallation0000000000000000000000"  # a GitHub App installation token: granted repos
+JOB_TOKEN = installation_token(15368, 51011, 1)  # GitHub Actions' GITHUB_TOKEN (2026 format): its own repo only
+APP_TOKEN = installation_token(1004321, 77001, 2)  # a GitHub App installation token (2026 format): granted repos
 ALL_TOKENS = (TOKEN_A, TOKEN_B, TOKEN_BAD, JOB_TOKEN, APP_TOKEN)
 
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -301,6 +318,10 @@ def test_negotiate_refuses(accept):
     # Users that name no owner (twine's and uv's default, GitHub's convention, none): the configured owners.
     (basic("__token__:ghp_abc"), ("", "ghp_abc")), (basic("x-access-token:ghs_x"), ("", "ghs_x")),
     (basic("Token:t"), ("", "t")), (basic(":t"), ("", "t")),
+    # Tokens are opaque (GitHub, 2026-04-24): 2026's ~520-character installation tokens, anything to 4 KiB ...
+    (basic(f"octorg:{JOB_TOKEN}"), ("octorg", JOB_TOKEN)), (basic("octorg:" + "x" * 4096), ("octorg", "x" * 4096)),
+    # ... and the whitespace around one (a newline from an environment variable or a file) is not part of it.
+    (basic("octorg:ghp_abc\n"), ("octorg", "ghp_abc")), (basic(f"octorg: {APP_TOKEN} \r\n"), ("octorg", APP_TOKEN)),
 ])
 def test_parse_credentials(header, expected):
     creds = pypihub.parse_credentials(header)
@@ -311,6 +332,7 @@ def test_parse_credentials(header, expected):
     None, "", "Bearer ghp_abc", "Basic", "Basic !!!notbase64", basic("no-colon"), basic("octorg:"),
     basic("bad owner:token"), basic("-octorg:token"), basic("octorg:tok en"),
     basic("octorg:tok\nen"), "Basic " + base64.b64encode(b"o:\xff\xfe").decode(), basic("x" * 40 + ":t"),
+    basic("octorg:" + "x" * 4097), basic("octorg: \n"), basic("octorg:tok\x7fen"),
 ])
 def test_parse_credentials_refuses(header):
     with pytest.raises(pypihub.Unauthorized) as caught:
@@ -384,13 +406,18 @@ def test_render_hashes_metadata_and_requires_python():
     assert files[0]["requires-python"] == ">=3.9,<4" and "core-metadata" not in files[1]
 
 
-@pytest.mark.parametrize("created, expected", [
-    ("2026-01-02T03:04:05Z", "2026-01-02T03:04:05Z"),
-    ("2026-01-02T03:04:05+02:00", "2026-01-02T01:04:05Z"),
-    ("2026-01-02T03:04:05.123Z", "2026-01-02T03:04:05Z"),
+@pytest.mark.parametrize("created, published, expected", [
+    ("2026-01-02T03:04:05Z", None, "2026-01-02T03:04:05Z"),
+    ("2026-01-02T03:04:05+02:00", None, "2026-01-02T01:04:05Z"),
+    ("2026-01-02T03:04:05.123Z", None, "2026-01-02T03:04:05Z"),
+    # a file attached to a draft, published a month later: installable from the publication
+    ("2026-01-02T03:04:05Z", "2026-02-03T00:00:00Z", "2026-02-03T00:00:00Z"),
+    ("2026-01-02T03:04:05Z", "2026-02-03T02:00:00+02:00", "2026-02-03T00:00:00Z"),
+    # a file added to a release after it was published: its own time
+    ("2026-03-01T00:00:00Z", "2026-02-03T00:00:00Z", "2026-03-01T00:00:00Z"),
 ])
-def test_upload_time(created, expected):
-    assert pypihub.upload_time(created) == expected
+def test_installable_time(created, published, expected):
+    assert pypihub.installable_time(created, published) == expected
 
 
 # -- GitHub's answers --
@@ -421,15 +448,27 @@ def test_http_failure(status, headers, expected, retry):
     ({"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}, {"x-ratelimit-reset": "1100"}, pypihub.TooManyRequests),
     ({"data": None, "errors": [{"type": "NOT_FOUND"}]}, {}, pypihub.NotFound),
     ({"data": None, "errors": [{"type": "FORBIDDEN"}]}, {}, pypihub.Forbidden),
-    ({"errors": [{"message": "Field 'x' doesn't exist on type 'Query'"}]}, {}, pypihub.BadGateway),
-    ({"data": {"a": 1}, "errors": [{"type": "INTERNAL"}]}, {}, pypihub.BadGateway),
+    # A schema without a field (an older GitHub Enterprise Server): GHES 3.10's shape (facebook/sapling#906),
+    # and very old GHES's, without extensions (GitHawkApp/GitHawk#1124)
+    ({"errors": [{"path": ["fragment AssetFields", "digest"], "extensions": {"code": "undefinedField",
+      "typeName": "ReleaseAsset", "fieldName": "digest"}, "message": "Field 'digest' doesn't exist on type 'ReleaseAsset'"}]},
+     {}, pypihub.SchemaLacks),
+    ({"errors": [{"message": "Field 'x' doesn't exist on type 'Query'"}]}, {}, pypihub.SchemaLacks),
+    ({"errors": [{"message": "Field 'x' doesn't exist on type 'Query'"}, {"message": "Something else"}]}, {},
+     pypihub.BadGateway),
+    # Data with errors: a partial answer (changelog 2025-09-01, GraphQL resource limits), never taken as whole
+    ({"data": {"a": 1}, "errors": [{"type": "INTERNAL"}]}, {}, pypihub.PartialAnswer),
+    ({"data": {"c0": None}, "errors": [{"type": "RESOURCE_LIMITS_EXCEEDED", "path": ["c0"],
+      "message": "Resource limits for this query exceeded."}]}, {}, pypihub.PartialAnswer),
+    ({"data": None, "errors": [{"type": "INTERNAL"}]}, {}, pypihub.BadGateway),
     ([1, 2], {}, pypihub.BadGateway),
     ({"data": "nonsense"}, {}, pypihub.BadGateway),
 ])
 def test_graphql_data(answer, headers, expected):
     if isinstance(expected, type):
-        with pytest.raises(expected):
+        with pytest.raises(pypihub.PyPIHubError) as caught:
             pypihub.graphql_data(answer, headers, now=1000.0)
+        assert type(caught.value) is expected
     else:
         assert pypihub.graphql_data(answer, headers, now=1000.0) == expected
 
@@ -658,6 +697,71 @@ def test_a_hostile_yank_reason_is_escaped_in_html():
 def test_holds_file_only_for_the_very_same_bytes(asset, same):
     upload = pypihub.Upload({}, "demo-1.0.tar.gz", None, 5, "ab" * 32)
     assert pypihub.holds_file({"assets": [asset]}, upload) is same
+
+
+@pytest.mark.parametrize("assets, refused, cleared", [
+    ([], None, []),
+    ([{"id": 1, "name": "demo-1.0.tar.gz", "state": "uploaded"}], pypihub.BadRequest, []),
+    ([{"id": 1, "name": "demo-1.0.tar.gz"}], pypihub.BadRequest, []),  # no state: a file, never deleted
+    ([{"id": 1, "name": "demo-1.0.tar.gz", "state": "new"}], pypihub.BadRequest, []),  # a state not known: kept
+    # what failed uploads leave: "an empty asset with a state of starter. It can be safely deleted."
+    ([{"id": 1, "name": "demo-1.0.tar.gz", "state": "starter"}], None, [1]),
+    ([{"id": 1, "name": "demo-1.0.tar.gz", "state": "open"}, {"id": 2, "name": "other.whl", "state": "starter"}],
+     None, [1]),
+    ([{"id": 1, "name": "demo-1.0.tar.gz", "state": "starter"}, {"id": 2, "name": "demo-1.0.tar.gz", "state": "uploaded"}],
+     pypihub.BadRequest, [1]),
+])
+def test_an_upload_clears_only_leftovers_of_its_name(assets, refused, cleared):
+    release = {"assets": assets, "tag_name": "v1.0", "draft": False}
+    assert [a["id"] for a in pypihub.leftovers(release, "demo-1.0.tar.gz")] == cleared
+    if refused:
+        with pytest.raises(refused):
+            pypihub.check_release_accepts(release, "demo-1.0.tar.gz")
+    else:
+        pypihub.check_release_accepts(release, "demo-1.0.tar.gz")
+
+
+@pytest.mark.parametrize("anchor, entry", [
+    ('<a href="https://h/f/demo-1.0.tar.gz#sha256=' + "AB" * 32 + '">demo-1.0.tar.gz</a>',
+     {"filename": "demo-1.0.tar.gz", "url": "https://h/f/demo-1.0.tar.gz", "hashes": {"sha256": "ab" * 32}}),
+    ('<a href="../../f/demo-1.0-py3-none-any.whl" data-requires-python="&gt;=3.8" data-yanked="broken &amp; bad"'
+     ' data-core-metadata="sha256=' + "cd" * 32 + '" data-dist-info-metadata="true">demo-1.0-py3-none-any.whl</a>',
+     {"filename": "demo-1.0-py3-none-any.whl", "url": "../../f/demo-1.0-py3-none-any.whl", "hashes": {},
+      "requires-python": ">=3.8", "yanked": "broken & bad", "core-metadata": {"sha256": "cd" * 32}}),
+    ('<a href="/f/demo-2.0.zip" data-yanked data-dist-info-metadata="true"> demo-2.0.zip </a>',
+     {"filename": "demo-2.0.zip", "url": "/f/demo-2.0.zip", "hashes": {}, "yanked": True, "core-metadata": True}),
+    ('<a href="/f/demo-3.0.tar.gz#md5=0123">\n</a>',  # no text: the filename is the URL's last segment
+     {"filename": "demo-3.0.tar.gz", "url": "/f/demo-3.0.tar.gz", "hashes": {"md5": "0123"}}),
+    ('<a name="top">no href</a>', None),
+])
+def test_a_pep_503_anchor_reads_as_a_pep_691_file(anchor, entry):
+    page = pypihub.parse_upstream_page(f"<html><body>{anchor}<br/></body></html>".encode(), "text/html")
+    assert page == {"files": [entry] if entry else []}
+
+
+@pytest.mark.parametrize("data, media, message", [
+    (b"{nope", pypihub.JSON_V1, "fallback index's answer was not JSON"),
+    (b"\x00\x01", "application/octet-stream", "fallback index answered application/octet-stream"),
+])
+def test_an_upstream_page_that_is_none_names_the_fallback_index(data, media, message):
+    with pytest.raises(pypihub.BadGateway) as caught:
+        pypihub.parse_upstream_page(data, media)
+    assert message in caught.value.message and "GitHub" not in caught.value.message
+
+
+@pytest.mark.parametrize("url, status, location, api", [
+    ("https://api.github.com/repos/o/r/releases", 301, "https://api.github.com/repositories/1/releases", True),
+    ("https://api.github.com/repos/o/r/releases", 307, "/repositories/1/releases", True),  # relative
+    ("https://uploads.github.com/repos/o/r/releases/1/assets?name=x", 307,
+     "https://uploads.github.com/repositories/1/releases/1/assets?name=x", True),
+    ("https://api.github.com/repos/o/r/releases/assets/1", 302, "https://release-assets.githubusercontent.com/x?sig=1",
+     False),  # the asset route's signed URL: another host
+    ("https://api.github.com/repos/o/r", 301, "http://api.github.com/repositories/1", False),  # never https -> http
+    ("https://api.github.com/repos/o/r", 200, "https://api.github.com/repositories/1", False),
+])
+def test_a_redirect_is_githubs_own_only_on_its_own_origin(url, status, location, api):
+    request = urllib.request.Request(url)
+    assert pypihub.is_api_redirect(request, status, {"location": location}) is api
 
 
 def test_yanked_files_render_as_pep_592():
@@ -965,6 +1069,10 @@ def test_parse_head_leaves_every_other_shape_to_http_server(line, rest):
     ("'GET octorg:tok@x/ HTTP/1.1'", "'GET x/ HTTP/1.1'"),
     ("/?token=ghp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/?token=[token]"),
     ("/simple/github_pat_11ABCDEFG0123456789_abcdefghijklmnop/", "/simple/[token]/"),
+    # 2026's installation tokens whole, dots, "-" and "_" included, wherever they stand
+    (f"/simple/x/?t={JOB_TOKEN}&y=1", "/simple/x/?t=[token]&y=1"), (f"/simple/{APP_TOKEN}/", "/simple/[token]/"),
+    (f"http://octorg:{JOB_TOKEN}@host/simple/", "http://host/simple/"), (f"/simple/x{JOB_TOKEN}", "/simple/x[token]"),
+    ("/simple/" + JOB_TOKEN.replace(".", "%2E").replace("_", "%5F") + "/", "/simple/[token]/"),  # percent-encoded
 ])
 def test_loggable_target_drops_userinfo(target, logged):
     assert pypihub.loggable_target(target) == logged
@@ -1245,6 +1353,45 @@ def github_schema():
     return _SCHEMA
 
 
+_LEGACY_SCHEMA = None
+# GitHub added ReleaseAsset.digest and Release.immutable to its schema in 2025 (changelog 2025-06-03
+# "Releases now expose digests for release assets"; GraphQL changelog 2025-07-04 for `immutable`);
+# an older GitHub Enterprise Server lacks them.
+FIELDS_OF_2025 = (("ReleaseAsset implements", "digest: String"), ("Release implements", "immutable: Boolean!"))
+
+
+def legacy_schema():
+    """GitHub's schema without the fields of 2025: an older GitHub Enterprise Server's."""
+    global _LEGACY_SCHEMA
+    if _LEGACY_SCHEMA is None:
+        import graphql
+
+        text = SCHEMA_FILE.read_text()
+        for type_line, field in FIELDS_OF_2025:
+            start = text.index(f"\ntype {type_line}")
+            at = text.index(f"\n  {field}\n", start)
+            described = text.rfind('\n  """', 0, text.rfind('\n  """', 0, at))  # the field's description too
+            text = text[:described] + text[at + len(field) + 3:]
+        _LEGACY_SCHEMA = graphql.build_schema(text, assume_valid_sdl=True)
+    return _LEGACY_SCHEMA
+
+
+def undefined_field_errors(query: str) -> list[dict]:
+    """A legacy server's answer to a query for a field it lacks, in GitHub's shape (no `data`): GHES 3.10's
+    {"path": [...], "extensions": {"code": "undefinedField", "typeName": T, "fieldName": F}, "locations": [...],
+    "message": "Field 'F' doesn't exist on type 'T'"} (facebook/sapling#906; refined-github/refined-github#6946)."""
+    import graphql
+
+    errors = []
+    for error in graphql.validate(legacy_schema(), graphql.parse(query)):
+        found = re.search(r"Cannot query field '(\w+)' on type '(\w+)'", error.message)
+        field, kind = found.groups() if found else ("?", "?")
+        errors.append({"path": ["query"], "extensions": {"code": "undefinedField", "typeName": kind, "fieldName": field},
+                       "locations": [{"line": loc.line, "column": loc.column} for loc in error.locations or []],
+                       "message": f"Field '{field}' doesn't exist on type '{kind}'"})
+    return errors
+
+
 def schema_errors(query: str) -> list[str]:
     """What ../shared/tools/check_graphql.py reports for a query GitHub would receive."""
     sys.path.insert(0, str(SHARED / "tools"))
@@ -1450,6 +1597,14 @@ class FakeGitHub:
         self.crashes: list[str] = []
         # Faults and limits
         self.rest_enabled = True  # False: an older GitHub Enterprise Server without the releases list
+        self.legacy_schema = False  # True: an older GHES whose schema lacks ReleaseAsset.digest, Release.immutable
+        self.legacy_status = 200  # the HTTP status of its refusal (200 seen in client logs; unconfirmed)
+        self.schema_refusals = 0  # queries it refused for fields it lacks
+        # GraphQL resource limits (changelog 2025-09-01 "GraphQL API resource limits": queries over them may
+        # "return partial results with errors"): a listing query asking for more than this many releases x
+        # assets is answered partly, its repository null, with RESOURCE_LIMITS_EXCEEDED
+        # (yoshi389111/github-profile-3d-contrib#163: "Resource limits for this query exceeded.").
+        self.resource_limit: int | None = None
         self.fail_uploads: bool | str = False  # True: 500; "starter": 502 leaving a `starter` asset (§5)
         self.upload_delay = 0.0  # seconds an upload waits after storing the asset, before answering
         self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage", "secondary403|429|200"
@@ -1461,24 +1616,33 @@ class FakeGitHub:
         self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
         self.hold_downloads: threading.Event | None = None  # when set, the download host waits for it
         self.latency = 0.0  # seconds each GraphQL call takes
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # clients that hang up are normal here
-        self.server.github = self
+        # api.github.com, and the download hosts (objects. / release-assets.githubusercontent.com)
+        # on a host of their own, as GitHub's are: a redirect there is no API redirect, and credentials
+        # a client keeps for the index's host (netrc matches a host, not a port) do not go there.
+        self.server, self.download_server = self.serve("127.0.0.1"), self.serve("127.0.0.2")
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.download_base = f"http://127.0.0.2:{self.download_server.server_address[1]}"
+
+    def serve(self, host: str) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((host, 0), FakeHandler)
+        server.daemon_threads = True
+        server.handle_error = lambda request, address: None  # clients that hang up are normal here
+        server.github = self
+        return server
 
     @property
     def graphql_url(self) -> str:
         return self.base + "/graphql"
 
     def start(self) -> "FakeGitHub":
-        self.thread.start()
+        for server in (self.server, self.download_server):
+            threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in (self.server, self.download_server):
+            server.shutdown()
+            server.server_close()
 
     # -- repos, tokens, releases, assets
 
@@ -1610,7 +1774,7 @@ class FakeGitHub:
         signature = self.signature(node_id, date, "bad" if broken else expires)
         query = urllib.parse.urlencode({"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": date,
                                         "X-Amz-Expires": expires, "X-Amz-Signature": signature})
-        return f"{self.base}/download/{urllib.parse.quote(node_id, safe='')}?{query}"
+        return f"{self.download_base}/download/{urllib.parse.quote(node_id, safe='')}?{query}"
 
     def sas_url(self, node_id: str, broken: bool = False) -> str:
         """release-assets.githubusercontent.com: an Azure SAS (se, ske) plus a short JWT; the URL works
@@ -1626,7 +1790,7 @@ class FakeGitHub:
                  ("skt", iso(now)), ("ske", ske), ("sks", "b"), ("skv", "2018-11-09"), ("sig", sig)]
         query += [("jwt", jwt)] if jwt else []
         query += [("response-content-disposition", disposition), ("response-content-type", "application/octet-stream")]
-        return f"{self.base}/release-assets/{urllib.parse.quote(node_id, safe='')}?{urllib.parse.urlencode(query)}"
+        return f"{self.download_base}/release-assets/{urllib.parse.quote(node_id, safe='')}?{urllib.parse.urlencode(query)}"
 
     def jwt(self, now: float) -> str:
         """HS256 JWT with the payload decoded from real URLs (§4)."""
@@ -1768,11 +1932,21 @@ class FakeGitHub:
         if problems:
             self.invalid_queries.append((query, problems))
             return {"errors": [{"message": m} for m in problems]}
+        if self.legacy_schema and undefined_field_errors(query):
+            with self.lock:
+                self.schema_refusals += 1
+            return {"errors": undefined_field_errors(query)}
         context = {"token": token, "errors": [], "sso": []}
-        result = graphql.execute(github_schema(), graphql.parse(query), root_value=self.root(),
-                                 context_value=context, variable_values=body.get("variables") or {})
+        variables = body.get("variables") or {}
+        result = graphql.execute(legacy_schema() if self.legacy_schema else github_schema(), graphql.parse(query),
+                                 root_value=self.root(), context_value=context, variable_values=variables)
         errors = context["errors"] + [{"message": e.message, "path": e.path} for e in result.errors or []]
         answer: dict = {"data": result.data}
+        asked = variables.get("releases", 1) * variables.get("assets", 1)
+        if self.resource_limit is not None and asked > self.resource_limit and result.data:
+            answer["data"] = {alias: None for alias in result.data}
+            errors += [{"type": "RESOURCE_LIMITS_EXCEEDED", "path": [alias], "message": "Resource limits for this query exceeded."}
+                       for alias in result.data]
         if errors:
             answer["errors"] = errors
         if context["sso"] and headers is not None:
@@ -1876,6 +2050,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         headers = github.rate_headers("graphql")
         try:
             answer = github.execute(token, json.loads(body), headers)
+            if github.legacy_schema and "data" not in answer and answer.get("errors", [{}])[0].get("extensions"):
+                return self.reply_json(github.legacy_status, answer, headers)
         except Exception as exc:  # a bug in the fake must fail the test, not look like a GitHub outage
             github.crashes.append(repr(exc))
             raise
@@ -1890,6 +2066,8 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.reply_json(200, {"data": None})
         if fault == "garbage":
             return self.reply(200, b"<html>unicorn</html>", {"Content-Type": "text/html"})
+        if fault == "elsewhere307":  # a redirect off the API host: a hostile or broken proxy in between
+            return self.reply_json(307, {"message": "Temporary Redirect"}, {"Location": self.github.download_base + self.path})
         if isinstance(fault, str):
             return self.secondary_limit(fault, resource)
         self.reply_json(fault, {"message": "Server Error"}, {"Retry-After": "7"} if fault in (403, 429) else {})
@@ -2404,6 +2582,8 @@ def make_hub(github, clock):
         written = "\n".join(hub.logs).encode() + b"".join(hub.answers)
         for token in ALL_TOKENS:
             assert token.encode() not in written, "a token leaked into a log line or an answer"
+            # nor any part of a 2026 installation token (a redaction cut at its first dot would leave the rest)
+            assert not [part for part in token.split(".") if len(part) >= 20 and part.encode() in written]
 
 
 @pytest.fixture
@@ -2418,6 +2598,12 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.projects: dict[str, dict[str, bytes]] = {}  # normalized name -> filename -> bytes
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
+        # Only PEP 503 HTML, whatever the Accept: pypiserver 2.4's /simple/<p>/ (its `simple.html`
+        # template: text/html, #sha256= fragments, data-requires-python), GitLab, Nexus, devpi without
+        # its JSON plugin.
+        self.html_only = False
+        self.yanked: dict[str, str] = {}  # filename -> PEP 592 reason ("" for none) on the HTML page
+        self.accepts: list[str] = []  # the Accept of each project page request
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
         self.server.daemon_threads = True
         self.server.upstream = self  # type: ignore[attr-defined]
@@ -2442,6 +2628,18 @@ class FakeUpstream:
         self.server.server_close()
 
 
+def html_anchor(entry: dict, yanked: dict[str, str]) -> str:
+    """A PEP 503 anchor with PEP 592/658/714 attributes, escaped as PEP 503 says."""
+    attrs = ' data-requires-python="&gt;=3.8"'
+    if entry["filename"] in yanked:
+        attrs += f' data-yanked="{html.escape(yanked[entry["filename"]])}"' if yanked[entry["filename"]] else " data-yanked"
+    core = entry.get("core-metadata")
+    if core:
+        attrs += f' data-core-metadata="sha256={core["sha256"]}" data-dist-info-metadata="sha256={core["sha256"]}"'
+    href = html.escape(f'{entry["url"]}#sha256={entry["hashes"]["sha256"]}')
+    return f'<a href="{href}"{attrs}>{html.escape(entry["filename"])}</a><br/>\n'
+
+
 class FakeUpstreamHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -2454,11 +2652,12 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
         parts = self.path.split("?")[0].strip("/").split("/")
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
         if parts[:1] == ["simple"] and len(parts) == 2 and parts[1] in upstream.projects:
-            if "json" in self.headers.get("Accept", ""):
+            upstream.accepts.append(self.headers.get("Accept", ""))
+            if "json" in self.headers.get("Accept", "") and not upstream.html_only:
                 return self.reply(200, json.dumps(upstream.page(parts[1], base)).encode(), pypihub.JSON_V1)
-            links = "".join(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}">{f["filename"]}</a>\n'
-                            for f in upstream.page(parts[1], base)["files"])
-            return self.reply(200, f"<html><body>{links}</body></html>".encode(), "text/html")
+            links = "".join(html_anchor(f, upstream.yanked) for f in upstream.page(parts[1], base)["files"])
+            page = f"<!DOCTYPE html><html><head><title>Links</title></head><body><h1>Links</h1>{links}</body></html>"
+            return self.reply(200, page.encode(), "text/html; charset=utf-8")
         if parts[:1] == ["files"] and len(parts) == 3 and parts[1] in upstream.projects:
             name, metadata = parts[2].removesuffix(".metadata"), parts[2].endswith(".metadata")
             content = upstream.projects[parts[1]].get(name)
@@ -2897,7 +3096,7 @@ def test_index_serves_a_token_what_it_may_see_without_a_server(github, demo, clo
     body, etag = index.project_page(index.connect(a, cold), a, "demo-pkg", pypihub.JSON_V1)
     files = json.loads(body)["files"]
     assert sorted(f["filename"] for f in files) == sorted([*demo[1], "demo_pkg-1.0.tar.gz", "demo_pkg-2.0.tar.gz"])
-    assert (cold.graphql, cold.rest) == (1, 1) and len(github.graphql_calls) == 1
+    assert (cold.graphql, cold.rest) == (1, 0) and len(github.graphql_calls) == 1  # digests come in GraphQL
     assert index.project_page(index.connect(a, warm), a, "demo-pkg", pypihub.JSON_V1) == (body, etag)
     wheel = next(f for f in reversed(files) if f["filename"].endswith(".whl"))
     node_id, filename = map(urllib.parse.unquote, wheel["url"].rsplit("/", 2)[1:])
@@ -2957,7 +3156,7 @@ def test_asset_redirects_to_signed_url_and_bytes_match(hub, github, demo):
     response = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
     assert response.status == 302
     location = response.headers["location"]
-    assert location.startswith(github.base + "/release-assets/") and pypihub.is_signed_url(location)
+    assert location.startswith(github.download_base + "/release-assets/") and pypihub.is_signed_url(location)
     target = urllib.parse.urlsplit(location)
     connection = http.client.HTTPConnection(target.hostname, target.port)
     connection.request("GET", f"{target.path}?{target.query}")
@@ -2969,7 +3168,7 @@ def test_cold_listing_then_download_costs_one_graphql_call(hub, github, demo):
     for href, _, _ in page.links():
         assert hub.request(urllib.parse.urljoin("/simple/demo-pkg/", href)).status == 302
     assert len(github.graphql_calls) == 1
-    assert "gh=1 rest=1" in hub.logs[0] and all("gh=0 rest=0" in line for line in hub.logs[1:])
+    assert "gh=1 rest=0" in hub.logs[0] and all("gh=0 rest=0" in line for line in hub.logs[1:])
     samples = parse_metrics(hub.request("/metrics", token=None).body.decode())
     assert samples['pypihub_cache_hits_total{cache="links"}'] == len(page.links()) == 4
 
@@ -3643,7 +3842,7 @@ def test_metrics(hub, github, demo):
     assert samples['pypihub_github_calls_total{api="graphql",outcome="ok"}'] == 3  # A; B's repo and owner lookups
     assert samples['pypihub_github_calls_total{api="graphql",outcome="Unauthorized"}'] == 1
     assert samples['pypihub_github_calls_total{api="graphql",outcome="Unavailable"}'] == 1
-    assert samples['pypihub_github_calls_total{api="rest",outcome="ok"}'] == 1  # A's digests
+    assert 'pypihub_github_calls_total{api="rest",outcome="ok"}' not in samples  # digests came in GraphQL
     assert samples['pypihub_cache_hits_total{cache="listings"}'] == 1
     assert samples['pypihub_cache_hits_total{cache="links"}'] == 0
     assert samples['pypihub_cache_entries{cache="listings"}'] >= 1
@@ -3657,7 +3856,7 @@ def test_access_log_has_one_line_per_request_without_token(hub, github, demo):
     hub.request("/simple/demo-pkg/", token=TOKEN_BAD)
     assert len(hub.logs) == 2
     assert hub.logs[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ')
-    assert hub.logs[0].endswith(f"gh=1 rest=1 bytes={len(page.body)}")  # written once the body is sent
+    assert hub.logs[0].endswith(f"gh=1 rest=0 bytes={len(page.body)}")  # written once the body is sent
     assert " 401 " in hub.logs[1]
 
 
@@ -3668,7 +3867,7 @@ def test_json_access_log(make_hub, github, demo):
     records = [json.loads(line) for line in hub.logs]
     assert {k: records[0][k] for k in ("client", "method", "path", "status", "github_calls")} == \
         {"client": "127.0.0.1", "method": "GET", "path": "/simple/demo-pkg/", "status": 200, "github_calls": 1}
-    assert records[0]["rest_calls"] == 1
+    assert records[0]["rest_calls"] == 0
     assert records[1]["path"] == "/simple/x%0a/" and records[1]["status"] == 400
 
 
@@ -3796,7 +3995,9 @@ def test_hostile_requests_get_clear_4xx(hub, github, demo, payload, expected):
 # -- hashes from GitHub's digests, PEP 658 metadata --
 
 
-def test_digests_appear_in_html_and_json(hub, github, demo):
+@pytest.mark.parametrize("legacy", [False, True], ids=["graphql-digests", "older-ghes-rest-digests"])
+def test_digests_appear_in_html_and_json(hub, github, demo, legacy):
+    github.legacy_schema = legacy
     repo, files = demo
     old_name, old = make_wheel("demo-pkg", "0.9")
     release = repo.add_release("v0.9", {old_name: old}, created="2025-01-01T00:00:00Z")
@@ -3809,18 +4010,21 @@ def test_digests_appear_in_html_and_json(hub, github, demo):
     assert found == {**expected, old_name: None}
     as_json = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).json()
     assert {f["filename"]: f["hashes"].get("sha256") for f in as_json["files"]} == found
-    assert len(github.rest_calls) == 1 and github.rest_calls[0][0] == TOKEN_A
+    assert [token for token, _ in github.rest_calls] == ([TOKEN_A] if legacy else [])
 
 
 def test_digests_are_fetched_once_per_asset(hub, github, demo, clock):
+    github.legacy_schema = True  # REST digests: an older GitHub Enterprise Server
     hub.request("/simple/demo-pkg/")
     clock.advance(hub.server.settings.cache_ttl + 1)
     page = hub.request("/simple/demo-pkg/")
     assert all("#sha256=" in href for href, _, _ in page.links())
-    assert len(github.graphql_calls) == 2 and len(github.rest_calls) == 1
+    # the first listing's query refused once, per server, then asked without the new fields
+    assert len(github.graphql_calls) == 3 and len(github.rest_calls) == 1
 
 
 def test_digests_page_through_rest_only_as_far_as_needed(hub, github):
+    github.legacy_schema = True  # REST digests: an older GitHub Enterprise Server
     repo = github.add_repo("many")
     for n in range(150):
         repo.add_release(f"v{n}", {f"many-1.{n}-py3-none-any.whl": b"w%d" % n})
@@ -3841,7 +4045,7 @@ def test_no_hashes_flag(make_hub, github, demo):
 
 
 def test_listing_works_without_rest_api(hub, github, demo):
-    github.rest_enabled = False
+    github.rest_enabled, github.legacy_schema = False, True  # an older GitHub Enterprise Server
     page = hub.request("/simple/demo-pkg/")
     assert page.status == 200 and len(page.links()) == 4
     assert all("#" not in href for href, _, _ in page.links())
@@ -4136,7 +4340,8 @@ def test_a_token_has_at_most_8_github_requests_in_flight(hub, github):
     assert results == [200] * 20 and github.max_concurrent[TOKEN_A] == pypihub.TOKEN_CONCURRENCY == 8
 
 
-def test_more_than_1000_releases_list_older_files_without_a_hash(hub, github, clock):
+def test_older_ghes_lists_files_past_1000_releases_without_a_hash(hub, github, clock):
+    github.legacy_schema = True  # digests only from REST, whose list stops after 1,000
     repo = github.add_repo("huge")
     for n in range(1050):
         name, content = make_wheel("huge", f"1.{n}")
@@ -4149,6 +4354,201 @@ def test_more_than_1000_releases_list_older_files_without_a_hash(hub, github, cl
     again = hub.request("/simple/huge/", headers={"Accept": pypihub.JSON_V1}).json()["files"]
     assert {f["filename"] for f in again if f["hashes"]} == hashed
     assert len(github.rest_calls) == 10  # the older assets are known to have no reachable digest
+
+
+# -- GitHub as of December 2026: opaque tokens, GraphQL digests, upload-time, leftovers, redirects --
+
+
+def test_a_2026_installation_token_reads_and_publishes_and_never_reaches_the_log(hub, github, demo):
+    repo, _ = demo
+    github.add_token(JOB_TOKEN, write=(repo,))  # Actions' GITHUB_TOKEN, ~540 characters with dots
+    assert len(JOB_TOKEN) > 500 and JOB_TOKEN.count(".") == 2
+    assert hub.request("/simple/demo-pkg/", token=JOB_TOKEN).status == 200
+    assert hub.request("/simple/demo-pkg/", token=JOB_TOKEN + "\n").status == 200  # a trailing newline is no part
+    name, content = make_wheel("demo-pkg", "4.0")
+    assert post_upload(hub, upload_fields("demo-pkg", "4.0", content), name, content, token=JOB_TOKEN).status == 200
+    assert any(r["tagName"] == "v4.0" and not r["isDraft"] for r in repo.releases)
+    # in a path, a query and percent-encoded: never in the log (make_hub checks every part of it)
+    for path in (f"/simple/{JOB_TOKEN}/", f"/simple/demo-pkg/?t={JOB_TOKEN}",
+                 "/simple/x/?t=" + urllib.parse.quote(JOB_TOKEN, safe="").replace(".", "%2E")):
+        assert hub.request(path, token=None).status in (401, 404)
+
+
+def test_a_token_of_4096_characters_reaches_github_and_one_longer_does_not(hub, github, demo):
+    long_token = "github_pat_" + "x" * 4085
+    github.add_token(long_token, read=(demo[0],))
+    assert hub.request("/simple/demo-pkg/", token=long_token).status == 200
+    calls = len(github.graphql_calls)
+    assert hub.request("/simple/demo-pkg/", token=long_token + "y").status == 401
+    assert len(github.graphql_calls) == calls
+
+
+def test_a_cold_150_release_listing_costs_its_graphql_pages_and_no_rest_call(hub, github):
+    repo = github.add_repo("many")
+    for n in range(150):
+        repo.add_release(f"v{n}", {f"many-1.{n}-py3-none-any.whl": b"w%d" % n})
+    files = hub.request("/simple/many/", headers={"Accept": PIP_ACCEPT}).json()["files"]
+    assert len(files) == 150 and all(f["hashes"]["sha256"] == hashlib.sha256(b"w%d" % int(f["filename"].split(".")[1]
+                                     .split("-")[0])).hexdigest() for f in files)
+    assert [operation for _, operation in github.graphql_calls] == ["query FindRepo", "query MoreReleases"]
+    assert github.rest_calls == []
+
+
+def test_every_file_past_1000_releases_has_its_hash(hub, github):
+    repo = github.add_repo("huge")
+    for n in range(1050):
+        repo.add_release(f"v1.{n}", {f"huge-1.{n}-py3-none-any.whl": b"h%d" % n})
+    files = hub.request("/simple/huge/", headers={"Accept": pypihub.JSON_V1}).json()["files"]
+    assert len(files) == 1050 and all(f["hashes"].get("sha256") for f in files)
+    assert github.rest_calls == []
+
+
+@pytest.mark.parametrize("status", [200, 400])  # GitHub's status for the refusal is not confirmed: both
+def test_an_older_ghes_is_asked_without_the_new_fields_after_one_refusal_per_server(make_hub, github, demo, status):
+    github.legacy_schema, github.legacy_status = True, status
+    other = github.add_repo("other-pkg", readers=(TOKEN_A, TOKEN_B))
+    other.add_release("v1.0", dict([make_wheel("other-pkg", "1.0")]))
+    hub = make_hub()
+    page = hub.request("/simple/demo-pkg/")
+    assert page.status == 200 and all("#sha256=" in href for href, _, _ in page.links())  # from REST
+    assert hub.request("/simple/other-pkg/", token=TOKEN_B).status == 200
+    assert hub.request("/project/demo-pkg/").status == 200
+    assert github.schema_refusals == 1 and github.invalid_queries == []
+    assert len([line for line in hub.logs if "lacks fields of 2025" in line]) == 1
+
+
+@pytest.mark.parametrize("digest, served", [
+    ("sha256:" + "ab" * 32, "ab" * 32), ("ab" * 32, "ab" * 32),  # with or without the prefix
+    ("sha256:" + "AB" * 32, None), ("sha512:" + "ab" * 64, None), ("sha256:xyz", None), (None, None),
+    ("sha256:" + "ab" * 32 + '"><x', None),
+])
+def test_only_a_well_formed_sha256_digest_is_served(hub, github, demo, digest, served):
+    repo, _ = demo
+    asset = next(a for r in repo.releases for a in r["assets"] if a["name"] == "demo_pkg-1.0.tar.gz")
+    asset["digest"] = digest
+    files = {f["filename"]: f for f in hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).json()["files"]}
+    assert files["demo_pkg-1.0.tar.gz"]["hashes"] == ({"sha256": served} if served else {})
+
+
+def test_an_immutable_release_is_marked_on_its_project_page(make_hub, github):
+    repo = github.add_repo("frozen", immutable=True)
+    repo.add_release("v1.0", dict([make_wheel("frozen", "1.0")]))
+    hub = make_hub()
+    assert page_headings(hub.request("/project/frozen/").body) == ["1.0immutable"]
+
+
+def test_upload_time_is_when_the_file_became_installable(hub, github, demo):
+    repo, _ = demo
+    name, content = make_wheel("demo-pkg", "2.5")
+    release = repo.add_release("v2.5", {name: content}, draft=True, created="2026-04-01T00:00:00Z")
+    repo.publish(release, "2026-05-02T10:00:00Z")  # attached to a draft a month before it was published
+    files = {f["filename"]: f for f in hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).json()["files"]}
+    assert files[name]["upload-time"] == "2026-05-02T10:00:00Z"
+    assert files["demo_pkg-2.0-py3-none-any.whl"]["upload-time"] == "2026-03-10T12:00:00Z"
+    times = re.findall(r'<td data-label="Uploaded"><time datetime="([^"]+)">([^<]+)</time>',
+                       hub.request("/project/demo-pkg/").body.decode())
+    assert ("2026-05-02T10:00:00Z", "2026-05-02") in times and ("2026-04-01T00:00:00Z", "2026-04-01") not in times
+
+
+def test_an_upload_deletes_a_failed_uploads_leftover_and_nothing_else(hub, github, demo):
+    repo, _ = demo
+    name, content = make_wheel("demo-pkg", "2.1")
+    release = repo.add_release("v2.1", {"demo_pkg-2.1.tar.gz": b"sdist 2.1"})
+    leftover = github.add_asset(repo, release, name, b"", "2026-06-01T00:00:00Z", state="starter")  # a killed CI job's
+    leftover["digest"] = None
+    assert name not in project_files(hub.request("/simple/demo-pkg/")) and github.rest_calls == []  # size 0: no file
+    assert post_upload(hub, upload_fields("demo-pkg", "2.1", content), name, content).status == 200
+    assert github.deleted_assets == [name]
+    [stored] = [a for a in release["assets"] if a["name"] == name]
+    assert stored["state"] == "uploaded" and stored["content"] == content
+    sdist = b"another sdist 2.1"  # an uploaded file of the same name is never deleted
+    refused = post_upload(hub, upload_fields("demo-pkg", "2.1", sdist, filetype="sdist"), "demo_pkg-2.1.tar.gz", sdist)
+    assert refused.status == 400 and github.deleted_assets == [name]
+
+
+def test_a_renamed_repos_rest_redirects_are_followed_and_never_handed_to_a_client(hub, github, demo):
+    github.url_style = "plain"  # GraphQL's URL is no signed one: the download goes through GitHub's REST asset route
+    repo, files = demo
+    page = hub.request("/simple/demo-pkg/")  # the listing, and its links, know the repo as demo-pkg
+    github.transfer(repo, OWNER, "demo-pkg-renamed")
+    answer = hub.request(asset_path(page, "demo_pkg-2.0-py3-none-any.whl"))
+    assert answer.status == 302 and answer.headers["location"].startswith(github.download_base + "/release-assets/")
+    assert any(path.startswith(f"/repositories/{repo.database_id}/") for _, path in github.rest_calls)
+    assert urllib.request.urlopen(answer.headers["location"]).read() == files["demo_pkg-2.0-py3-none-any.whl"]
+
+
+def test_writes_follow_githubs_307_with_their_token_and_body(github):
+    repo = github.add_repo("old-name")
+    github.transfer(repo, OWNER, "new-name")
+    client = pypihub.GitHub(github.graphql_url, TOKEN_A, 5.0)
+    created = client.rest_write("POST", f"{client.rest_url}/repos/{OWNER}/old-name/releases",
+                                json.dumps({"tag_name": "v1", "draft": True}).encode(), "application/json")
+    assert created["tag_name"] == "v1" and created["draft"] is True
+    assert ("POST", f"/repos/{OWNER}/old-name/releases") in github.writes
+    assert ("POST", f"/repositories/{repo.database_id}/releases") in github.writes
+    spool = io.BytesIO(b"wheel bytes")  # an upload's spooled file: sent again from its start
+    url = f"{github.base}/uploads/repos/{OWNER}/old-name/releases/{created['id']}/assets?name=new_name-1-py3-none-any.whl"
+    asset = client.rest_write("POST", url, spool, "application/octet-stream", 11)
+    assert asset["state"] == "uploaded" and repo.releases[0]["assets"][0]["content"] == b"wheel bytes"
+
+
+def test_a_write_redirected_off_githubs_host_is_never_taken_for_success(hub, github, demo):
+    github.rest_faults.extend([None, "elsewhere307"])  # the tag lookup, then the release's creation
+    name, content = make_wheel("demo-pkg", "6.0")
+    answer = post_upload(hub, upload_fields("demo-pkg", "6.0", content), name, content)
+    assert answer.status == 502 and b"redirect" in answer.body
+    assert not any(r["tagName"] == "v6.0" for r in demo[0].releases)
+
+
+def test_a_partial_answer_is_asked_again_in_smaller_pages_and_never_cached(make_hub, github, demo):
+    hub = make_hub()
+    github.resource_limit = 5000  # 100 releases x 100 assets is over it; 20 x 20 is not
+    page = hub.request("/simple/demo-pkg/")
+    assert page.status == 200 and len(page.links()) == 4
+    assert [op for _, op in github.graphql_calls] == ["query FindRepo", "query FindRepo"]
+    other = github.add_repo("other-pkg")
+    other.add_release("v1.0", dict([make_wheel("other-pkg", "1.0")]))
+    github.resource_limit = 10  # over the limit in smaller pages too
+    failed = hub.request("/simple/other-pkg/")
+    assert failed.status == 502 and b"Resource limits for this query exceeded" in failed.body
+    github.resource_limit = None
+    assert hub.request("/simple/other-pkg/").status == 200  # the partial answer was not kept
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_private_name_a_token_cannot_see_is_403_whether_or_not_it_exists(make_hub, github, demo, upstream, fallback):
+    hub = make_hub(private_names=("demo-*",), **({"fallback_index": upstream.url} if fallback else {}))
+    hidden, absent = (hub.request(f"/simple/{name}/", token=TOKEN_B) for name in ("demo-pkg", "demo-nothing"))
+    assert hidden.status == absent.status == 403
+    assert hidden.body.replace(b"demo-pkg", b"NAME") == absent.body.replace(b"demo-nothing", b"NAME")
+    assert drop_varying(hidden.headers) == drop_varying(absent.headers)
+    assert b"--private-name" in hidden.body
+    assert hub.request("/simple/other-name/", token=TOKEN_B).status == (302 if fallback else 404)  # not ours
+    assert hub.request("/simple/demo-pkg/").status == 200  # a token that sees it
+    assert upstream.requests == []
+
+
+def drop_varying(headers: dict) -> dict:
+    return {k: v for k, v in headers.items() if k not in ("date", "content-length")}
+
+
+def test_an_html_only_fallback_index_is_served_in_proxy_mode(make_hub, github, demo, upstream):
+    upstream.html_only = True  # as pypiserver, GitLab, Nexus: PEP 503 HTML whatever the Accept
+    wheel, content = make_wheel("public-pkg", "1.0")
+    upstream.yanked = {wheel: "broken build"}
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True)
+    files = {f["filename"]: f for f in hub.request("/simple/public-pkg/", headers={"Accept": PIP_ACCEPT}).json()["files"]}
+    assert files[wheel]["hashes"] == {"sha256": hashlib.sha256(content).hexdigest()}
+    assert files[wheel]["requires-python"] == ">=3.8" and files[wheel]["yanked"] == "broken build"
+    assert files[wheel]["core-metadata"] == {"sha256": hashlib.sha256(wheel_metadata(content)).hexdigest()}
+    html_page = hub.request("/simple/public-pkg/", headers={"Accept": "text/html"})
+    [(href, text, attrs)] = html_page.links()
+    assert text == wheel and attrs["data-requires-python"] == ">=3.8" and attrs["data-yanked"] == "broken build"
+    file_url = urllib.parse.urljoin("/simple/public-pkg/", href.split("#")[0])
+    assert hub.request(file_url).body == content
+    assert hub.request(file_url + ".metadata").body == wheel_metadata(content)
+    assert all("json" in accept for accept in upstream.accepts)  # JSON asked for first, HTML taken
+
 
 
 def test_a_redirect_never_hands_out_an_expired_url(make_hub, github, demo, clock):
@@ -4526,7 +4926,9 @@ def test_a_name_not_ours_comes_from_the_fallback_index(make_hub, github, demo, u
 
 def test_a_private_name_never_comes_from_the_fallback_index(make_hub, github, demo, upstream):
     hub = make_hub(fallback_index=upstream.url, private_names=("demo-*",))
-    assert hub.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # B cannot see it: not upstream's either
+    refused = hub.request("/simple/demo-pkg/", token=TOKEN_B)  # B cannot see it: not upstream's either ...
+    assert refused.status == 403 and b"--private-name" in refused.body  # ... and 403, so that uv stops here
+    assert upstream.requests == []
     hub2 = make_hub(fallback_index=upstream.url)
     assert hub2.request("/simple/demo-pkg/").status == 200  # served privately to A ...
     assert hub2.request("/simple/demo-pkg/", token=TOKEN_B).status == 404  # ... so never upstream's, to anyone
@@ -4855,6 +5257,22 @@ def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
     """README's dependency-confusion-safe setup: an explicit index that only pinned packages use."""
     project, _ = uv_project(hub, tmp_path, "demo-pkg", 'explicit = true\n\n[tool.uv.sources]\ndemo-pkg = { index = "pypihub" }')
     assert imported_value(project / ".venv" / "bin" / "python", tmp_path) == "2.0"
+
+
+@needs_uv
+def test_uv_exclude_newer_reads_when_a_file_became_installable(hub, github, demo, tmp_path):
+    repo, _ = demo
+    name, content = make_wheel("demo-pkg", "2.5")
+    release = repo.add_release("v2.5", {name: content}, draft=True, created="2026-04-01T00:00:00Z")
+    repo.publish(release, "2026-05-01T00:00:00Z")  # attached to a draft a month before it was published
+    venv = tmp_path / "uv-venv"
+    run([uv_path(), "venv", str(venv)], tmp_path)
+    run([uv_path(), "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", hub.index_url(),
+         "--exclude-newer", "2026-04-15T00:00:00Z", "demo-pkg"], tmp_path)  # between the draft and its publication
+    assert imported_value(venv / "bin" / "python", tmp_path) == "2.0"
+    run([uv_path(), "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", hub.index_url(),
+         "--exclude-newer", "2026-05-02T00:00:00Z", "demo-pkg==2.5"], tmp_path)
+    assert imported_value(venv / "bin" / "python", tmp_path) == "2.5"
 
 
 @needs_uv
@@ -5802,6 +6220,152 @@ def test_no_credentials_mode_lends_no_token_through_a_balancer(fleet, github, de
     assert statuses == {"pypi.example.com": 401, "127.0.0.1": 401, "localhost": 401}  # today: 401, 200, 200
 
 
+# -- README's client snippets, run as written (only host, port and token substituted) --
+
+
+def readme_blocks(marker: str, count: int) -> list[tuple[str, str]]:
+    """The first `count` fenced blocks (language, text) of README after the line that starts with `marker`."""
+    text = (ROOT / "README.md").read_text()
+    start = next(m.start() for m in re.finditer(r"^.*$", text, re.M) if m.group(0).startswith(marker))
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text[start:], re.S | re.M)[:count]
+    assert len(blocks) == count, f"README has no {count} blocks after {marker!r}"
+    return blocks
+
+
+def on_hub(text: str, hub: Hub) -> str:
+    """A snippet aimed at this test's PyPIHub: its host and port for localhost:8080 (and netrc's host)."""
+    return text.replace("localhost:8080", f"127.0.0.1:{hub.port}").replace("machine localhost ", "machine 127.0.0.1 ")
+
+
+def run_snippet(text: str, cwd: Path, env: dict, succeeds: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", text], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert (result.returncode == 0) is succeeds, f"{text}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def acme(github):
+    """README's example: octorg/acme-tools, private, with acme_tools-1.2.0-py3-none-any.whl (and 1.0)."""
+    repo = github.add_repo("acme-tools")
+    for version, created in (("1.0", "2026-01-05T00:00:00Z"), ("1.2.0", "2026-02-05T00:00:00Z")):
+        name, content = make_wheel("acme-tools", version, value=version)
+        repo.add_release(f"v{version}", {name: content, f"acme_tools-{version}.tar.gz": b"sdist"}, created=created)
+    return repo
+
+
+@pytest.fixture
+def shell(tmp_path):
+    """What a user's shell has: HOME, a virtualenv whose pip is `pip`, and uv, twine, poetry and pdm
+    (from the test environment) on PATH; GITHUB_TOKEN set by each test."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, capture_output=True)
+    env = {**pip_env(tmp_path), "PATH": os.pathsep.join([str(tmp_path / "venv" / "bin"), str(Path(sys.executable).parent),
+                                                         os.environ.get("PATH", "")])}
+    for name in ("PIP_CONFIG_FILE", "XDG_CONFIG_HOME", "VIRTUAL_ENV", "POETRY_HOME"):
+        env.pop(name, None)
+    env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", POETRY_VIRTUALENVS_IN_PROJECT="true",
+               POETRY_CONFIG_DIR=str(tmp_path / "poetry-config"), POETRY_CACHE_DIR=str(tmp_path / "poetry-cache"),
+               PDM_HOME=str(tmp_path / "pdm"), PDM_CACHE_DIR=str(tmp_path / "pdm-cache"), PDM_CHECK_UPDATE="false")
+    return env
+
+
+def app_project(tmp_path: Path, extra: str = "", tool: str = "") -> Path:
+    """An application's pyproject.toml, with README's configuration block appended."""
+    project = tmp_path / "app"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "pyproject.toml").write_text(f'[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n'
+                                            f"dependencies = []\n{tool}\n{extra}\n")
+    return project
+
+
+def imports_acme(python: Path, tmp_path: Path) -> str:
+    return imported_value(python, tmp_path, "acme_tools")
+
+
+def test_readme_pip_with_the_token_in_the_url(hub, acme, shell, tmp_path):
+    [(lang, text)] = readme_blocks("**pip**", 1)
+    run_snippet(on_hub(text, hub), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(tmp_path / "venv" / "bin" / "python", tmp_path) == "1.2.0"
+
+
+def test_readme_pip_conf_with_the_token_in_netrc(hub, acme, shell, tmp_path):
+    (_, ini), (_, sh) = readme_blocks("or in `pip.conf`", 2)
+    config = tmp_path / ".config" / "pip" / "pip.conf"
+    config.parent.mkdir(parents=True)
+    config.write_text(on_hub(ini, hub))
+    run_snippet(on_hub(sh, hub), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(tmp_path / "venv" / "bin" / "python", tmp_path) == "1.2.0"
+    assert TOKEN_A not in config.read_text()
+
+
+@needs_uv
+def test_readme_uv_with_the_token_in_the_url(hub, acme, shell, tmp_path):
+    [(_, text)] = readme_blocks("**uv.** Credentials can go in the URL", 1)
+    project = app_project(tmp_path)
+    run_snippet(on_hub(text, hub), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(project / ".venv" / "bin" / "python", tmp_path) == "1.2.0"
+
+
+@needs_uv
+def test_readme_uv_named_index_with_credentials_from_the_environment(hub, acme, shell, tmp_path):
+    (_, toml), (_, sh) = readme_blocks("or a named index in `pyproject.toml`", 2)
+    project = app_project(tmp_path, on_hub(toml, hub))
+    run_snippet(on_hub(sh, hub), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(project / ".venv" / "bin" / "python", tmp_path) == "1.2.0"
+    assert TOKEN_A not in (project / "uv.lock").read_text()
+
+
+def test_readme_poetry(hub, acme, shell, tmp_path):
+    if shutil.which("poetry", path=shell["PATH"]) is None:
+        pytest.skip("poetry is not installed (the test extra installs it)")
+    [(_, text)] = readme_blocks("**poetry**", 1)
+    project = app_project(tmp_path, tool="[tool.poetry]\npackage-mode = false\n")
+    run_snippet(on_hub(text, hub), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(project / ".venv" / "bin" / "python", tmp_path) == "1.2.0"
+    assert TOKEN_A not in (project / "pyproject.toml").read_text() + (project / "poetry.lock").read_text()
+
+
+def test_readme_pdm_with_the_token_expanded_in_the_url(hub, acme, shell, tmp_path):
+    if shutil.which("pdm", path=shell["PATH"]) is None:
+        pytest.skip("pdm is not installed (the test extra installs it)")
+    (_, toml), (_, sh) = readme_blocks("**pdm** expands", 2)
+    project = app_project(tmp_path, on_hub(toml, hub), tool="[tool.pdm]\ndistribution = false\n")
+    run_snippet(on_hub(sh, hub), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert imports_acme(project / ".venv" / "bin" / "python", tmp_path) == "1.2.0"
+    assert TOKEN_A not in (project / "pdm.lock").read_text()
+
+
+@needs_uv
+@needs_twine
+def test_readme_publish_with_twine_then_uv_whose_check_url_skips_what_is_there(hub, acme, shell, tmp_path):
+    [(_, text)] = readme_blocks("Upload with the same owner and token you install with", 1)
+    write_dist(tmp_path, make_wheel("acme-tools", "1.3.0"), make_sdist("acme-tools", "1.3.0"))
+    uploads = lambda: sum('"POST /legacy/"' in line for line in hub.logs)  # noqa: E731
+    run_snippet(on_hub(text, hub), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    [release] = [r for r in acme.releases if r["tagName"] == "v1.3.0"]
+    assert sorted(a["name"] for a in release["assets"]) == ["acme_tools-1.3.0-py3-none-any.whl", "acme_tools-1.3.0.tar.gz"]
+    assert uploads() == 2  # twine's two; uv's check found both files there and sent neither
+
+
+@needs_uv
+def test_readme_uv_stops_at_a_private_name_and_goes_on_to_pypi_for_the_rest(make_hub, acme, upstream, shell, tmp_path):
+    [(_, server)] = readme_blocks("are yours:", 1)
+    assert "--private-name 'acme-*'" in server
+    hub = make_hub(private_names=("acme-*",))  # as README's server line
+    upstream.add("acme-tools", make_wheel("acme-tools", "99.0", value="an impostor on PyPI"))
+    upstream.add("requests", make_wheel("requests", "2.32.0"))
+    (_, toml), (_, sh) = readme_blocks("Every other name still answers `404`", 2)
+    env = {**shell, "UV_DEFAULT_INDEX": upstream.url}  # PyPI, on loopback
+    refused = app_project(tmp_path / "b", on_hub(toml, hub))
+    failed = run_snippet(on_hub(sh, hub), refused, {**env, "GITHUB_TOKEN": TOKEN_B}, succeeds=False)
+    assert "403" in failed.stdout + failed.stderr
+    assert not any("/files/acme-tools/" in path for path, _ in upstream.requests)  # never PyPI's acme-tools
+    served = app_project(tmp_path / "a", on_hub(toml, hub))
+    run_snippet(on_hub(sh, hub), served, {**env, "GITHUB_TOKEN": TOKEN_A})
+    python = served / ".venv" / "bin" / "python"
+    assert imports_acme(python, tmp_path) == "1.2.0" and imported_value(python, tmp_path, "requests") == "2.32.0"
+
+
 # -- pages for people, in a real browser: headless Chromium --
 
 CHROMIUM = os.environ.get("PYPIHUB_CHROMIUM", "/usr/bin/chromium")
@@ -6036,9 +6600,11 @@ def test_vermin_gate_catches_newer_python(tmp_path):
 # -- one index URL, end to end --
 
 
-@pytest.mark.parametrize("proxy", [False, True], ids=["redirect", "proxy"])
+@pytest.mark.parametrize("proxy, html_only", [(False, False), (True, False), (True, True)],
+                         ids=["redirect", "proxy", "proxy-of-an-html-only-index"])
 def test_pip_and_uv_install_private_from_github_and_public_from_the_fallback(make_hub, github, demo, upstream,
-                                                                              tmp_path, proxy):
+                                                                              tmp_path, proxy, html_only):
+    upstream.html_only = html_only  # pypiserver, GitLab, Nexus: PEP 503 HTML only
     hub = make_hub(fallback_index=upstream.url, proxy_downloads=proxy)
     python = fresh_venv(tmp_path)
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",

@@ -281,36 +281,51 @@ def measure_page(github: t.FakeGitHub, port: int) -> dict[str, object]:
     return rows
 
 
+def listing_cost(github: t.FakeGitHub, port: int, token: str, metadata: bool = False) -> str:
+    """What one listing of the 150-release project (and, with `metadata`, every wheel's .metadata)
+    cost: GraphQL calls + REST calls, the bytes GitHub sent, the download host's work, the hashes."""
+    before = counters(github)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("GET", "/simple/wide/", headers=auth(token))
+    page = json.loads(connection.getresponse().read())
+    hashed = sum(bool(f["hashes"]) for f in page["files"])
+    for entry in page["files"] if metadata else []:
+        if entry["filename"].endswith(".whl"):
+            url = urllib.parse.urljoin("/simple/wide/", entry["url"]) + ".metadata"
+            connection.request("GET", url, headers=auth(token))
+            connection.getresponse().read()
+    connection.close()
+    graphql, rest, sent, requests, answered = (b - a for a, b in zip(before, counters(github)))
+    return (f"GraphQL {graphql} + REST {rest} ({answered / 1024:.0f} KiB of GraphQL answers), "
+            f"download host {requests} requests / {sent / 1024:.0f} KiB; {hashed}/{len(page['files'])} files hashed")
+
+
 def measure_wide(github: t.FakeGitHub, port: int) -> dict[str, object]:
-    """Issue 7: GitHub work for listing a 150-release project and reading every wheel's metadata."""
-    rows: dict[str, object] = {}
-
-    def step(label: str, token: str, metadata: bool = False) -> None:
-        before = counters(github)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("GET", "/simple/wide/", headers=auth(token))
-        page = json.loads(connection.getresponse().read())
-        hashed = sum(bool(f["hashes"]) for f in page["files"])
-        for entry in page["files"] if metadata else []:
-            if entry["filename"].endswith(".whl"):
-                url = urllib.parse.urljoin("/simple/wide/", entry["url"]) + ".metadata"
-                connection.request("GET", url, headers=auth(token))
-                connection.getresponse().read()
-        connection.close()
-        graphql, rest, sent, requests, answered = (b - a for a, b in zip(before, counters(github)))
-        rows[label] = (f"GraphQL {graphql} ({answered / 1024:.0f} KiB of answers), REST {rest}, "
-                       f"download host {requests} requests / {sent / 1024:.0f} KiB; "
-                       f"{hashed}/{len(page['files'])} files hashed")
-
-    step("150 releases: cold listing", "ghp_bench0051")
-    step("150 releases: warm listing (same token, within TTL)", "ghp_bench0051")
-    step("150 releases: another token's cold listing (digests cached per asset)", "ghp_bench0052")
-    step("150 releases: listing + .metadata of all 150 wheels, cold", "ghp_bench0053", metadata=True)
-    step("150 releases: listing + .metadata of all 150 wheels, warm", "ghp_bench0053", metadata=True)
+    """Issues 7 and 22: GitHub work for listing a 150-release project and reading every wheel's metadata."""
+    rows: dict[str, object] = {
+        "150 releases: cold listing": listing_cost(github, port, "ghp_bench0051"),
+        "150 releases: warm listing (same token, within TTL)": listing_cost(github, port, "ghp_bench0051"),
+        "150 releases: another token's cold listing": listing_cost(github, port, "ghp_bench0052"),
+        "150 releases: listing + .metadata of all 150 wheels, cold": listing_cost(github, port, "ghp_bench0053", True),
+        "150 releases: listing + .metadata of all 150 wheels, warm": listing_cost(github, port, "ghp_bench0053", True),
+    }
     wheel_bytes = sum(a["size"] for a in github.assets.values()
                       if a["name"].startswith("wide-") and a["name"].endswith(".whl"))
     rows["150 releases: all wheels downloaded whole, for comparison"] = f"{wheel_bytes / 1024:.0f} KiB"
     return rows
+
+
+def measure_wide_on_older_ghes(github: t.FakeGitHub, flags: list[str]) -> dict[str, object]:
+    """Issue 22: the same cold listing where GitHub's schema lacks ReleaseAsset.digest (an older GitHub
+    Enterprise Server): one refused query per server, then digests from the REST releases list."""
+    github.legacy_schema = True
+    process, port = start_pypihub(github, *flags)
+    try:
+        return {"150 releases: cold listing, older GHES (no GraphQL digest)": listing_cost(github, port, "ghp_bench0054"),
+                "150 releases: another token's cold listing, older GHES": listing_cost(github, port, "ghp_bench0057")}
+    finally:
+        stop(process)
+        github.legacy_schema = False
 
 
 def measure_calls(github: t.FakeGitHub, port: int, work: Path) -> dict[str, object]:
@@ -812,6 +827,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     option("--quick", action="store_true",
            help="only the comparison (with RSS and cold-path overhead) and the fleet behind nginx")
     option("--fleet-only", action="store_true", help="only the fleet behind nginx (issue 17)")
+    option("--listings-only", action="store_true",
+           help="only what listing the 150-release project costs GitHub, today's and an older GHES (issue 22)")
     option("--fleet-rounds", type=int, default=1,
            help="rounds of the fleet's load runs, each 1 instance, 3 instances, direct in turn (default 1)")
     return parser.parse_args(argv)
@@ -825,9 +842,27 @@ def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> d
                 **measure_page(github, port)}
     finally:
         stop(process)
+    rows.update(measure_wide_on_older_ghes(github, args.pypihub_flags))
     rows.update(measure_comparison(github, work, args))
     rows.update(measure_proxy(github, args.big_mib, args.pypihub_flags))
     return rows
+
+
+def print_listings(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        github = new_github(args.latency, Path(tmp), 1)
+        add_wide_project(github)
+        process, port = start_pypihub(github, *args.pypihub_flags)
+        try:
+            rows = measure_wide(github, port)
+        finally:
+            stop(process)
+        rows.update(measure_wide_on_older_ghes(github, args.pypihub_flags))
+        github.stop()
+    print(f"PyPIHub benchmark, listings only: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
+    print(f"machine: {machine()}\n")
+    print_table(rows)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -840,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {machine()}; {load_text(load_before)}\n")
         print_table(rows)
         return 0
+    if args.listings_only:
+        return print_listings(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         github = new_github(args.latency, work, args.big_mib)
