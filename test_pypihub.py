@@ -311,6 +311,19 @@ def test_negotiate_refuses(accept):
         pypihub.negotiate(accept)
 
 
+@pytest.mark.parametrize("value, read", [
+    (JOB_TOKEN + "\n", JOB_TOKEN), (f"  {APP_TOKEN}\r\n", APP_TOKEN), ("x" * 4096, "x" * 4096),
+    ("x" * 4097, None), ("", None), ("tok en", None),
+])
+def test_the_servers_own_token_is_opaque_printable_ascii_up_to_4_kib(value, read):
+    settings = pypihub.Settings(token_env="GH_TOKEN")
+    if read is None:
+        with pytest.raises(pypihub.ConfigError):
+            pypihub.TokenSource(settings, {"GH_TOKEN": value})
+    else:
+        assert pypihub.TokenSource(settings, {"GH_TOKEN": value}).token == read
+
+
 @pytest.mark.parametrize("header, expected", [
     (basic("octorg:ghp_abc"), ("octorg", "ghp_abc")),
     (basic("Oct-Org:tok:with:colons"), ("Oct-Org", "tok:with:colons")),
@@ -6364,6 +6377,49 @@ def test_readme_uv_stops_at_a_private_name_and_goes_on_to_pypi_for_the_rest(make
     run_snippet(on_hub(sh, hub), served, {**env, "GITHUB_TOKEN": TOKEN_A})
     python = served / ".venv" / "bin" / "python"
     assert imports_acme(python, tmp_path) == "1.2.0" and imported_value(python, tmp_path, "requests") == "2.32.0"
+
+
+@pytest.fixture
+def one_index(make_hub, acme, upstream):
+    """README's one index URL: octorg's projects from GitHub, PyPI's (a stand-in with `requests`) behind."""
+    upstream.add("requests", make_wheel("requests", "2.32.0"))
+    return make_hub(owners=(OWNER,), fallback_index=upstream.url, proxy_downloads=True)
+
+
+def installs_both(python: Path, tmp_path: Path) -> bool:
+    return imports_acme(python, tmp_path) == "1.2.0" and imported_value(python, tmp_path, "requests") == "2.32.0"
+
+
+def test_readme_one_index_pip(one_index, shell, tmp_path):
+    [(_, text)] = readme_blocks("**pip** needs nothing but the one URL", 1)
+    run_snippet(on_hub(text, one_index), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert installs_both(tmp_path / "venv" / "bin" / "python", tmp_path)
+
+
+@needs_uv
+def test_readme_one_index_uv(one_index, shell, tmp_path):
+    (_, toml), (_, sh) = readme_blocks("**uv**, with PyPIHub as its only index", 2)
+    project = app_project(tmp_path, on_hub(toml, one_index))
+    run_snippet(on_hub(sh, one_index), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert installs_both(project / ".venv" / "bin" / "python", tmp_path)
+
+
+def test_readme_one_index_poetry(one_index, shell, tmp_path):
+    if shutil.which("poetry", path=shell["PATH"]) is None:
+        pytest.skip("poetry is not installed (the test extra installs it)")
+    [(_, text)] = readme_blocks("**poetry**, with PyPIHub as its primary source", 1)
+    project = app_project(tmp_path, tool="[tool.poetry]\npackage-mode = false\n")
+    run_snippet(on_hub(text, one_index), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert installs_both(project / ".venv" / "bin" / "python", tmp_path)
+
+
+def test_readme_one_index_pdm(one_index, shell, tmp_path):
+    if shutil.which("pdm", path=shell["PATH"]) is None:
+        pytest.skip("pdm is not installed (the test extra installs it)")
+    (_, toml), (_, sh) = readme_blocks("**pdm** (`pyproject.toml`), with PyPI itself turned off", 2)
+    project = app_project(tmp_path, on_hub(toml, one_index), tool="[tool.pdm]\ndistribution = false\n")
+    run_snippet(on_hub(sh, one_index), project, {**shell, "GITHUB_TOKEN": TOKEN_A})
+    assert installs_both(project / ".venv" / "bin" / "python", tmp_path)
 
 
 # -- pages for people, in a real browser: headless Chromium --
