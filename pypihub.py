@@ -617,15 +617,26 @@ def parse_credentials(header: str | None) -> Credentials:
     return Credentials(owner, token)
 
 
-def redact(text: str, authorization: str | None) -> str:
-    """`text` without the Authorization header's secret: the header value, and the token in it."""
-    value = (authorization or "").strip().partition(" ")[2].strip()
+@functools.lru_cache(maxsize=64)  # one Authorization header, every request of a keep-alive connection
+def secret_forms(authorization: str) -> tuple[str, ...]:
+    """The secrets of an Authorization header, longest first: its value and the token in it, each as
+    it is and percent-encoded."""
+    value = authorization.strip().partition(" ")[2].strip()
     try:
-        token = base64.b64decode(value, validate=True).decode("utf-8", "replace").partition(":")[2]
+        token = base64.b64decode(value, validate=True).decode("utf-8", "replace").partition(":")[2].strip()
     except (binascii.Error, ValueError):
         token = ""
-    for secret in sorted({value, token}, key=len, reverse=True):
-        text = text.replace(secret, "[token]") if len(secret) >= 4 else text
+    forms = {form for secret in (value, token) if len(secret) >= 4
+             for form in (secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret))}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, authorization: str | None) -> str:
+    """`text` without the Authorization header's secret, whatever its shape (see secret_forms)."""
+    if not authorization or len(authorization) > 3 * MAX_TOKEN:  # longer: no token of ours, never kept
+        return text if not authorization else text.replace(authorization, "[token]")
+    for secret in secret_forms(authorization):
+        text = text.replace(secret, "[token]") if secret in text else text
     return text
 
 
@@ -736,13 +747,35 @@ def head_problem(headers: email.message.Message | Headers) -> str | None:
 TOKEN_SHAPE_RE = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_.-]{20,}")
 
 
+BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+
+
+def is_basic_token(run: str) -> bool:
+    """Whether a run of Base64 (standard or URL-safe) is the Basic form of a token: "user:gh…"."""
+    urlsafe = "-" in run or "_" in run
+    try:
+        text = base64.b64decode(run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4),
+                                altchars=b"-_" if urlsafe else None).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in text and bool(TOKEN_SHAPE_RE.search(text))
+
+
+def redact_token_forms(text: str) -> str:
+    """`text` without GitHub tokens: as they are, percent-encoded, or in Basic form (Base64 of user:token)."""
+    if "%" in text:
+        decoded = urllib.parse.unquote(text)
+        if decoded != text and (TOKEN_SHAPE_RE.search(decoded) or BASE64_RUN_RE.search(decoded)):
+            text = sanitize_log(decoded)  # percent-encoded, e.g. its dots as %2E
+    text = TOKEN_SHAPE_RE.sub("[token]", text)  # one in a query or a path, glued to other text too
+    return BASE64_RUN_RE.sub(lambda run: "[token]" if is_basic_token(run.group()) else run.group(), text)
+
+
 def loggable_target(target: str) -> str:
     """A request target (or a line quoting one) without userinfo: an absolute-form target such
     as http://owner:TOKEN@host/simple/ (or //owner:TOKEN@host/, which http.server folds to
     /owner:TOKEN@host/) must not put the token into the log."""
-    if "%" in target and TOKEN_SHAPE_RE.search(urllib.parse.unquote(target)):
-        target = sanitize_log(urllib.parse.unquote(target))  # percent-encoded, e.g. its dots as %2E
-    target = TOKEN_SHAPE_RE.sub("[token]", target)  # one in a query or a path, too
+    target = redact_token_forms(target)
     if "@" not in target:
         return target
     target = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1", target)
@@ -799,8 +832,24 @@ def refuse_foreign_page(command: str | None, headers: Mapping[str, str]) -> None
         raise Unauthorized("This server lends its token to this machine's own clients, not through a proxy.")
     host = urllib.parse.urlsplit("//" + headers.get("Host", "")).hostname or ""
     origin = urllib.parse.urlsplit(headers.get("Origin", "") or "//localhost").hostname or ""
-    if not (is_loopback(host) and is_loopback(origin)) or headers.get("Sec-Fetch-Site") == "cross-site":
+    if not (is_loopback(host) and is_loopback(origin)) or headers.get("Sec-Fetch-Site") not in BROWSER_OWN:
         raise Unauthorized("This server lends its token to this machine only.")
+
+
+# Fetch Metadata (W3C): a request a browser makes on its own, or from a page of this very origin.
+# twine, uv, poetry and pdm send neither Sec-Fetch-Site nor Origin.
+BROWSER_OWN = (None, "none", "same-origin")
+
+
+def refuse_cross_site(command: str | None, headers: Mapping[str, str], own_origin: str) -> None:
+    """A write (anything but GET and HEAD) only from a client that is no browser, or from a page of
+    this origin. A browser attaches the Basic credentials it has cached for this server to any
+    top-level form post, even one another site's page sends (cross-site request forgery)."""
+    if command in ("GET", "HEAD"):
+        return
+    origin = headers.get("Origin")
+    if headers.get("Sec-Fetch-Site") not in BROWSER_OWN or origin is not None and origin != own_origin:
+        raise Forbidden("A page of another site may not write here (its Origin or Sec-Fetch-Site says so).")
 
 
 def parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -832,9 +881,17 @@ def match_quality(ranges: list[tuple[str, float]], offered: str) -> tuple[float,
     return best
 
 
-@functools.lru_cache(maxsize=256)  # clients send the same few Accept strings over and over
+MAX_ACCEPT = 1024  # pip's and uv's Accept are ~100 bytes; parsing is work done before GitHub judges a token
+MAX_ACCEPT_RANGES = 16
+
+
+# Clients send the same few Accept strings over and over; one longer than MAX_ACCEPT is never kept.
+@functools.lru_cache(maxsize=256)
 def negotiate(accept: str | None) -> str:
-    """The media type to answer with (PEP 691), or NotAcceptable."""
+    """The media type to answer with (PEP 691), or NotAcceptable (also for an Accept too long to read)."""
+    if accept and (len(accept) > MAX_ACCEPT or accept.count(",") >= MAX_ACCEPT_RANGES):
+        raise NotAcceptable(f"The Accept header is longer than this index reads ({MAX_ACCEPT} bytes, "
+                            f"{MAX_ACCEPT_RANGES} media ranges).")
     ranges = parse_accept(accept or "*/*")
     scored = [(*match_quality(ranges, media), -rank, media) for rank, media in enumerate(OFFERED_MEDIA)]
     q, *_, media = max(scored)
@@ -1115,16 +1172,24 @@ def parse_upstream_page(data: bytes, media: str) -> Any:
     return {"files": reader.files}
 
 
-def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
-    """A fallback index's PEP 691 project page, as what PyPIHub serves of it: each file's own
-    fields, its absolute URL, and a key naming that URL in PyPIHub's /upstream/ links."""
+def is_distribution_of(filename: Any, project: str) -> bool:
+    """A wheel or sdist whose name is the project's: all a fallback index's page may hand out here
+    (a hostile one could name evil.html, or another project's wheel)."""
+    dist = parse_distribution(filename) if isinstance(filename, str) else None
+    return dist is not None and dist.project == project
+
+
+def upstream_files(page: Any, page_url: str, project: str) -> dict[str, Any]:
+    """A fallback index's project page, as what PyPIHub serves of it: the project's own wheels and
+    sdists, each with its own fields, its absolute URL, and a key naming that URL in PyPIHub's
+    /upstream/ links."""
     if not isinstance(page, dict) or not isinstance(page.get("files"), list):
         raise BadGateway("The fallback index's answer is not a PEP 691 project page.")
     files = []
     for entry in (f for f in page["files"] if isinstance(f, dict)):
         url = urllib.parse.urljoin(page_url, str(entry.get("url", "")))
         scheme = urllib.parse.urlsplit(url).scheme  # https, or the index's own: never file:, ftp: ...
-        if isinstance(entry.get("filename"), str) and is_safe_url(url) and \
+        if is_distribution_of(entry.get("filename"), project) and is_safe_url(url) and \
                 scheme in ("https", urllib.parse.urlsplit(page_url).scheme):
             core = entry.get("core-metadata", entry.get("dist-info-metadata"))
             kept = {k: entry[k] for k in UPSTREAM_FIELDS if k in entry}
@@ -1132,6 +1197,15 @@ def upstream_files(page: Any, page_url: str) -> dict[str, Any]:
                           "key": hashlib.sha256(url.encode()).hexdigest()[:32]})
     versions = page.get("versions") if isinstance(page.get("versions"), list) else None
     return {"files": files, "versions": versions}
+
+
+def download_headers(filename: str, metadata: bool) -> list[tuple[str, str]]:
+    """What a fallback index's file goes out with, whatever its host said: bytes to save (or, for
+    METADATA, plain text), never a page a browser would render or run script in."""
+    return [("Content-Type", TEXT_PLAIN if metadata else "application/octet-stream"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Disposition", f"attachment; filename={urllib.parse.quote(filename)}"),
+            ("Content-Security-Policy", "sandbox; default-src 'none'")]
 
 
 def upstream_href(project: str, entry: Mapping[str, Any]) -> str:
@@ -1825,6 +1899,13 @@ KEPT_ATTRIBUTES = {"ol": ("start",), "td": ("align", "colspan", "rowspan"),
 NUMBER_RE = re.compile(r"\d{1,4}|left|right|center")
 
 
+MAX_NOTES_DEPTH = 64  # elements open at once in sanitized notes: GitHub's own rarely pass 10
+# html.parser costs some microseconds a tag: past this many tags and texts, the rest of the notes is
+# left to GitHub's page, so that 64 KiB of hostile notes take milliseconds, not a second.
+MAX_NOTES_EVENTS = 4000
+NOTES_CHUNK = 4096  # notes are read this much at a time, and no further once cut
+
+
 class NotesSanitizer(HTMLParser):
     """An allowlist rewrite of release-notes HTML: known tags with a few attributes (no class, id
     or style), links only to http(s) (relative ones resolved against the release's page), images
@@ -1836,23 +1917,37 @@ class NotesSanitizer(HTMLParser):
         self.base, self.budget = base_url if is_safe_url(base_url) else "", budget
         self.out: list[str] = []
         self.open: list[str] = []
+        self.opened: dict[str, int] = {}  # how many of each tag `open` holds: "is one open?" at no scan
         self.skipping: tuple[str, int] | None = None  # a dropped element and its nesting depth
-        self.size, self.cut = 0, False
+        self.size, self.cut, self.events = 0, False, 0
+
+    def count(self) -> None:
+        self.events += 1
+        self.cut = self.cut or self.events > MAX_NOTES_EVENTS
 
     def emit(self, text: str, opens: str = "") -> None:
         """Add `text` (which opens element `opens`, if given) unless the budget is spent: from
-        there on nothing more is added, and result() closes what is open."""
+        there on nothing more is added, and result() closes what is open. Past MAX_NOTES_DEPTH
+        open elements, more are left out (their text stays): the work stays linear in the notes."""
+        if opens and len(self.open) >= MAX_NOTES_DEPTH:
+            return
         self.cut = self.cut or self.size + len(text) > self.budget
         if not self.cut:
             self.out.append(text)
             self.size += len(text)
-            self.open += [opens] if opens else []
+            if opens:
+                self.open.append(opens)
+                self.opened[opens] = self.opened.get(opens, 0) + 1
+
+    def is_open(self, tag: str) -> bool:
+        return self.opened.get(tag, 0) > 0
 
     def href(self, value: str | None) -> str | None:
         url = urllib.parse.urljoin(self.base, (value or "").strip()) if value else ""
         return url if is_safe_url(url) else None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.count()
         if self.cut:
             return
         if self.skipping:
@@ -1866,14 +1961,14 @@ class NotesSanitizer(HTMLParser):
         if tag == "img":  # a link to the image instead of a load from camo/user-images
             url = self.href(values.get("data-canonical-src") or values.get("src"))
             label = escape(f"[image: {values.get('alt') or 'image'}]")
-            linked = url and "a" not in self.open  # inside a link (GitHub wraps images in one): the label
+            linked = url and not self.is_open("a")  # inside a link (GitHub wraps images in one): the label
             anchor = f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">{label}</a>'
             self.emit(anchor if linked else label)
         elif tag == "input" and values.get("type") == "checkbox":  # a task list's box
             self.emit("☑ " if "checked" in values else "☐ ")
         elif tag in ("br", "hr"):
             self.emit(f"<{tag}>")
-        elif tag == "a" and "a" not in self.open:  # no link in a link: the browser would move it
+        elif tag == "a" and not self.is_open("a"):  # no link in a link: the browser would move it
             url = self.href(values.get("href"))
             self.emit(f'<a href="{escape(url)}" rel="nofollow noopener noreferrer">' if url else "<a>", "a")
         elif tag in KEPT_TAGS or tag in HEADINGS:
@@ -1887,6 +1982,7 @@ class NotesSanitizer(HTMLParser):
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
+        self.count()
         if self.cut:
             return
         if self.skipping:
@@ -1894,14 +1990,16 @@ class NotesSanitizer(HTMLParser):
             self.skipping = (name, depth - (tag == name)) if depth > 1 or tag != name else None
             return
         tag = HEADINGS.get(tag, tag)
-        if tag in self.open:  # close what it closes; an end tag of nothing opened here is dropped
+        if self.is_open(tag):  # close what it closes; an end tag of nothing opened here is dropped
             while self.open:
                 name = self.open.pop()
+                self.opened[name] -= 1
                 self.out.append(f"</{name}>")  # closing tags are never cut: outside the budget
                 if name == tag:
                     break
 
     def handle_data(self, data: str) -> None:
+        self.count()
         if not self.skipping:
             self.emit(html.escape(data, quote=False))
 
@@ -1913,10 +2011,20 @@ class NotesSanitizer(HTMLParser):
 
 
 def sanitize_notes(notes_html: str | None, release_url: str, budget: int = NOTES_BUDGET) -> str:
-    """Release notes fit to include in a page as they are (see NotesSanitizer)."""
-    sanitizer = NotesSanitizer(release_url, budget)
-    sanitizer.feed(notes_html or "")
-    return sanitizer.result()
+    """Release notes fit to include in a page as they are (see NotesSanitizer); notes the HTML
+    parser gives up on are shown as their escaped text."""
+    sanitizer, text = NotesSanitizer(release_url, budget), notes_html or ""
+    try:
+        for start in range(0, len(text), NOTES_CHUNK):
+            sanitizer.feed(text[start:start + NOTES_CHUNK])
+            if sanitizer.cut:
+                break
+        return sanitizer.result()
+    # html.parser raises on some malformed markup ("<![", AssertionError on Python 3.9-3.12), and
+    # what it raises differs by version: whatever it is, the page still shows the notes, as text.
+    except Exception:
+        text = html.escape(str(notes_html)[:budget], quote=False)
+        return f'<pre class="notes-text">{text}</pre>'
 
 
 # From GitHub's answers (pure: nodes in, plain data out)
@@ -3641,6 +3749,10 @@ def page_bytes(page: Any) -> int:
     return 1000 + sum(800 + 3 * len(f["url"]) for f in page["files"]) if isinstance(page, dict) else 1000
 
 
+def nowhere(project: str) -> str:
+    return f"No project {project} here, nor at the fallback index."
+
+
 class Upstream:
     """The --fallback-index, for every project that no configured owner has for the caller: its
     PEP 691 JSON pages, kept for every token alike (they are public) with coalescing. With
@@ -3661,16 +3773,28 @@ class Upstream:
         body = render_upstream(project, self._page(project), media)
         return body, quote_etag(body + media.encode())
 
+    def has(self, project: str) -> bool:
+        """Whether the fallback index has a page for the project (kept, as the page is)."""
+        try:
+            self._page(project)
+        except NotFound:
+            return False
+        return True
+
     def file(self, project: str, key: str, filename: str, method: str, forward: Mapping[str, str]) -> Answer:
-        """One file (or its PEP 658 .metadata) that the project's page names, streamed from its host."""
+        """One file (or a wheel's PEP 658 .metadata) that the project's page names, streamed from its
+        host as a download, never as something a browser would render."""
         entry = next((e for e in self._page(project)["files"] if e["key"] == key), None)
         name = str(entry["filename"]) if entry else ""
-        if not entry or filename not in (name, name + METADATA_SUFFIX):
+        metadata = name.endswith(".whl") and filename == name + METADATA_SUFFIX
+        if not entry or filename != name and not metadata:
             raise NotFound(NO_SUCH_FILE)
         url = urllib.parse.urlsplit(entry["url"])
-        if filename != name:  # PEP 658: the file's URL, its path ending in .metadata
+        if metadata:  # PEP 658: the file's URL, its path ending in .metadata
             url = url._replace(path=url.path + METADATA_SUFFIX)
-        return open_download(urllib.parse.urlunsplit(url), method, forward, self.timeout)
+        answer = open_download(urllib.parse.urlunsplit(url), method, forward, self.timeout)
+        answer.headers = [h for h in answer.headers if h[0] != "Content-Type"] + download_headers(filename, metadata)
+        return answer
 
     def _page(self, project: str) -> dict:
         found = self.pages.get_or_load(project, lambda: self._fetch(project), self.log)
@@ -3688,13 +3812,13 @@ class Upstream:
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 404:
-                return NotFound(f"No project {project} here, nor at the fallback index.")
+                return NotFound(nowhere(project))
             raise BadGateway(f"The fallback index answered HTTP {exc.code}.") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException):
             raise Unavailable("Could not reach the fallback index.") from None
         if len(data) > MAX_UPSTREAM_PAGE:
             raise BadGateway("The fallback index's page is larger than this index takes.")
-        return upstream_files(parse_upstream_page(data, media), page_url)
+        return upstream_files(parse_upstream_page(data, media), page_url, project)
 
 
 class TokenSource:
@@ -3854,13 +3978,32 @@ class Index:
                 # answer whether or not such a repo exists: the operator's pattern decides, not GitHub.
                 raise Forbidden(f"{project} is a private name here (--private-name) and this token "
                                 "sees no project of that name: give the token access to its repo") from None
-            if self.upstream is None or not self.may_be_public(project):
+            if self.upstream is None:
                 raise
+            # A name kept from the fallback index (served from GitHub to some token) answers as a
+            # name that the fallback index lacks too: the same 404, so no one learns it is ours.
+            if not self.may_be_public(project) or not self.upstream.has(project):
+                raise NotFound(nowhere(project)) from None
             if not self.settings.proxy_downloads:
                 return self.upstream.url(project)
             return self.upstream.page(project, media)
         known = lambda: self._known_metadata(listing)  # noqa: E731
         return rendered_page(listing, media, known, self.metadata.generation)
+
+    def upstream_file(self, github: GitHub, creds: Credentials, project: str, key: str, filename: str,
+                      method: str, forward: Mapping[str, str]) -> Answer:
+        """A fallback index's file, after the same decision as for its page ("GitHub wins"): never
+        for a name this token has on GitHub, one served from GitHub to anyone, or a --private-name;
+        and the fallback index is not asked about such a name."""
+        self.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
+        if self.upstream is None or not self.may_be_public(project):
+            raise NotFound(NO_SUCH_FILE)
+        try:
+            self.find_listing(github, creds, project)
+        except NotFound:  # not ours (Moved too: that repo is someone else's now)
+            with self.gate.released():
+                return self.upstream.file(project, key, filename, method, forward)
+        raise NotFound(NO_SUCH_FILE)
 
     def project_view(self, github: GitHub, creds: Credentials, project: str, index: str) -> tuple[bytes, str]:
         """/project/<name>/ and its ETag: from the caller's own listing (as /simple/<name>/), its
@@ -4497,6 +4640,8 @@ class Handler(BaseHTTPRequestHandler):
             details = redact(traceback.format_exc(), self.headers.get("Authorization"))
             self.server.log(f"internal error: {details}")
             answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
+        if endpoint == "upload":  # a write's answer is never kept by a browser or a proxy
+            answer.headers.append(("Cache-Control", "no-store"))
         if self.server.stopping:
             self.close_connection = True
         try:
@@ -4514,6 +4659,7 @@ class Handler(BaseHTTPRequestHandler):
         return length not in ("", "0") or "Transfer-Encoding" in self.headers
 
     def route(self, target: Target, calls: GitHubCalls) -> Answer:
+        refuse_cross_site(self.command, self.headers, self.own_origin())  # before any GitHub call
         if target.endpoint == "upload":
             with self.server.gate.released():  # its body, spooled, then GitHub: all waiting
                 return self.upload(calls)
@@ -4573,13 +4719,21 @@ class Handler(BaseHTTPRequestHandler):
                                      ("Vary", "Authorization")])
         return self.page_answer(media, *page)
 
-    def index_url(self) -> str:
-        """This index's /simple/ URL as the client reached it, for install lines (never with
-        credentials); behind a trusted proxy, the scheme it was reached by."""
+    def scheme(self) -> str:
+        """How the client reached this server; behind a trusted proxy, as the proxy says."""
         scheme = "https" if self.server.tls else "http"
         if is_trusted(self.client_address[0], self.server.settings.trusted_proxies):
             scheme = self.headers.get("X-Forwarded-Proto", scheme)
-        return index_url(self.headers.get("Host"), scheme)
+        return scheme
+
+    def index_url(self) -> str:
+        """This index's /simple/ URL as the client reached it, for install lines (never with credentials)."""
+        return index_url(self.headers.get("Host"), self.scheme())
+
+    def own_origin(self) -> str:
+        """This server's origin as a browser names it in Origin (RFC 6454): the default port left out."""
+        scheme, host = self.scheme(), (self.headers.get("Host") or "").lower()
+        return f"{scheme}://{host.removesuffix(':443' if scheme == 'https' else ':80')}"
 
     def home(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
         """`/`: without credentials, 401 with the how-to page (a browser then asks for them, and
@@ -4635,14 +4789,9 @@ class Handler(BaseHTTPRequestHandler):
         well_formed = UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project)
         if not well_formed or project != normalize(project):
             raise NotFound(NO_SUCH_FILE)
-        _, github = self.authenticate(calls)
-        self.server.index.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
+        creds, github = self.authenticate(calls)
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        index = self.server.index
-        if not index.may_be_public(project):
-            raise NotFound(NO_SUCH_FILE)
-        with self.server.gate.released():
-            return index.upstream.file(project, key, filename, self.command or "GET", forward)
+        return self.server.index.upstream_file(github, creds, project, key, filename, self.command or "GET", forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
@@ -4734,7 +4883,9 @@ class Handler(BaseHTTPRequestHandler):
             self.log_access("invalid", code, 0.0, GitHubCalls(), sent)
 
     def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str) -> None:
-        method, path, client = self.command or "-", loggable_target(self.path) or "-", self.client()
+        headers = getattr(self, "headers", None)
+        path = loggable_target(redact(self.path, headers.get("Authorization")) if headers else self.path)
+        method, path, client = self.command or "-", path or "-", self.client()
         self.server.metrics.observe_request(endpoint, status, seconds)
         ms = round(seconds * 1000, 1)
         self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '

@@ -4536,9 +4536,9 @@ def test_a_private_name_a_token_cannot_see_is_403_whether_or_not_it_exists(make_
     assert hidden.body.replace(b"demo-pkg", b"NAME") == absent.body.replace(b"demo-nothing", b"NAME")
     assert drop_varying(hidden.headers) == drop_varying(absent.headers)
     assert b"--private-name" in hidden.body
-    assert hub.request("/simple/other-name/", token=TOKEN_B).status == (302 if fallback else 404)  # not ours
+    assert hub.request("/simple/public-pkg/", token=TOKEN_B).status == (302 if fallback else 404)  # not ours
     assert hub.request("/simple/demo-pkg/").status == 200  # a token that sees it
-    assert upstream.requests == []
+    assert not [path for path, _ in upstream.requests if "demo-" in path]  # never asked about a private name
 
 
 def drop_varying(headers: dict) -> dict:
@@ -4951,6 +4951,8 @@ def test_a_private_name_never_comes_from_the_fallback_index(make_hub, github, de
 def test_a_resolve_of_5_private_and_100_public_names_costs_a_handful_of_calls(make_hub, github, upstream):
     for n in range(5):
         github.add_repo(f"private-{n}").add_release("v1.0", dict([make_wheel(f"private-{n}", "1.0")]))
+    for n in range(100):
+        upstream.add(f"public-{n}", make_wheel(f"public-{n}", "1.0"))
     hub = make_hub(fallback_index=upstream.url, owners=(OWNER,))
     names = [f"private-{n}" for n in range(5)] + [f"public-{n}" for n in range(100)]
     statuses_seen = [hub.request(f"/simple/{name}/", owner="__token__").status for name in names]
