@@ -750,12 +750,12 @@ TOKEN_SHAPE_RE = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_.-]{20,}")
 BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
 
 
-def is_basic_token(run: str) -> bool:
+def is_basic_token(candidate: str) -> bool:
     """Whether a run of Base64 (standard or URL-safe) is the Basic form of a token: "user:gh…"."""
-    urlsafe = "-" in run or "_" in run
+    bare = candidate.rstrip("=")
     try:
-        text = base64.b64decode(run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4),
-                                altchars=b"-_" if urlsafe else None).decode("latin-1")
+        text = base64.b64decode(bare + "=" * (-len(bare) % 4),
+                                altchars=b"-_" if "-" in bare or "_" in bare else None).decode("latin-1")
     except (binascii.Error, ValueError):
         return False
     return ":" in text and bool(TOKEN_SHAPE_RE.search(text))
@@ -768,7 +768,7 @@ def redact_token_forms(text: str) -> str:
         if decoded != text and (TOKEN_SHAPE_RE.search(decoded) or BASE64_RUN_RE.search(decoded)):
             text = sanitize_log(decoded)  # percent-encoded, e.g. its dots as %2E
     text = TOKEN_SHAPE_RE.sub("[token]", text)  # one in a query or a path, glued to other text too
-    return BASE64_RUN_RE.sub(lambda run: "[token]" if is_basic_token(run.group()) else run.group(), text)
+    return BASE64_RUN_RE.sub(lambda m: "[token]" if is_basic_token(m.group()) else m.group(), text)
 
 
 def loggable_target(target: str) -> str:
@@ -3463,8 +3463,9 @@ class Cache:
 
     def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time,
                  max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0,
-                 gate: Gate | None = None, refresh: bool = False) -> None:
+                 gate: Gate | None = None, refresh: bool = False, wait: float | None = None) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
+        self.wait = wait  # the longest a caller waits for another's load of the same key
         self.refreshing = threading.BoundedSemaphore(MAX_REFRESHES) if refresh else None
         self.gate = gate or Gate()  # given up while waiting for another thread's load
         self.max_bytes, self.size_of, self.bytes = max_bytes, size_of, 0
@@ -3566,7 +3567,9 @@ class Cache:
 
     def _follow(self, flight: _Flight) -> Any:
         with self.gate.released():
-            flight.done.wait()
+            done = flight.done.wait(self.wait)
+        if not done:
+            raise GatewayTimeout("The load this request waited for took too long.")
         if flight.error is not None:
             raise flight.error
         return flight.value
@@ -3753,18 +3756,181 @@ def nowhere(project: str) -> str:
     return f"No project {project} here, nor at the fallback index."
 
 
+MAX_UPSTREAM_REDIRECTS = 5
+UPSTREAM_CHUNK = 64 * 1024
+REFUSED_ADDRESS = "The fallback index named a file at an address this server does not fetch from."
+
+
+def is_public_address(address: str) -> bool:
+    """An address on the internet at large: not loopback, private (10/8, 172.16/12, 192.168/16,
+    fc00::/7), link-local (169.254/16, the cloud metadata address among them; fe80::/10), shared,
+    reserved, multicast or unspecified; an IPv4-mapped IPv6 address as the IPv4 one it maps."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+
+
+def origin_of(url: str) -> Origin:
+    split = urllib.parse.urlsplit(url)
+    try:
+        port = split.port or (443 if split.scheme == "https" else 80)
+    except ValueError:
+        raise BadGateway(REFUSED_ADDRESS) from None
+    return Origin(split.scheme.lower(), (split.hostname or "").lower(), port)
+
+
+def checked_address(url: str, own: Origin, resolve: Callable[..., list]) -> str:
+    """The address to connect to for `url`, checked: the fallback index's own host and port as
+    the operator named it; any other host only if every address it resolves to is public
+    (issue: server-side requests). The connection goes to this very address, so a DNS answer
+    that changes in between cannot send it elsewhere."""
+    target = origin_of(url)
+    if target.scheme not in ("http", "https") or not target.host:
+        raise BadGateway(REFUSED_ADDRESS)
+    try:
+        addresses = [info[4][0] for info in resolve(target.host, target.port, type=socket.SOCK_STREAM)]
+    except (OSError, UnicodeError):
+        raise Unavailable("Could not reach the fallback index (its host did not resolve).") from None
+    if not addresses or target != own and not all(map(is_public_address, addresses)):
+        raise BadGateway(REFUSED_ADDRESS)
+    return addresses[0]
+
+
+class PinnedConnection(http.client.HTTPConnection):
+    """An HTTP connection to a host at an address checked beforehand (see checked_address)."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedTLSConnection(PinnedConnection):
+    """HTTPS to a checked address, the certificate verified for the host's name (SNI too)."""
+
+    default_port = 443
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+
+
+class UpstreamResponse:
+    """An open answer of the fallback index (or a file's host): status, headers, and a body that
+    is read within the request's one deadline, however slowly its bytes come."""
+
+    def __init__(self, response: http.client.HTTPResponse, sock: socket.socket, deadline: float,
+                 url: str) -> None:
+        self.response, self.sock, self.deadline, self.url = response, sock, deadline, url
+        self.status, self.headers = response.status, lower_keys(dict(response.getheaders()))
+        self.idle: float | None = None  # a file's stream: each read gets this long, not one deadline
+
+    def readinto(self, buffer: Any) -> int:
+        deadline = time.monotonic() + self.idle if self.idle is not None else self.deadline
+        if time.monotonic() >= deadline:
+            raise socket.timeout("the fallback index's answer took too long")
+        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        return self.response.readinto(buffer)
+
+    def read_all(self, limit: int) -> bytes:
+        """Up to `limit` + 1 bytes of the body, within the deadline (GatewayTimeout past it)."""
+        data, buffer = bytearray(), bytearray(UPSTREAM_CHUNK)
+        try:
+            while len(data) <= limit and (count := self.readinto(buffer)):
+                data += buffer[:count]
+        except (socket.timeout, TimeoutError):
+            raise GatewayTimeout("The fallback index did not answer in time.") from None
+        except (OSError, http.client.HTTPException):
+            raise Unavailable("The fallback index's answer broke off.") from None
+        return bytes(data)
+
+    def close(self) -> None:
+        self.response.close()
+        self.sock.close()
+
+
+def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
+                       auth: str | None, resolve: Callable[..., list]) -> UpstreamResponse:
+    address, target = checked_address(url, own, resolve), origin_of(url)
+    kind = PinnedTLSConnection if target.scheme == "https" else PinnedConnection
+    connection = kind(target.host, target.port, address, max(0.001, deadline - time.monotonic()))
+    split = urllib.parse.urlsplit(url)
+    sent = {"User-Agent": USER_AGENT, "Connection": "close", **headers}
+    if auth and target == own:
+        sent["Authorization"] = auth
+    try:
+        connection.request(method, urllib.parse.urlunsplit(("", "", split.path or "/", split.query, "")),
+                           headers=sent)
+        sock = connection.sock
+        return UpstreamResponse(connection.getresponse(), sock, deadline, url)
+    except (socket.timeout, TimeoutError):
+        connection.close()
+        raise GatewayTimeout("The fallback index did not answer in time.") from None
+    except (OSError, http.client.HTTPException, ssl.SSLError):
+        connection.close()
+        raise Unavailable("Could not reach the fallback index.") from None
+
+
+def open_upstream(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
+                  auth: str | None, resolve: Callable[..., list] = socket.getaddrinfo) -> UpstreamResponse:
+    """GET (or HEAD) `url` of the fallback index or a file host it names: every hop's address
+    checked, redirects followed only to checked places and never from https to http, the
+    fallback index's own credentials (`auth`) sent to its own origin only."""
+    for _ in range(MAX_UPSTREAM_REDIRECTS + 1):
+        answer = open_upstream_once(url, method, headers, deadline, own, auth, resolve)
+        location = answer.headers.get("location")
+        if answer.status not in (301, 302, 303, 307, 308) or not location:
+            return answer
+        answer.close()
+        moved = urllib.parse.urljoin(url, location)
+        if origin_of(url).scheme == "https" and origin_of(moved).scheme != "https":
+            raise BadGateway("The fallback index redirected from https to http.")
+        url = moved
+    raise BadGateway("The fallback index redirected too many times.")
+
+
+def fallback_origin(url: str) -> tuple[str, str | None]:
+    """The --fallback-index URL without its userinfo, and that userinfo as a Basic Authorization
+    value: the credentials stay in the server (never in a Location, a page or a log line), and go
+    over https only, or to a loopback host (ConfigError otherwise)."""
+    split = urllib.parse.urlsplit(url)
+    if split.username is None and split.password is None:
+        return url, None
+    if split.scheme != "https" and not is_loopback(split.hostname or ""):
+        raise ConfigError("--fallback-index: credentials go over https only (or to a loopback host)")
+    userinfo = f"{urllib.parse.unquote(split.username or '')}:{urllib.parse.unquote(split.password or '')}"
+    bare = split._replace(netloc=split.netloc.rpartition("@")[2])
+    return urllib.parse.urlunsplit(bare), "Basic " + base64.b64encode(userinfo.encode()).decode()
+
+
 class Upstream:
     """The --fallback-index, for every project that no configured owner has for the caller: its
     PEP 691 JSON pages, kept for every token alike (they are public) with coalescing. With
     --proxy-downloads they are served with file URLs leading back through PyPIHub, which streams
     exactly the files those pages named: no other URL can be asked for."""
 
-    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate | None = None) -> None:
-        self.base = settings.fallback_index.rstrip("/") + "/"
+    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate | None = None,
+                 resolve: Callable[..., list] = socket.getaddrinfo) -> None:
+        fallback, self.auth = fallback_origin(settings.fallback_index)
+        self.base, self.resolve = fallback.rstrip("/") + "/", resolve
+        self.own = origin_of(self.base)
         self.timeout, self.log, self.gate = settings.upstream_timeout, log, gate or Gate()
         memory, size = settings.cache_memory * 1024 * 1024, settings.cache_size
+        # Followers of a page's load wait no longer than the load itself may take.
         self.pages = Cache(settings.fallback_ttl, settings.stale_ttl, size, clock, memory * 10 // 100,
-                           page_bytes, self.gate)
+                           page_bytes, self.gate, wait=self.timeout + 1.0)
 
     def url(self, project: str) -> str:
         return self.base + urllib.parse.quote(project) + "/"
@@ -3792,9 +3958,23 @@ class Upstream:
         url = urllib.parse.urlsplit(entry["url"])
         if metadata:  # PEP 658: the file's URL, its path ending in .metadata
             url = url._replace(path=url.path + METADATA_SUFFIX)
-        answer = open_download(urllib.parse.urlunsplit(url), method, forward, self.timeout)
-        answer.headers = [h for h in answer.headers if h[0] != "Content-Type"] + download_headers(filename, metadata)
+        found = self.open(urllib.parse.urlunsplit(url), method, forward)
+        if found.status >= 400 or found.status not in (200, 206, 304, 412, 416):
+            found.close()
+            if found.status in (404, 410):
+                raise NotFound(NO_SUCH_FILE)
+            raise BadGateway(f"The fallback index's file host answered HTTP {found.status}.")
+        found.idle = self.timeout  # a file may be large: each read has the timeout, not the whole
+        answer = stream_answer(found.status, found.headers, found if found.status in (200, 206) else None)
+        if answer.stream is None:
+            found.close()
+        kept = [h for h in answer.headers if h[0] != "Content-Type"]
+        answer.headers = kept + download_headers(filename, metadata)
         return answer
+
+    def open(self, url: str, method: str, headers: Mapping[str, str]) -> UpstreamResponse:
+        deadline = time.monotonic() + self.timeout
+        return open_upstream(url, method, headers, deadline, self.own, self.auth, self.resolve)
 
     def _page(self, project: str) -> dict:
         found = self.pages.get_or_load(project, lambda: self._fetch(project), self.log)
@@ -3803,19 +3983,20 @@ class Upstream:
         return found
 
     def _fetch(self, project: str) -> dict | NotFound:
-        headers = {"Accept": UPSTREAM_ACCEPT, "User-Agent": USER_AGENT}
-        request = urllib.request.Request(self.url(project), headers=headers)
-        try:  # no credentials go upstream: it is public
-            with self.gate.released(), urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data, page_url = response.read(MAX_UPSTREAM_PAGE + 1), response.geturl()
-                media = response.headers.get_content_type()
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 404:
-                return NotFound(nowhere(project))
-            raise BadGateway(f"The fallback index answered HTTP {exc.code}.") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException):
-            raise Unavailable("Could not reach the fallback index.") from None
+        """The project's page, read within --upstream-timeout as a whole (a page that trickles
+        ends there), the gate given up meanwhile; no caller's credentials go upstream."""
+        with self.gate.released():
+            answer = self.open(self.url(project), "GET", {"Accept": UPSTREAM_ACCEPT})
+            try:
+                if answer.status in (404, 410):
+                    return NotFound(nowhere(project))
+                if answer.status != 200:
+                    raise BadGateway(f"The fallback index answered HTTP {answer.status}.")
+                data = answer.read_all(MAX_UPSTREAM_PAGE)
+            finally:
+                answer.close()
+        media = answer.headers.get("content-type", "").partition(";")[0].strip().lower()
+        page_url = answer.url
         if len(data) > MAX_UPSTREAM_PAGE:
             raise BadGateway("The fallback index's page is larger than this index takes.")
         return upstream_files(parse_upstream_page(data, media), page_url, project)
@@ -4791,7 +4972,8 @@ class Handler(BaseHTTPRequestHandler):
             raise NotFound(NO_SUCH_FILE)
         creds, github = self.authenticate(calls)
         forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        return self.server.index.upstream_file(github, creds, project, key, filename, self.command or "GET", forward)
+        method = self.command or "GET"
+        return self.server.index.upstream_file(github, creds, project, key, filename, method, forward)
 
     def upload(self, calls: GitHubCalls) -> Answer:
         """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
