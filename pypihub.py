@@ -2391,6 +2391,7 @@ class Throttle:
         self.clock, self.slots = clock, threading.BoundedSemaphore(slots)
         self.until = {"": 0.0, "graphql": 0.0, "rest": 0.0}  # no requests before these times
         self.rejected_until = self.confirmed_until = 0.0
+        self.accepted = False  # GitHub has answered a call of this token: never rationed as a guess
         self.confirming = threading.Lock()  # one confirmation of the token at a time: many wait for it
         self.counting = threading.Lock()  # guards `active`
         self.active = 0
@@ -2464,7 +2465,7 @@ class GitHub:
                  calls: GitHubCalls | None = None, record: Record | None = None,
                  clock: Clock = time.time, sleep: Sleep = time.sleep,
                  throttle: Throttle | None = None, gate: Gate | None = None,
-                 schema: GitHubSchema | None = None) -> None:
+                 schema: GitHubSchema | None = None, rejected: Callable[[], None] = lambda: None) -> None:
         self.url, self._token, self.timeout = url, token, timeout
         self.deadline = time.monotonic() + timeout  # one for every call made for this request
         self.rest_url = rest_url or rest_base(url)
@@ -2474,6 +2475,7 @@ class GitHub:
         self.throttle = throttle or Throttle(clock)
         self.gate = gate or Gate()  # given up while waiting on GitHub
         self.schema = schema or GitHubSchema()
+        self.rejected = rejected  # told when GitHub rejects the token (see Rejections)
 
     def query(self, query: Query | str, variables: Mapping[str, Any]) -> dict:
         """The query's data; a Query in the form the server's schema takes."""
@@ -2565,10 +2567,13 @@ class GitHub:
         except PyPIHubError as exc:
             self.record(api, type(exc).__name__, headers)
             self.throttle.learn(exc)
+            if isinstance(exc, Unauthorized) and not self.throttle.accepted:
+                self.rejected()
             raise
         finally:
             self.throttle.leave()
         self.record(api, "ok", headers)
+        self.throttle.accepted = True
         return result
 
     def _exchange(self, request: urllib.request.Request, deadline: float,
@@ -3838,11 +3843,15 @@ class UpstreamResponse:
         self.idle: float | None = None  # a file's stream: each read gets this long, not one deadline
 
     def readinto(self, buffer: Any) -> int:
+        """What one read of the socket gives (read1: a buffered readinto would wait for all of
+        `buffer`, one trickled byte after another, past any deadline)."""
         deadline = time.monotonic() + self.idle if self.idle is not None else self.deadline
         if time.monotonic() >= deadline:
             raise socket.timeout("the fallback index's answer took too long")
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-        return self.response.readinto(buffer)
+        data = self.response.read1(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def read_all(self, limit: int) -> bytes:
         """Up to `limit` + 1 bytes of the body, within the deadline (GatewayTimeout past it)."""
@@ -4061,6 +4070,55 @@ def link_bytes(link: AssetLink) -> int:
     return 700 + len(link.url) + len(link.filename) + len(link.id) + len(link.repo)
 
 
+REJECTIONS_PER_MINUTE = 20  # tokens GitHub rejected, per client address, before new ones wait
+REJECTION_WINDOW = 60.0
+REJECTING_ADDRESSES = 2048  # addresses remembered (each with at most the limit's tokens)
+
+
+def address_bucket(address: str) -> str:
+    """Who a client is for rationing: its IPv4 address, or its IPv6 /64 (one host's usual share)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+
+
+class Rejections:
+    """The tokens GitHub rejected, per client address, over the last minute (their keys, never the
+    tokens). Past REJECTIONS_PER_MINUTE, a token from that address that GitHub has not accepted
+    gets 429 without a call: no one can make this server send GitHub a stream of made-up tokens,
+    while a CI farm behind one address, with a new good token every job, is never slowed."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, dict[str, float]] = OrderedDict()  # bucket -> token key -> when
+
+    def check(self, address: str, token_key: str) -> None:
+        with self._lock:
+            recent = self._recent(address_bucket(address))
+            if len(recent) < REJECTIONS_PER_MINUTE or token_key in recent:
+                return
+            wait = int(min(recent.values()) + REJECTION_WINDOW - self.clock()) + 1
+        raise TooManyRequests(f"GitHub rejected {len(recent)} tokens from this address in the last minute; "
+                              f"retry in {wait} s.", [("Retry-After", str(wait))], wait)
+
+    def record(self, address: str, token_key: str) -> None:
+        with self._lock:
+            recent = self._recent(address_bucket(address))
+            recent[token_key] = self.clock()
+            while len(self._seen) > REJECTING_ADDRESSES:
+                self._seen.popitem(last=False)
+
+    def _recent(self, bucket: str) -> dict[str, float]:
+        """The bucket's rejections within the window (the caller holds the lock)."""
+        now = self.clock()
+        recent = {k: t for k, t in self._seen.pop(bucket, {}).items() if now - t < REJECTION_WINDOW}
+        self._seen[bucket] = recent
+        return recent
+
+
 class Index:
     """The package index: listings, the owner's project index, file links, digests and wheel
     METADATA, each as the caller's token may see them on GitHub, through bounded caches.
@@ -4100,6 +4158,7 @@ class Index:
         self.throttles = Throttles(clock, size * 4)
         self.usage = GitHubUsage(clock, log)
         self.schema = GitHubSchema(log)  # one GraphQL server: what its schema has, learnt once
+        self.rejections = Rejections(clock)
         self._publishing = KeyedLocks()
         self._key_salt = secrets.token_bytes(32)
 
@@ -4117,16 +4176,21 @@ class Index:
                     raise Unauthorized(f"The server's own token could not be read again ({exc}).") from None
             return Credentials("", self.own_token.token)
 
-    def connect(self, creds: Credentials, calls: GitHubCalls) -> GitHub:
-        """The caller's GitHub session for one request; Forbidden for an owner not served here."""
+    def connect(self, creds: Credentials, calls: GitHubCalls, client: str = "") -> GitHub:
+        """The caller's GitHub session for one request; Forbidden for an owner not served here, 429
+        for a token GitHub has not accepted from an address it has rejected many tokens from."""
         settings, served = self.settings, self.served
         if creds.owner and served and creds.owner.lower() not in served:
             raise Forbidden("This index does not serve that owner.")
         if not creds.owner and not served:
             raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
-        throttle = self.throttles.of(self.key_of(creds))
+        key = self.key_of(creds)
+        throttle = self.throttles.of(key)
+        if client and not throttle.accepted:
+            self.rejections.check(client, key)
+        rejected = functools.partial(self.rejections.record, client, key) if client else lambda: None
         return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, self.rest_url, calls,
-                      self.usage.record, self.clock, self.sleep, throttle, self.gate, self.schema)
+                      self.usage.record, self.clock, self.sleep, throttle, self.gate, self.schema, rejected)
 
     def token_key(self, token: str) -> str:
         """A keyed hash of the token: cache keys never hold the token itself."""
@@ -4881,7 +4945,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             refuse_foreign_page(self.command, self.headers)
             creds = index.own_credentials()
-        return creds, index.connect(creds, calls)
+        return creds, index.connect(creds, calls, self.client())
 
     def project_page(self, name: str, slash: bool, query: Mapping[str, list[str]],
                      calls: GitHubCalls) -> Answer:

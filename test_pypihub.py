@@ -2617,6 +2617,13 @@ class FakeUpstream:
         self.html_only = False
         self.yanked: dict[str, str] = {}  # filename -> PEP 592 reason ("" for none) on the HTML page
         self.accepts: list[str] = []  # the Accept of each project page request
+        # A hostile or compromised index: more entries on a project's page ({"filename", "url"}), URLs
+        # that redirect (/go/<n> -> redirects[n]), a page that trickles (bytes a second), Basic
+        # credentials it requires ("user:password").
+        self.extra: dict[str, list[dict]] = {}
+        self.redirects: list[str] = []
+        self.trickle: float | None = None
+        self.credentials: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
         self.server.daemon_threads = True
         self.server.upstream = self  # type: ignore[attr-defined]
@@ -2633,6 +2640,7 @@ class FakeUpstream:
                   **({"core-metadata": {"sha256": hashlib.sha256(wheel_metadata(content)).hexdigest()}}
                      if name.endswith(".whl") else {})}
                  for name, content in self.projects[project].items()]
+        files += [{"hashes": {}, **entry} for entry in self.extra.get(project, [])]
         versions = sorted({name.split("-")[1] for name in self.projects[project]})
         return {"meta": {"api-version": "1.1"}, "name": project, "versions": versions, "files": files}
 
@@ -2661,11 +2669,21 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         upstream: FakeUpstream = self.server.upstream  # type: ignore[attr-defined]
-        upstream.requests.append((self.path, self.headers.get("Authorization")))
+        authorization = self.headers.get("Authorization")
+        upstream.requests.append((self.path, None if upstream.credentials else authorization))
         parts = self.path.split("?")[0].strip("/").split("/")
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if upstream.credentials and authorization != "Basic " + base64.b64encode(upstream.credentials.encode()).decode():
+            return self.reply(401, b"Unauthorized", "text/plain")
+        if parts[:1] == ["go"] and len(parts) == 2:
+            self.send_response(302)
+            self.send_header("Location", upstream.redirects[int(parts[1])])
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if parts[:1] == ["simple"] and len(parts) == 2 and parts[1] in upstream.projects:
             upstream.accepts.append(self.headers.get("Accept", ""))
+            if upstream.trickle:
+                return self.send_trickle(json.dumps(upstream.page(parts[1], base)).encode(), upstream.trickle)
             if "json" in self.headers.get("Accept", "") and not upstream.html_only:
                 return self.reply(200, json.dumps(upstream.page(parts[1], base)).encode(), pypihub.JSON_V1)
             links = "".join(html_anchor(f, upstream.yanked) for f in upstream.page(parts[1], base)["files"])
@@ -2684,6 +2702,47 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_trickle(self, body: bytes, per_second: float) -> None:
+        """A page that comes a byte at a time (a slow or hostile index), until the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", pypihub.JSON_V1)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(1 / per_second)
+        except OSError:
+            pass
+
+
+class Canary(BaseHTTPRequestHandler):
+    """Another service on this machine (a stand-in for a cloud metadata address): it counts whoever
+    reaches it, and answers with a secret."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        Canary.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "13")
+        self.end_headers()
+        self.wfile.write(b"secret-token!")
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def canary():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    Canary.hits = []
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -4639,6 +4698,217 @@ def test_a_transferred_repo_is_404_for_listing_and_download_alike(hub, github, d
     assert hub.request("/simple/demo-pkg/", owner="neworg").status == 200
 
 
+# -- closed to hostile pages and hostile upstreams (issue 23) --
+
+
+@pytest.mark.parametrize("method, headers, refused", [
+    ("POST", {}, False),  # twine, uv publish, poetry, pdm: no Origin, no Sec-Fetch-Site
+    ("POST", {"Origin": "http://127.0.0.1:8080"}, False),  # this very origin
+    ("POST", {"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:8080"}, False),
+    ("POST", {"Sec-Fetch-Site": "none"}, False),  # typed by the user
+    ("POST", {"Origin": "http://evil.example"}, True),
+    ("POST", {"Origin": "null"}, True),  # a sandboxed page or a data: URL
+    ("POST", {"Origin": "http://127.0.0.1:8081"}, True),  # another port is another origin
+    ("POST", {"Sec-Fetch-Site": "cross-site"}, True), ("POST", {"Sec-Fetch-Site": "same-site"}, True),
+    ("PUT", {"Origin": "http://evil.example"}, True),
+    ("GET", {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, False),  # reads: not here
+])
+def test_writes_come_from_no_browser_or_from_this_origin(method, headers, refused):
+    if refused:
+        with pytest.raises(pypihub.Forbidden):
+            pypihub.refuse_cross_site(method, headers, "http://127.0.0.1:8080")
+    else:
+        pypihub.refuse_cross_site(method, headers, "http://127.0.0.1:8080")
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                                     {"Origin": "null", "Sec-Fetch-Site": "same-site"}])
+def test_a_cross_site_upload_is_refused_before_any_github_call(hub, github, demo, headers):
+    name, content = make_wheel("demo-pkg", "7.0")
+    body, content_type = multipart(upload_fields("demo-pkg", "7.0", content), name, content)
+    answer = hub.request("/legacy/", method="POST", body=body, headers={"Content-Type": content_type, **headers})
+    assert answer.status == 403 and answer.headers["cache-control"] == "no-store"
+    assert github.graphql_calls == [] and github.rest_calls == [] and github.writes == []
+    assert post_upload(hub, upload_fields("demo-pkg", "7.0", content), name, content).status == 200  # twine's way
+
+
+def test_an_upload_answer_is_never_kept(hub, github, demo):
+    for path in ("/legacy/", "/"):
+        answer = post_upload(hub, {"name": "demo-pkg"}, "x.whl", b"x", path=path)
+        assert answer.status == 400 and answer.headers["cache-control"] == "no-store"
+
+
+def upstream_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def test_upstream_serves_only_the_projects_distributions_as_downloads(make_hub, github, demo, upstream, canary):
+    base = upstream.url.removesuffix("/simple/")
+    upstream.redirects = [f"{canary}/latest/meta-data/"]
+    upstream.extra["public-pkg"] = [
+        {"filename": "evil.html", "url": f"{base}/files/public-pkg/evil.html"},
+        {"filename": "other_pkg-1.0-py3-none-any.whl", "url": f"{base}/files/public-pkg/other.whl"},
+        {"filename": "public_pkg-6.6.tar.gz", "url": f"{canary}/latest/meta-data/"},  # another service here
+        {"filename": "public_pkg-6.7.tar.gz", "url": f"{base}/go/0"},  # and a redirect to it
+        {"filename": "public_pkg-6.8.tar.gz", "url": base.replace("://", "://someone:hunter2@") + "/files/x"},
+    ]
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True)
+    listed = hub.request("/simple/public-pkg/", headers={"Accept": PIP_ACCEPT})
+    files = {f["filename"]: f for f in listed.json()["files"]}
+    assert sorted(files) == ["public_pkg-1.0-py3-none-any.whl", "public_pkg-6.6.tar.gz", "public_pkg-6.7.tar.gz",
+                             "public_pkg-6.8.tar.gz"]
+    assert b"hunter2" not in listed.body and b"127.0.0.1" not in listed.body  # links lead through PyPIHub only
+    evil = hub.request(f"/upstream/public-pkg/{upstream_key(base + '/files/public-pkg/evil.html')}/evil.html")
+    assert evil.status == 404
+    wheel = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files["public_pkg-1.0-py3-none-any.whl"]["url"]))
+    assert wheel.status == 200 and wheel.headers["content-type"] == "application/octet-stream"
+    assert wheel.headers["x-content-type-options"] == "nosniff"
+    assert wheel.headers["content-disposition"] == "attachment; filename=public_pkg-1.0-py3-none-any.whl"
+    assert wheel.headers["content-security-policy"] == "sandbox; default-src 'none'"
+    metadata = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files["public_pkg-1.0-py3-none-any.whl"]["url"])
+                           + ".metadata")
+    assert metadata.status == 200 and metadata.headers["content-type"] == "text/plain; charset=utf-8"
+    for name in ("public_pkg-6.6.tar.gz", "public_pkg-6.7.tar.gz"):
+        refused = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[name]["url"]))
+        assert refused.status == 502 and b"secret" not in refused.body
+    assert Canary.hits == []  # no request reached the other service, straight or redirected
+
+
+def test_a_trickling_fallback_page_ends_at_the_timeout_for_its_followers_too(make_hub, github, demo, upstream):
+    upstream.trickle = 2.0  # bytes a second
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True, upstream_timeout=1.0)
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: hub.request("/simple/public-pkg/", timeout=20), range(3)))
+    assert [a.status for a in answers] == [504] * 3  # the leader, and the two coalesced onto it
+    assert time.monotonic() - started < 6  # not the minutes the page would take
+
+
+def test_an_accept_too_long_to_read_is_406_before_any_github_call(hub, github, demo):
+    answer = hub.request("/simple/demo-pkg/", token="ghp_madeUp" + "x" * 30, headers={"Accept": "," * 64000})
+    assert answer.status == 406 and github.graphql_calls == []
+    many = ", ".join(["text/html"] * 20)
+    assert hub.request("/simple/demo-pkg/", headers={"Accept": many}).status == 406
+    assert hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).status == 200
+
+
+def test_github_wins_on_upstream_files_too(make_hub, github, demo, upstream):
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True)  # fresh: demo-pkg never served yet
+    url = upstream.url.removesuffix("/simple/") + "/files/demo-pkg/demo_pkg-99.0-py3-none-any.whl"
+    answer = hub.request(f"/upstream/demo-pkg/{upstream_key(url)}/demo_pkg-99.0-py3-none-any.whl")
+    assert answer.status == 404  # A has octorg/demo-pkg: the upstream's impostor is never served ...
+    assert not [path for path, _ in upstream.requests if "demo-pkg" in path]  # ... nor asked about
+
+
+@pytest.mark.parametrize("url, bare, auth", [
+    ("https://pypi.example/simple/", "https://pypi.example/simple/", None),
+    ("https://user:p%40ss@pypi.example/simple/", "https://pypi.example/simple/",
+     "Basic " + base64.b64encode(b"user:p@ss").decode()),
+    ("http://user:pass@127.0.0.1:3141/simple/", "http://127.0.0.1:3141/simple/",
+     "Basic " + base64.b64encode(b"user:pass").decode()),
+])
+def test_fallback_credentials_are_split_off(url, bare, auth):
+    assert pypihub.fallback_origin(url) == (bare, auth)
+
+
+def test_fallback_credentials_never_go_over_plain_http_elsewhere():
+    with pytest.raises(pypihub.ConfigError):
+        pypihub.fallback_origin("http://user:pass@pypi.example/simple/")
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_fallback_credentials_stay_in_the_server(make_hub, github, demo, upstream, proxy):
+    upstream.credentials = "mirror:s3cret-pass"  # a private mirror that wants its own credentials
+    url = upstream.url.replace("http://", "http://mirror:s3cret-pass@")
+    hub = make_hub(fallback_index=url, proxy_downloads=proxy)
+    answer = hub.request("/simple/public-pkg/", headers={"Accept": PIP_ACCEPT})
+    if proxy:
+        [entry] = answer.json()["files"]
+        assert hub.request(urllib.parse.urljoin("/simple/public-pkg/", entry["url"])).status == 200
+    else:
+        assert answer.status == 302 and answer.headers["location"] == upstream.url + "public-pkg/"
+    assert "s3cret" not in "\n".join(hub.logs) and b"s3cret" not in b"".join(hub.answers)
+
+
+def test_made_up_tokens_are_rationed_per_address(make_hub, github, demo, clock):
+    hub = make_hub(trusted_proxies=pypihub.parse_networks(["127.0.0.3"]))
+    statuses = [hub.request("/simple/demo-pkg/", token=f"ghp_madeUp{n:030d}").status for n in range(25)]
+    assert statuses == [401] * 20 + [429] * 5
+    assert len(github.graphql_calls) == 20  # the last five cost GitHub nothing
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_A).status == 429  # a token GitHub never accepted here
+    other = http.client.HTTPConnection("127.0.0.1", hub.port, source_address=("127.0.0.2", 0), timeout=10)
+    other.request("GET", "/simple/demo-pkg/", headers={"Authorization": basic(f"{OWNER}:{TOKEN_A}")})
+    assert other.getresponse().status == 200  # another address is not held back
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_A).status == 200  # now GitHub has accepted it
+    clock.advance(61)
+    assert hub.request("/simple/demo-pkg/", token="ghp_madeUp" + "9" * 30).status == 401  # the minute is over
+
+
+def test_good_tokens_from_one_address_are_never_rationed(make_hub, github, demo):
+    hub = make_hub()
+    for n in range(30):  # a CI farm behind one address: a new GITHUB_TOKEN in every job
+        token = installation_token(15368, 60000 + n)
+        github.add_token(token, read=(demo[0],))
+        assert hub.request("/simple/demo-pkg/", token=token).status == 200
+    assert hub.request("/simple/demo-pkg/", token=TOKEN_BAD).status == 401
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_rationed(make_hub, github, demo):
+    hub = make_hub(trusted_proxies=pypihub.parse_networks(["127.0.0.1"]))
+    for n in range(21):
+        hub.request("/simple/demo-pkg/", token=f"ghp_madeUp{n:030d}", headers={"X-Forwarded-For": "203.0.113.9"})
+    limited = hub.request("/simple/demo-pkg/", token="ghp_madeUp" + "8" * 30, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert limited.status == 429 and int(limited.headers["retry-after"]) <= 61
+    assert hub.request("/simple/demo-pkg/", headers={"X-Forwarded-For": "198.51.100.7"}).status == 200
+
+
+def test_tokens_never_reach_the_log_in_any_form(hub, github, demo):
+    basic_form = base64.b64encode(f"{OWNER}:{TOKEN_B}".encode()).decode()
+    for path in (f"/simple/demo-pkg/?token={urllib.parse.quote(JOB_TOKEN, safe='')}",  # percent-encoded
+                 f"/simple/demo-pkg/?auth={urllib.parse.quote(basic_form, safe='')}",  # a Basic form in a query
+                 f"/simple/demo-pkg/?auth=Basic%20{basic_form}", f"/simple/x{APP_TOKEN}y/",  # glued
+                 "/simple/" + APP_TOKEN.replace(".", "%2e") + "/",
+                 f"/simple/demo-pkg/?self={urllib.parse.quote(basic(f'{OWNER}:{TOKEN_A}'))}"):  # its own header
+        hub.request(path)
+    written = "\n".join(hub.logs)
+    assert basic_form not in written and TOKEN_B not in written and "[token]" in written  # make_hub checks the rest
+
+
+@pytest.mark.parametrize("notes", ["<p>before <![ after", "<![CDATA[x", "<!-- <![ -->", "<b>" * 21845,
+                                   "</b>" * 16384, "<" * 65536, "<ul><li>" * 8192, '<a href="x">' * 5461])
+def test_hostile_notes_become_a_page_never_a_500(hub, github, demo, notes):
+    release = next(r for r in demo[0].releases if r["tagName"] == "v2.0")
+    release["notes_html"] = notes
+    page = hub.request("/project/demo-pkg/")
+    assert page.status == 200
+    assert not any("internal error" in line for line in hub.logs)
+
+
+def test_hostile_notes_are_cut_short_not_read_to_the_end():
+    cut = pypihub.sanitize_notes("<b>" * 21845, "https://github.com/o/r/releases/tag/v1")
+    assert cut.count("<b>") <= pypihub.MAX_NOTES_DEPTH and "the rest on GitHub" in cut
+    broken = pypihub.sanitize_notes("<p>x <![ <script>alert(1)</script>", "https://github.com/o/r/releases/tag/v1")
+    assert "<script" not in broken and "&lt;script&gt;" in broken
+
+
+def test_no_credentials_mode_lends_nothing_to_a_same_site_page(make_hub, github, demo):
+    settings = pypihub.build_settings(["--token-env", "GH_TOKEN", "--owner", OWNER, "--host", "127.0.0.1"], {})
+    hub = make_hub(owners=(OWNER,), own_token=pypihub.TokenSource(settings, {"GH_TOKEN": TOKEN_A}))
+    for fetch_site, status in (("same-site", 401), ("cross-site", 401), ("same-origin", 200), ("none", 200)):
+        assert hub.request("/simple/demo-pkg/", token=None, headers={"Sec-Fetch-Site": fetch_site}).status == status
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_a_name_kept_as_private_answers_as_a_name_nobody_has(make_hub, github, demo, upstream, proxy):
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=proxy)
+    assert hub.request("/simple/demo-pkg/").status == 200  # served from GitHub to A: kept from the upstream
+    kept, nobody = (hub.request(f"/simple/{name}/", token=TOKEN_B) for name in ("demo-pkg", "no-such-pkg"))
+    assert kept.status == nobody.status == 404
+    assert kept.body.replace(b"demo-pkg", b"NAME") == nobody.body.replace(b"no-such-pkg", b"NAME")
+    assert drop_varying(kept.headers) == drop_varying(nobody.headers)
+
+
+
 # -- hostile clients: bounded, and never a 500 (issue 13) --
 
 
@@ -6568,6 +6838,83 @@ def test_the_browser_check_sees_csp_violations_and_requests_elsewhere(tmp_path):
         server.server_close()
     assert any(CSP_VIOLATION.search(line) for line in style.console)
     assert image.elsewhere == ["http://example.com/x.png"]
+
+
+class AttackerSite(BaseHTTPRequestHandler):
+    """Another site's page, on another port of 127.0.0.1 (the same site as PyPIHub, another
+    origin). Its server carries `page` and `signed_in`: /signed-in answers once that holds."""
+
+    def do_GET(self) -> None:
+        if self.path == "/signed-in":
+            wait_until(self.server.signed_in, 10)
+        body = self.server.page if self.path == "/" else b"ok"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if self.path == "/" else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+def forged_upload_page(hub: Hub, filename: str, content: bytes) -> bytes:
+    """A page that opens the sign-in to `hub` in a popup, waits at /signed-in, then submits a
+    twine upload of `content` to `hub` from a form (its file input filled through DataTransfer)."""
+    fields = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                     for k, v in upload_fields("demo-pkg", "7.0", content).items())
+    return f"""<!doctype html><form id="upload" method="post" enctype="multipart/form-data"
+action="{hub.url}/legacy/">{fields}<input type="file" name="content" id="content"></form><script>
+const bytes = Uint8Array.from(atob("{base64.b64encode(content).decode()}"), c => c.charCodeAt(0));
+const files = new DataTransfer();
+files.items.add(new File([bytes], "{filename}", {{type: "application/octet-stream"}}));
+document.getElementById("content").files = files.files;
+window.open("http://{OWNER}:{TOKEN_A}@127.0.0.1:{hub.port}/");
+fetch("/signed-in").then(() => document.getElementById("upload").submit());
+</script>""".encode()
+
+
+def signed_in(hub: Hub) -> bool:
+    """PyPIHub has answered the person's sign-in: its home page, 200."""
+    return hub.server.flush_log() and any('"GET /" 200' in line for line in hub.logs)
+
+
+def sent_headers(netlog: Path, line: str) -> list[dict[str, str]]:
+    """The headers Chromium sent on each request whose request line starts with `line`, from its
+    net log: there the values of credentials read "[N bytes were stripped]", their names stay."""
+    log = json.loads(netlog.read_text())
+    sent = log["constants"]["logEventTypes"]["HTTP_TRANSACTION_SEND_REQUEST_HEADERS"]
+    return [dict(h.split(": ", 1) for h in e["params"]["headers"]) for e in log["events"]
+            if e["type"] == sent and e["params"]["line"].startswith(line)]
+
+
+@needs_chromium
+def test_chromium_signed_in_cannot_be_made_to_upload_by_another_sites_form(hub, github, demo, tmp_path):
+    """Cross-site request forgery, in a real browser: a person signs in to PyPIHub's pages with
+    Basic credentials in the URL, which Chromium then keeps for PyPIHub's origin; a page of another
+    origin posts a twine upload to /legacy/ from a form. Chromium sends it with those credentials,
+    with Origin naming that page and Sec-Fetch-Site "same-site" (sites ignore ports); PyPIHub
+    refuses it (403) before any GitHub call, so no release is made."""
+    name, content = make_wheel("demo-pkg", "7.0")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AttackerSite)
+    server.page, server.signed_in = forged_upload_page(hub, name, content), lambda: signed_in(hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    attacker, netlog = f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "forgery.netlog.json"
+    try:  # the virtual-time budget lets the page's fetch and form post finish before the DOM is dumped
+        done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                               f"--log-net-log={netlog}", "--disable-popup-blocking", "--virtual-time-budget=5000",
+                               "--dump-dom", attacker + "/"], capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr[-2000:]
+    [post] = sent_headers(netlog, "POST /legacy/ ")  # the control: the forged post did carry the credentials
+    assert post["Authorization"] == f"[{len(AUTH_A)} bytes were stripped]"
+    assert (post["Origin"], post["Sec-Fetch-Site"]) == (attacker, "same-site")
+    assert github.writes == [] and not any(r["tagName"] == "v7.0" for r in demo[0].releases)
+    hub.server.flush_log()
+    assert any('"POST /legacy/" 403 ' in line for line in hub.logs) and "may not write here" in done.stdout
+
 
 
 # -- shipping: the script, the zipapp, the installed command --
