@@ -3794,8 +3794,8 @@ def origin_of(url: str) -> Origin:
     return Origin(split.scheme.lower(), (split.hostname or "").lower(), port)
 
 
-def checked_address(url: str, own: Origin, resolve: Callable[..., list]) -> str:
-    """The address to connect to for `url`, checked: the fallback index's own host and port as
+def checked_addresses(url: str, own: Origin, resolve: Callable[..., list]) -> list[str]:
+    """The addresses to connect to for `url`, checked: the fallback index's own host and port as
     the operator named it; any other host only if every address it resolves to is public
     (issue: server-side requests). The connection goes to this very address, so a DNS answer
     that changes in between cannot send it elsewhere."""
@@ -3808,18 +3808,25 @@ def checked_address(url: str, own: Origin, resolve: Callable[..., list]) -> str:
         raise Unavailable("Could not reach the fallback index (its host did not resolve).") from None
     if not addresses or target != own and not all(map(is_public_address, addresses)):
         raise BadGateway(REFUSED_ADDRESS)
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
 
 
 class PinnedConnection(http.client.HTTPConnection):
-    """An HTTP connection to a host at an address checked beforehand (see checked_address)."""
+    """An HTTP connection to a host at addresses checked beforehand (see checked_addresses), tried
+    in turn as socket.create_connection() tries a name's."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        for address in self.addresses:
+            try:
+                self.sock = socket.create_connection((address, self.port), self.timeout)
+                return
+            except OSError as exc:
+                failure = exc
+        raise failure
 
 
 class PinnedTLSConnection(PinnedConnection):
@@ -3872,9 +3879,9 @@ class UpstreamResponse:
 
 def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
                        auth: str | None, resolve: Callable[..., list]) -> UpstreamResponse:
-    address, target = checked_address(url, own, resolve), origin_of(url)
+    addresses, target = checked_addresses(url, own, resolve), origin_of(url)
     kind = PinnedTLSConnection if target.scheme == "https" else PinnedConnection
-    connection = kind(target.host, target.port, address, max(0.001, deadline - time.monotonic()))
+    connection = kind(target.host, target.port, addresses, max(0.001, deadline - time.monotonic()))
     split = urllib.parse.urlsplit(url)
     sent = {"User-Agent": USER_AGENT, "Connection": "close", **headers}
     if auth and target == own:

@@ -4738,6 +4738,40 @@ def test_an_upload_answer_is_never_kept(hub, github, demo):
         assert answer.status == 400 and answer.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2001:4860:4860::8888", True), ("151.101.0.223", True),
+    ("127.0.0.1", False), ("127.8.9.10", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("255.255.255.255", False), ("::1", False), ("::", False), ("fe80::1%eth0", False), ("fc00::1", False),
+    ("fd12::1", False), ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False),
+    ("not an address", False),
+])
+def test_only_public_addresses_are_fetched_from(address, public):
+    assert pypihub.is_public_address(address) is public
+
+
+def resolver(*addresses: str):
+    return lambda host, port, **kw: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+
+@pytest.mark.parametrize("url, addresses, allowed", [
+    ("https://files.example/x.whl", ("151.101.0.223",), True),
+    ("https://files.example/x.whl", ("151.101.0.223", "10.0.0.5"), False),  # every address must be public
+    ("http://169.254.169.254/latest/meta-data/", ("169.254.169.254",), False),
+    ("http://127.0.0.1:3141/files/x.whl", ("127.0.0.1",), True),  # the fallback index's own host and port
+    ("http://127.0.0.1:3142/files/x.whl", ("127.0.0.1",), False),  # another port there is another service
+    ("http://localhost:3141/files/x.whl", ("127.0.0.1",), False),  # another name for it is not what was named
+    ("file:///etc/passwd", ("127.0.0.1",), False), ("ftp://files.example/x", ("151.101.0.223",), False),
+])
+def test_a_file_host_is_checked_before_it_is_asked(url, addresses, allowed):
+    own = pypihub.origin_of("http://127.0.0.1:3141/simple/")
+    if allowed:
+        assert pypihub.checked_addresses(url, own, resolver(*addresses)) == list(addresses)
+    else:
+        with pytest.raises(pypihub.BadGateway):
+            pypihub.checked_addresses(url, own, resolver(*addresses))
+
+
 def upstream_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:32]
 
@@ -6539,12 +6573,25 @@ def acme(github):
     return repo
 
 
+@pytest.fixture(scope="session")
+def venv_with_pip(tmp_path_factory) -> Path:
+    """A virtualenv with pip, made once; each test that runs `pip` gets a copy of its own."""
+    template = tmp_path_factory.mktemp("pip-venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(template)], check=True, capture_output=True)
+    return template
+
+
 @pytest.fixture
-def shell(tmp_path):
-    """What a user's shell has: HOME, a virtualenv whose pip is `pip`, and uv, twine, poetry and pdm
-    (from the test environment) on PATH; GITHUB_TOKEN set by each test."""
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, capture_output=True)
-    env = {**pip_env(tmp_path), "PATH": os.pathsep.join([str(tmp_path / "venv" / "bin"), str(Path(sys.executable).parent),
+def shell(tmp_path, venv_with_pip):
+    """What a user's shell has: HOME, an active virtualenv whose pip is `pip`, and uv, twine, poetry
+    and pdm (from the test environment) on PATH; GITHUB_TOKEN set by each test."""
+    venv = tmp_path / "venv"
+    shutil.copytree(venv_with_pip, venv, symlinks=True)
+    (venv / "pyvenv.cfg").write_text((venv_with_pip / "pyvenv.cfg").read_text())
+    for name in ("pip", "pip3"):  # the copy's own pip (the template's scripts name the template's python)
+        (venv / "bin" / name).write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m pip "$@"\n')
+        (venv / "bin" / name).chmod(0o755)
+    env = {**pip_env(tmp_path), "PATH": os.pathsep.join([str(venv / "bin"), str(Path(sys.executable).parent),
                                                          os.environ.get("PATH", "")])}
     for name in ("PIP_CONFIG_FILE", "XDG_CONFIG_HOME", "VIRTUAL_ENV", "POETRY_HOME"):
         env.pop(name, None)
