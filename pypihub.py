@@ -600,6 +600,8 @@ def parse_credentials(header: str | None) -> Credentials:
     scheme, _, value = (header or "").strip().partition(" ")
     if scheme.lower() != "basic" or not value.strip():
         raise Unauthorized("Log in with your GitHub owner as user and your GitHub token as password.")
+    if len(value) > 2 * MAX_TOKEN:  # Base64 of an owner and the longest token: work before GitHub stays small
+        raise Unauthorized("The Authorization header is longer than any GitHub token.")
     try:  # ValueError also for non-ASCII bytes, which reach us as Latin-1 text
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
@@ -3975,7 +3977,7 @@ class Upstream:
         if metadata:  # PEP 658: the file's URL, its path ending in .metadata
             url = url._replace(path=url.path + METADATA_SUFFIX)
         found = self.open(urllib.parse.urlunsplit(url), method, forward)
-        if found.status >= 400 or found.status not in (200, 206, 304, 412, 416):
+        if found.status not in (200, 206, 304, 412, 416):  # the last three answer the client's own conditions
             found.close()
             if found.status in (404, 410):
                 raise NotFound(NO_SUCH_FILE)

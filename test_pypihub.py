@@ -345,7 +345,7 @@ def test_parse_credentials(header, expected):
     None, "", "Bearer ghp_abc", "Basic", "Basic !!!notbase64", basic("no-colon"), basic("octorg:"),
     basic("bad owner:token"), basic("-octorg:token"), basic("octorg:tok en"),
     basic("octorg:tok\nen"), "Basic " + base64.b64encode(b"o:\xff\xfe").decode(), basic("x" * 40 + ":t"),
-    basic("octorg:" + "x" * 4097), basic("octorg: \n"), basic("octorg:tok\x7fen"),
+    basic("octorg:" + "x" * 4097), basic("octorg: \n"), basic("octorg:tok\x7fen"), "Basic " + "QUFB" * 5000,
 ])
 def test_parse_credentials_refuses(header):
     with pytest.raises(pypihub.Unauthorized) as caught:
