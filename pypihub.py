@@ -168,6 +168,10 @@ OVERFLOW_HEAD_TIMEOUT = 1.0  # seconds such a connection has to send its request
 OVERFLOW_PER_CLIENT = 2  # of the HEALTH_RESERVE, so that one client cannot take them all
 SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PLAIN_HTTP_ON_TLS = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     b"Content-Length: 49\r\nConnection: close\r\n\r\n"
+                     b"Plain HTTP was sent to this HTTPS port: use TLS.\n")
+TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS record that carries a ClientHello (RFC 8446 5.1)
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
            b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
            b"Too many connections; try again.\n")
@@ -194,53 +198,65 @@ class PyPIHubError(Exception):
 
     status = 500
     headers: Sequence[tuple[str, str]] = ()
+    why = "internal"  # the reason in one word, for the access log (reason=...)
 
-    def __init__(self, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(self, message: str, headers: Sequence[tuple[str, str]] = (), why: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.headers = tuple(type(self).headers) + tuple(headers)
+        self.why = why or type(self).why
 
 
 class BadRequest(PyPIHubError):
+    why = "bad-request"
     status = 400
 
 
 class Unauthorized(PyPIHubError):
+    why = "unauthorized"
     status = 401
     headers = (("WWW-Authenticate", 'Basic realm="pypihub", charset="UTF-8"'),)
 
 
 class Forbidden(PyPIHubError):
+    why = "forbidden"
     status = 403
 
 
 class NotFound(PyPIHubError):
+    why = "not-found"
     status = 404
 
 
 class MethodNotAllowed(PyPIHubError):
+    why = "method-not-allowed"
     status = 405
     headers = (("Allow", "GET, HEAD"),)
 
 
 class NotAcceptable(PyPIHubError):
+    why = "not-acceptable"
     status = 406
 
 
 class LengthRequired(PyPIHubError):
+    why = "length-required"
     status = 411
 
 
 class PayloadTooLarge(PyPIHubError):
+    why = "too-large"
     status = 413
 
 
 class URITooLong(PyPIHubError):
+    why = "uri-too-long"
     status = 414
 
 
 class TooManyRequests(PyPIHubError):
     status = 429
+    why = "rate-limited"
 
     def __init__(self, message: str, headers: Sequence[tuple[str, str]] = (),
                  wait: int = SECONDARY_WAIT, api: str = "") -> None:
@@ -250,23 +266,28 @@ class TooManyRequests(PyPIHubError):
 
 
 class BadGateway(PyPIHubError):
+    why = "github-failed"
     status = 502
 
 
 class Unavailable(BadGateway):
     """GitHub could not be reached or answered 5xx: worth another try."""
+    why = "github-unavailable"
 
 
 class ExpiredLink(BadGateway):
     """The download host refused a signed URL (expired or revoked)."""
+    why = "link-refused"
 
 
 class GatewayTimeout(PyPIHubError):
+    why = "timeout"
     status = 504
 
 
 class Overloaded(PyPIHubError):
     """More connections than this server takes: try again in a moment."""
+    why = "overloaded"
 
     status = 503
     headers = (("Retry-After", "1"),)
@@ -281,25 +302,30 @@ class ShortBody(Exception):
 
 
 class RequestTimeout(PyPIHubError):
+    why = "request-timeout"
     status = 408
 
 
 class Conflict(PyPIHubError):
     """The request cannot be carried out on the resource as it is (e.g. an immutable release)."""
+    why = "conflict"
 
     status = 409
 
 
 class ReleaseExists(BadRequest):
     """Creating a release failed: another one has its tag (someone created it just now)."""
+    why = "release-exists"
 
 
 class Moved(NotFound):
     """The repo is another owner's now (a transfer GitHub follows): never looked for elsewhere."""
+    why = "moved"
 
 
 class MetadataTooLarge(NotFound):
     """A wheel's METADATA is too large for this index to serve."""
+    why = "metadata-too-large"
 
 
 class ListEnd(BadGateway):
@@ -593,29 +619,32 @@ class Answer:
     stream: Any = None
     length: int | None = None
     reason: str | None = None  # a status line phrase other than the standard one
+    why: str = ""  # for an error, its reason in one word: the access log's reason=
 
 
 def parse_credentials(header: str | None) -> Credentials:
     """Owner and token from a Basic Authorization header, or Unauthorized."""
     scheme, _, value = (header or "").strip().partition(" ")
     if scheme.lower() != "basic" or not value.strip():
-        raise Unauthorized("Log in with your GitHub owner as user and your GitHub token as password.")
+        raise Unauthorized("Log in with your GitHub owner as user and your GitHub token as password.",
+                           why="no-credentials")
     if len(value) > 2 * MAX_TOKEN:  # Base64 of an owner and the longest token: work before GitHub stays small
-        raise Unauthorized("The Authorization header is longer than any GitHub token.")
+        raise Unauthorized("The Authorization header is longer than any GitHub token.", why="bad-credentials")
     try:  # ValueError also for non-ASCII bytes, which reach us as Latin-1 text
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise Unauthorized("The Authorization header is not valid Basic credentials.") from None
+        raise Unauthorized("The Authorization header is not valid Basic credentials.",
+                           why="bad-credentials") from None
     owner, colon, token = decoded.partition(":")
     token = token.strip()  # a trailing newline from an environment variable or a file
     if not colon or not token:
-        raise Unauthorized("Give your GitHub token as the password.")
+        raise Unauthorized("Give your GitHub token as the password.", why="no-token")
     if owner.lower() in RESERVED_USERS:
         owner = ""  # the configured owners, in their order
     elif not LOGIN_RE.fullmatch(owner):
-        raise Unauthorized("The user name must be the GitHub login of the repo's owner.")
+        raise Unauthorized("The user name must be the GitHub login of the repo's owner.", why="bad-owner")
     if not TOKEN_RE.fullmatch(token):
-        raise Unauthorized("The password is not a GitHub token.")
+        raise Unauthorized("The password is not a GitHub token.", why="bad-token")
     return Credentials(owner, token)
 
 
@@ -681,6 +710,27 @@ class Headers:
 
     def values(self) -> list[str]:
         return [value for _, value in self._fields]
+
+
+MAX_HEAD = 64 * 1024  # a request head's header lines in all (http.server allows 100 of 64 KiB each)
+
+
+class HeadBudget:
+    """What http.server's header parser reads a head through: MAX_HEAD bytes in all, then
+    http.client.LineTooLong (431), so one connection's head holds kilobytes, not megabytes."""
+
+    def __init__(self, stream: Any, budget: int) -> None:
+        self.stream, self.budget = stream, budget
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.budget <= 0:
+            raise http.client.LineTooLong("request head")
+        line = self.stream.readline(self.budget if limit < 0 else min(limit, self.budget))
+        self.budget -= len(line)
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 class Head(NamedTuple):
@@ -749,26 +799,37 @@ def head_problem(headers: email.message.Message | Headers) -> str | None:
 TOKEN_SHAPE_RE = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_.-]{20,}")
 
 
-BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+# The Basic form of the shortest token ("u:" and gh?_ with 20 more) is 36 Base64 characters.
+BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{36,}={0,2}")
+BASIC_MARKERS = ("Omdo", "Omdp", "pna", "6Z2")  # Base64 of ":gh" (":gi", github_pat_) at each alignment
 
 
 def is_basic_token(candidate: str) -> bool:
-    """Whether a run of Base64 (standard or URL-safe) is the Basic form of a token: "user:gh…"."""
+    """Whether a run of Base64 (standard or URL-safe) holds the Basic form of a token, "user:gh…",
+    wherever in the run it starts (the run may begin with a path's "/" or other letters)."""
+    if not any(marker in candidate for marker in BASIC_MARKERS):
+        return False  # no ":gh" at any alignment: most runs (paths, node ids) end here, undecoded
     bare = candidate.rstrip("=")
-    try:
-        text = base64.b64decode(bare + "=" * (-len(bare) % 4),
-                                altchars=b"-_" if "-" in bare or "_" in bare else None).decode("latin-1")
-    except (binascii.Error, ValueError):
-        return False
-    return ":" in text and bool(TOKEN_SHAPE_RE.search(text))
+    for offset in range(4):
+        for alphabet, other in ((b"+/", "-_"), (b"-_", "+/")):
+            piece = bare[offset:].translate({ord(c): None for c in other})  # the other alphabet's two
+            try:
+                text = base64.b64decode(piece[: len(piece) // 4 * 4], altchars=alphabet).decode("latin-1")
+            except (binascii.Error, ValueError):
+                continue
+            if ":" in text and TOKEN_SHAPE_RE.search(text):
+                return True
+    return False
 
 
 def redact_token_forms(text: str) -> str:
     """`text` without GitHub tokens: as they are, percent-encoded, or in Basic form (Base64 of user:token)."""
-    if "%" in text:
-        decoded = urllib.parse.unquote(text)
-        if decoded != text and (TOKEN_SHAPE_RE.search(decoded) or BASE64_RUN_RE.search(decoded)):
-            text = sanitize_log(decoded)  # percent-encoded, e.g. its dots as %2E
+    decoded = text
+    for _ in range(3):  # percent-encoded, e.g. its dots as %2E; twice or thrice over, too
+        decoded = urllib.parse.unquote(decoded) if "%" in decoded else decoded
+    if decoded != text and (TOKEN_SHAPE_RE.search(decoded)
+                            or any(map(is_basic_token, BASE64_RUN_RE.findall(decoded)))):
+        text = sanitize_log(decoded)
     text = TOKEN_SHAPE_RE.sub("[token]", text)  # one in a query or a path, glued to other text too
     return BASE64_RUN_RE.sub(lambda m: "[token]" if is_basic_token(m.group()) else m.group(), text)
 
@@ -851,7 +912,8 @@ def refuse_cross_site(command: str | None, headers: Mapping[str, str], own_origi
         return
     origin = headers.get("Origin")
     if headers.get("Sec-Fetch-Site") not in BROWSER_OWN or origin is not None and origin != own_origin:
-        raise Forbidden("A page of another site may not write here (its Origin or Sec-Fetch-Site says so).")
+        raise Forbidden("A page of another site may not write here (its Origin or Sec-Fetch-Site says so).",
+                        why="cross-site")
 
 
 def parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -969,7 +1031,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def error_answer(error: PyPIHubError) -> Answer:
     body = (error.message.rstrip(".") + ".\n").encode()
-    return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers])
+    return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers], why=error.why)
 
 
 def html_answer(body: bytes) -> Answer:
@@ -1326,7 +1388,8 @@ def sso_url(headers: Mapping[str, str]) -> str | None:
 def forbidden(headers: Mapping[str, str], reason: str = "GitHub refused this token access") -> Forbidden:
     url = sso_url(headers)
     if url:
-        return Forbidden(f"{reason}: the organization uses SAML single sign-on; authorize the token at {url}")
+        return Forbidden(f"{reason}: the organization uses SAML single sign-on; authorize the token at {url}",
+                         why="sso")
     return Forbidden(f"{reason} (an organization policy, e.g. SSO, may apply)")
 
 
@@ -1334,7 +1397,7 @@ def http_failure(status: int, headers: Mapping[str, str], now: float, payload: b
                  api: str = "rest") -> PyPIHubError:
     """Our answer to a GitHub HTTP error status (of `api`, "rest" or "graphql")."""
     if status == 401:
-        return Unauthorized("GitHub rejected this token.")
+        return Unauthorized("GitHub rejected this token.", why="bad-token")
     if is_rate_limit(status, headers, payload):
         return rate_limited(retry_after(headers, now), is_secondary_limit(payload), api)
     if status == 403:
@@ -1383,12 +1446,28 @@ def write_failure(status: int, headers: Mapping[str, str], now: float, payload: 
     return http_failure(status, headers, now, payload)
 
 
+def network_cause(reason: BaseException) -> tuple[str, str]:
+    """Why a connection failed, as a log word and in words: the name, the connection, or TLS."""
+    if isinstance(reason, socket.gaierror):
+        return "dns", "its name did not resolve"
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused", "the connection was refused"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return "tls", f"its TLS certificate did not verify ({sanitize_log(str(reason.verify_message))[:100]})"
+    if isinstance(reason, ssl.SSLError):
+        return "tls", "the TLS handshake failed"
+    if isinstance(reason, ConnectionError):
+        return "reset", "the connection broke"
+    return "network", sanitize_log(type(reason).__name__)
+
+
 def network_failure(exc: BaseException) -> PyPIHubError:
-    """Our answer when a request to GitHub (or its download host) failed below HTTP."""
+    """Our answer when a request to GitHub (or its download host) failed below HTTP, with its cause."""
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, (socket.timeout, TimeoutError)):
-        return GatewayTimeout("GitHub did not answer in time.")
-    return Unavailable("Could not reach GitHub.")
+        return GatewayTimeout("GitHub did not answer in time.", why="github-timeout")
+    word, words = network_cause(reason if isinstance(reason, BaseException) else exc)
+    return Unavailable(f"Could not reach GitHub: {words}.", why=f"github-{word}")
 
 
 # A field the server's schema lacks: GitHub's validation error ("Field 'digest' doesn't exist on
@@ -2012,10 +2091,30 @@ class NotesSanitizer(HTMLParser):
         return "".join(self.out) + closing + more
 
 
+MAX_TAG = 512  # characters from a tag's "<" to its ">"; GitHub's own tags are far shorter
+MAX_NOTES_INPUT = 256 * 1024  # characters of notes read at all
+
+
+def defuse_unfinished_tags(text: str) -> str:
+    """`text` with each "<" that no ">" closes within MAX_TAG characters escaped: html.parser reads
+    such an unfinished tag again on every chunk it is fed, and its attribute pattern backtracks on
+    one ("<a <a <a ..."), so that a few KiB of them take seconds. One pass, linear."""
+    out, start, close = [], 0, -1
+    at = text.find("<")
+    while at >= 0:
+        close = close if close >= at else text.find(">", at)
+        if close < 0 or close - at > MAX_TAG:
+            out += [text[start:at], "&lt;"]
+            start = at + 1
+        at = text.find("<", at + 1)
+    return "".join(out) + text[start:]
+
+
 def sanitize_notes(notes_html: str | None, release_url: str, budget: int = NOTES_BUDGET) -> str:
     """Release notes fit to include in a page as they are (see NotesSanitizer); notes the HTML
     parser gives up on are shown as their escaped text."""
-    sanitizer, text = NotesSanitizer(release_url, budget), notes_html or ""
+    sanitizer = NotesSanitizer(release_url, budget)
+    text = defuse_unfinished_tags((notes_html or "")[:MAX_NOTES_INPUT])
     try:
         for start in range(0, len(text), NOTES_CHUNK):
             sanitizer.feed(text[start:start + NOTES_CHUNK])
@@ -2400,7 +2499,7 @@ class Throttle:
 
     def enter(self, deadline: float, api: str) -> None:
         if self.rejected_until > self.clock():
-            raise Unauthorized("GitHub rejected this token (within the last minute).")
+            raise Unauthorized("GitHub rejected this token (within the last minute).", why="bad-token")
         wait = int(max(self.until[""], self.until[api]) - self.clock() + 0.999)
         if wait > 0:
             raise TooManyRequests(f"GitHub asked this token to pause its requests; retry in {wait} s.",
@@ -2712,7 +2811,8 @@ def find_repo(github: GitHub, owner: str, candidates: Sequence[str], pages: Page
     owned = [repo for repo in found if repo_owner(repo, owner).lower() == owner.lower()]
     if owned or found:
         return owned[0] if owned else owned_repo(found[0], owner)
-    raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.")
+    raise NotFound(f"No repo {' or '.join(candidates)} of {owner} is visible to this token.",
+                   why="not-visible")
 
 
 MORE_RELEASES_QUERY = query_with("""
@@ -3768,6 +3868,17 @@ UPSTREAM_CHUNK = 64 * 1024
 REFUSED_ADDRESS = "The fallback index named a file at an address this server does not fetch from."
 
 
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
+                  ipaddress.ip_network("::/96"))  # NAT64 (RFC 6052, 8215) and IPv4-compatible addresses
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a NAT64 or IPv4-compatible IPv6 address carries in its last 32 bits."""
+    if any(ip in prefix for prefix in NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: str) -> bool:
     """An address on the internet at large: not loopback, private (10/8, 172.16/12, 192.168/16,
     fc00::/7), link-local (169.254/16, the cloud metadata address among them; fe80::/10), shared,
@@ -3776,8 +3887,10 @@ def is_public_address(address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or embedded_ipv4(ip)
+        if embedded is not None and not is_public_address(str(embedded)):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -3879,6 +3992,12 @@ class UpstreamResponse:
         self.sock.close()
 
 
+def cut_off(connection: http.client.HTTPConnection) -> None:
+    """End a connection's reads at once (from another thread: a blocked recv returns)."""
+    with contextlib.suppress(OSError, AttributeError):
+        connection.sock.shutdown(socket.SHUT_RDWR)
+
+
 def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
                        auth: str | None, resolve: Callable[..., list]) -> UpstreamResponse:
     addresses, target = checked_addresses(url, own, resolve), origin_of(url)
@@ -3888,17 +4007,23 @@ def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadli
     sent = {"User-Agent": USER_AGENT, "Connection": "close", **headers}
     if auth and target == own:
         sent["Authorization"] = auth
+    # The answer's head comes within the deadline as a whole, too: each read's own timeout would
+    # let a host that sends a header line every few seconds hold the request for minutes.
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off, (connection,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request(method, urllib.parse.urlunsplit(("", "", split.path or "/", split.query, "")),
                            headers=sent)
         sock = connection.sock
         return UpstreamResponse(connection.getresponse(), sock, deadline, url)
-    except (socket.timeout, TimeoutError):
+    except (OSError, http.client.HTTPException, ssl.SSLError) as failed:
         connection.close()
-        raise GatewayTimeout("The fallback index did not answer in time.") from None
-    except (OSError, http.client.HTTPException, ssl.SSLError):
-        connection.close()
+        if time.monotonic() >= deadline or isinstance(failed, (socket.timeout, TimeoutError)):
+            raise GatewayTimeout("The fallback index did not answer in time.") from None
         raise Unavailable("Could not reach the fallback index.") from None
+    finally:
+        watchdog.cancel()
 
 
 def open_upstream(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
@@ -4007,7 +4132,7 @@ class Upstream:
             answer = self.open(self.url(project), "GET", {"Accept": UPSTREAM_ACCEPT})
             try:
                 if answer.status in (404, 410):
-                    return NotFound(nowhere(project))
+                    return NotFound(nowhere(project), why="not-visible")
                 if answer.status != 200:
                     raise BadGateway(f"The fallback index answered HTTP {answer.status}.")
                 data = answer.read_all(MAX_UPSTREAM_PAGE)
@@ -4190,7 +4315,7 @@ class Index:
         for a token GitHub has not accepted from an address it has rejected many tokens from."""
         settings, served = self.settings, self.served
         if creds.owner and served and creds.owner.lower() not in served:
-            raise Forbidden("This index does not serve that owner.")
+            raise Forbidden("This index does not serve that owner.", why="owner-not-served")
         if not creds.owner and not served:
             raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
         key = self.key_of(creds)
@@ -4231,13 +4356,14 @@ class Index:
                 # 404 but stops at 401/403 (docs.astral.sh/uv, "Ignoring error codes"). The same
                 # answer whether or not such a repo exists: the operator's pattern decides, not GitHub.
                 raise Forbidden(f"{project} is a private name here (--private-name) and this token "
-                                "sees no project of that name: give the token access to its repo") from None
+                                "sees no project of that name: give the token access to its repo",
+                                why="private-name") from None
             if self.upstream is None:
                 raise
             # A name kept from the fallback index (served from GitHub to some token) answers as a
             # name that the fallback index lacks too: the same 404, so no one learns it is ours.
             if not self.may_be_public(project) or not self.upstream.has(project):
-                raise NotFound(nowhere(project)) from None
+                raise NotFound(nowhere(project), why="not-visible") from None
             if not self.settings.proxy_downloads:
                 return self.upstream.url(project)
             return self.upstream.page(project, media)
@@ -4335,19 +4461,20 @@ class Index:
                 missing = exc
                 continue
             if one_index and not listing.files:  # a repo without Python files has no project of that name
-                missing = NotFound(f"{owner}'s repo for {project} has no Python files for this token.")
+                missing = NotFound(f"{owner}'s repo for {project} has no Python files for this token.",
+                                   why="no-python-files")
                 continue
             if listing.files and self.upstream is not None:  # an empty repo makes no name private
                 self._remember_private(project)
             return listing
         raise missing or NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} "
-                                  "for this token.")
+                                  "for this token.", why="not-visible")
 
     def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
         key = ("listing", self.key_of(creds), creds.owner.lower(), project)
         found = self.listings.get_or_load(key, lambda: self._load_listing(github, creds, project), self.log)
         if isinstance(found, NotFound):
-            raise type(found)(found.message)
+            raise type(found)(found.message, why=found.why)
         return found
 
     def repo_names(self, github: GitHub, creds: Credentials) -> tuple[frozenset[str], bool]:
@@ -4820,13 +4947,30 @@ class Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         try:
             super().handle()
-        except (ConnectionError, BlockingIOError, ssl.SSLError, socket.timeout, TimeoutError):
+        except ssl.SSLError as exc:
+            self.close_connection = True
+            if getattr(exc, "reason", "") == "HTTP_REQUEST":  # OpenSSL saw an HTTP request line
+                self.refuse_plain_http()
+        except (ConnectionError, BlockingIOError, socket.timeout, TimeoutError):
             self.close_connection = True  # BlockingIOError: SO_SNDTIMEO ran out during a write
+
+    def refuse_plain_http(self) -> None:
+        """Plain HTTP sent to the TLS port: a plain 400 that says so, as nginx answers, and a log line."""
+        try:  # beside the TLS layer, whose handshake failed: the client reads plain HTTP
+            socket.socket.sendall(self.connection, PLAIN_HTTP_ON_TLS)
+        except OSError:
+            pass
+        sent = str(len(PLAIN_HTTP_ON_TLS))
+        self.log_access("invalid", 400, 0.0, GitHubCalls(), sent, "plain-http-on-tls-port")
 
     def handle_one_request(self) -> None:
         # Idle or trickling, a connection has head_timeout for the whole request head (and, over
         # TLS, the handshake): the socket timeout alone bounds each read, not their sum.
         self.server.await_head(self.connection, self.head_timeout)
+        if self.server.tls is None and self.rfile.peek(1)[:1] == TLS_HANDSHAKE:
+            self.close_connection = True  # a TLS client: it waits for a handshake this port never makes
+            self.log_access("invalid", 400, 0.0, GitHubCalls(), "0", "tls-on-plain-port")
+            return
         try:
             super().handle_one_request()
         finally:
@@ -4845,9 +4989,13 @@ class Handler(BaseHTTPRequestHandler):
         if head is not None:
             self.adopt_head(head)
         else:
-            with self.server.gate.released():  # it reads the head's lines as they come
-                if not super().parse_request():
-                    return False
+            reader, self.rfile = self.rfile, HeadBudget(self.rfile, MAX_HEAD)
+            try:
+                with self.server.gate.released():  # it reads the head's lines as they come
+                    if not super().parse_request():
+                        return False
+            finally:
+                self.rfile = reader
         self.server.head_done(self.connection)
         problem = head_problem(self.headers)
         if problem:
@@ -4906,7 +5054,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if answer.stream is not None:
                 answer.stream.close()
-            self.log_access(endpoint, answer.status, time.perf_counter() - started, calls, sent)
+            self.log_access(endpoint, answer.status, time.perf_counter() - started, calls, sent, answer.why)
 
     def has_body(self) -> bool:
         length = self.headers.get("Content-Length", "0").strip()
@@ -5129,24 +5277,29 @@ class Handler(BaseHTTPRequestHandler):
         """Errors raised by http.server itself (bad request line, headers too long, ...)."""
         self.close_connection = True
         # http.server quotes the request line in some messages: it may hold a token.
-        error = PyPIHubError((message or http.HTTPStatus(code).phrase).split(" (")[0])
+        phrase = (message or http.HTTPStatus(code).phrase).split(" (")[0]
+        error = PyPIHubError(phrase, why="malformed-request")
         error.status = code
         sent = "-"
         try:
             sent = str(self.send_answer(error_answer(error)))
         finally:
-            self.log_access("invalid", code, 0.0, GitHubCalls(), sent)
+            self.log_access("invalid", code, 0.0, GitHubCalls(), sent, error.why)
 
-    def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str) -> None:
+    def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str,
+                   why: str = "") -> None:
+        """One line a request: who, what, the answer, its time, GitHub calls, bytes; for an error,
+        its reason in one word (reason=not-visible, reason=bad-token, ...)."""
         headers = getattr(self, "headers", None)
         path = loggable_target(redact(self.path, headers.get("Authorization")) if headers else self.path)
-        method, path, client = self.command or "-", path or "-", self.client()
+        method, path, client = loggable_target(self.command or "-"), path or "-", self.client()
         self.server.metrics.observe_request(endpoint, status, seconds)
-        ms = round(seconds * 1000, 1)
+        ms, why = round(seconds * 1000, 1), why if status >= 400 else ""
         self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
-                         f'rest={calls.rest} bytes={sent}',
+                         f'rest={calls.rest} bytes={sent}' + (f" reason={why}" if why else ""),
                          {"client": client, "method": method, "path": path, "status": status, "ms": ms,
-                          "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": sent})
+                          "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": sent,
+                          **({"reason": why} if why else {})})
 
     def client(self) -> str:
         """Whom the request came from, for the log (see forwarded_client)."""
@@ -5406,9 +5559,15 @@ def flag_arguments(field: dataclasses.Field) -> dict[str, Any]:
             **({"choices": option.choices} if option.choices else {})}
 
 
-def build_parser() -> argparse.ArgumentParser:
+AUTH_MODEL = ("Clients log in with HTTP Basic: the user is the GitHub owner of the repos (an organization "
+              "or a user, not your own login), the password a GitHub token that can read them. PyPIHub "
+              "passes the token to GitHub, which decides what it sees. To learn why an install fails: "
+              "pypihub check [--owner OWNER] [PROJECT ...] (or python3 pypihub.py check ...).")
+
+
+def build_parser(prog: str = "pypihub") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pypihub", description="A Python package index over the assets of GitHub Releases.",
+        prog=prog, description="A Python package index over the assets of GitHub Releases. " + AUTH_MODEL,
         epilog="Every flag can also be set as PYPIHUB_<FLAG> (e.g. PYPIHUB_GRAPHQL_URL); flags win.")
     for field in dataclasses.fields(Settings):
         parser.add_argument(flag_of(field), **flag_arguments(field))
@@ -5459,9 +5618,8 @@ def no_credentials_mode(settings: Settings) -> bool:
     return bool(settings.token_env or settings.token_file or settings.token_command)
 
 
-def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
-    """Settings from flags, then PYPIHUB_* variables, then --config, then defaults."""
-    given = vars(build_parser().parse_args(argv))
+def settings_from(given: dict[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Settings from parsed flags (build_parser's), then PYPIHUB_* variables, --config, defaults."""
     config_path = given.pop("config") or environ.get("PYPIHUB_CONFIG")
     flags = {name: value for name, value in given.items() if value is not None}
     config = config_values(read_config(config_path)) if config_path else {}
@@ -5483,10 +5641,295 @@ def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
     return settings
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Serve until SIGTERM or Ctrl-C; return the exit status."""
+def build_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from flags, then PYPIHUB_* variables, then --config, then defaults."""
+    return settings_from(vars(build_parser().parse_args(argv)), environ)
+
+
+# --- Command line: pypihub check ---
+
+# Token prefixes: GitHub's "About authentication to GitHub"; ghs_ also in 2026's ghs_<app id>_<JWT>.
+TOKEN_KINDS = (("github_pat_", "a fine-grained personal access token"),
+               ("ghp_", "a classic personal access token"), ("gho_", "an OAuth app token"),
+               ("ghu_", "a GitHub App user-to-server token"),
+               ("ghs_", "a GitHub App installation token (Actions' GITHUB_TOKEN is one)"),
+               ("ghr_", "a GitHub App refresh token (not for API calls)"))
+FINE_GRAINED_FIX = ("check the name, and that the token can read the repo (a fine-grained token: add "
+                    "the repo to its repository access)")
+
+
+def token_kind(token: str) -> str:
+    """What a token is, by its prefix (a token's shape is never checked: GitHub decides)."""
+    return next((kind for prefix, kind in TOKEN_KINDS if token.startswith(prefix)),
+                "a token of no GitHub prefix (an old classic token, or GitHub Enterprise Server's)")
+
+
+class Finding(NamedTuple):
+    """One line of `pypihub check`: what was checked, whether it works, and the likely fix if not."""
+
+    section: str
+    ok: bool
+    text: str
+    fix: str = ""
+
+
+VIEWER_QUERY = """
+query Viewer { viewer { login } }
+"""
+RATE_QUERY = """
+query RateLimit { rateLimit { limit remaining resetAt } }
+"""
+OWNER_QUERY = """
+query OwnerCheck($owner: String!) {
+  repositoryOwner(login: $owner) { login repositories(first: 1) { totalCount } }
+}
+"""
+
+
+def check_token(github: GitHub, token: str) -> tuple[list[Finding], str]:
+    """Whether GitHub takes the token, what kind it is, whose, its scopes and GraphQL budget; and
+    the viewer's login ("" for an App's installation, which may name no user)."""
     try:
-        environ = os.environ if environ is None else environ
+        _, headers = github.rest("/rate_limit")  # any token may ask; it costs no rate limit
+    except Unauthorized:
+        return [Finding("Token", False, f"rejected by GitHub: {token_kind(token)}",
+                        "make a new token (it may have expired or been revoked), or check for a typo")], ""
+    scopes = headers.get("x-oauth-scopes")  # classic tokens only
+    found = [Finding("Token", True, f"accepted: {token_kind(token)}"
+                     + (f"; scopes: {scopes or 'none'}" if scopes is not None else ""))]
+    try:
+        login = str((github.query(VIEWER_QUERY, {}).get("viewer") or {}).get("login") or "")
+    except PyPIHubError:
+        login = ""  # GitHub does not document what an installation's viewer is: either way is fine
+    found.append(Finding("Token", True, f"belongs to {login}" if login else "belongs to a GitHub App"))
+    rate = github.query(RATE_QUERY, {}).get("rateLimit") or {}
+    left = isinstance(rate.get("remaining"), int) and rate["remaining"] > 0
+    remaining, limit, reset = rate.get("remaining"), rate.get("limit"), rate.get("resetAt")
+    budget = f"GraphQL rate limit: {remaining} of {limit} left, resets {reset}"
+    found.append(Finding("Token", left, budget, "" if left else "wait for the reset"))
+    return found, login
+
+
+def check_owner(index: Index, github: GitHub, creds: Credentials) -> tuple[list[Finding], list[str]]:
+    """Whether the owner resolves for the token, SSO, how many repos it sees, the projects there."""
+    section = f"Owner {creds.owner}"
+    try:
+        owner = github.query(OWNER_QUERY, {"owner": creds.owner}).get("repositoryOwner")
+        projects = sorted(index.projects(github, creds)) if isinstance(owner, dict) else []
+    except Forbidden as refused:
+        return [Finding(section, False, refused.message, "authorize the token for the org's SSO")], []
+    except NotFound:
+        owner, projects = None, []
+    except PyPIHubError as failed:
+        return [Finding(section, False, failed.message, "see GitHub's reason")], []
+    if not isinstance(owner, dict):
+        return [Finding(section, False, "does not resolve for this token",
+                        "the Basic Auth user is the repos' owner (an org or a user), not your own login")], []
+    count = (owner.get("repositories") or {}).get("totalCount")
+    listed = ", ".join(projects) or "none"
+    return [Finding(section, bool(count), f"resolves; {count} repos visible to this token",
+                    "" if count else "give the token access to the owner's repos"),
+            Finding(section, True, f"projects in its newest releases: {listed}")], projects
+
+
+def why_mapped(settings: Settings, project: str, repo: str) -> str:
+    """Why a project maps to that repo: a --repo-map rule, its own name, or the owner's project index."""
+    if any(rule.pattern.search(project) for rule in settings.repo_map):
+        return "--repo-map"
+    names = {normalize(name) for name in repo_candidates(project, ())}
+    return "its name" if normalize(repo) in names else "the owner's project index"
+
+
+def metadata_finding(index: Index, github: GitHub, creds: Credentials, section: str,
+                     wheels: Sequence[Asset]) -> list[Finding]:
+    if not wheels:
+        return [Finding(section, True, "no wheels: no METADATA to serve (pip builds sdists)")]
+    try:
+        index.core_metadata(github, creds, wheels[-1].id, wheels[-1].filename)
+    except PyPIHubError as failed:
+        return [Finding(section, False, f"METADATA of {wheels[-1].filename}: {failed.message}",
+                        "check that GitHub's download host can be reached from here")]
+    return [Finding(section, True, f"METADATA read from {wheels[-1].filename}")]
+
+
+def state_findings(section: str, repo: Mapping[str, Any], listing: Listing) -> list[Finding]:
+    """Yanked versions, immutable releases, archived, and whether the token may publish."""
+    yanked = sorted({a.version for a in listing.files if a.yanked is not None}, key=pep440_key)
+    states = [f"yanked: {', '.join(yanked) or 'none'}", f"{sum(r.immutable for r in listing.releases)} "
+              "immutable releases"] + (["archived: takes no uploads"] if listing.archived else [])
+    permission = repo.get("viewerPermission")
+    if permission is None:  # GitHub: "null if authenticated as an GitHub App"
+        publish = Finding(section, True, "publishing: GitHub decides at upload (an App token has no "
+                                         "viewerPermission)")
+    else:
+        may = permission in WRITERS
+        publish = Finding(section, may, f"may {'' if may else 'not '}publish ({permission})",
+                          "" if may else "publishing needs write access to the repo's contents")
+    return [Finding(section, True, "; ".join(states)), publish]
+
+
+def check_project(index: Index, github: GitHub, creds: Credentials, project: str) -> list[Finding]:
+    """The repo a project maps to and why, its versions and files, hashes, METADATA, states and
+    whether the token may publish to it."""
+    section = f"Project {project}"
+    try:
+        repo = index.repo(github, creds, project)
+        listing = index.listing(github, creds, project)
+    except NotFound as missing:
+        return [Finding(section, False, missing.message, FINE_GRAINED_FIX)]
+    except PyPIHubError as failed:
+        return [Finding(section, False, failed.message, "see GitHub's reason")]
+    files, wheels = listing.files, [a for a in listing.files if a.filename.endswith(".whl")]
+    why = why_mapped(index.settings, project, listing.repo)
+    found = [Finding(section, True, f"{creds.owner}/{repo.get('name')} ({why})"),
+             Finding(section, bool(files), f"{len({a.version for a in files})} versions, {len(files)} files",
+                     "" if files else "attach wheels or sdists to a published release"),
+             Finding(section, True, f"sha256 for {sum(bool(a.sha256) for a in files)} of {len(files)} files")]
+    found += metadata_finding(index, github, creds, section, wheels)
+    return found + state_findings(section, repo, listing)
+
+
+def configuration_lines(index_url: str, owner: str, projects: Sequence[str]) -> list[Finding]:
+    """How to point pip, uv and poetry at this index, without the token."""
+    url, names = index_url.rstrip("/") + "/", " ".join(projects) or "PROJECT"
+    split = urllib.parse.urlsplit(url)
+    with_user = urllib.parse.urlunsplit(split._replace(netloc=f"{owner}:${{GITHUB_TOKEN}}@{split.netloc}"))
+    uv = (f'uv: [[tool.uv.index]] name = "pypihub", url = "{url}"; then UV_INDEX_PYPIHUB_USERNAME={owner} '
+          'UV_INDEX_PYPIHUB_PASSWORD="$GITHUB_TOKEN"')
+    poetry = (f"poetry source add --priority=explicit pypihub {url} && "
+              f'poetry config http-basic.pypihub {owner} "$GITHUB_TOKEN"')
+    return [Finding("Configure", True, f'pip install --index-url "{with_user}" {names}'),
+            Finding("Configure", True, uv), Finding("Configure", True, poetry)]
+
+
+class LocalRedirects(urllib.request.HTTPRedirectHandler):
+    """Credentials follow a redirect only to the same origin (as pip's do): none to the download host."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not same_origin(newurl, req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def fetch_through(url: str, auth: str, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
+    """Status and the first bytes of a GET through a running PyPIHub, as a client would ask."""
+    sent = {"Authorization": auth, "User-Agent": USER_AGENT, **headers}
+    try:
+        with urllib.request.build_opener(LocalRedirects()).open(urllib.request.Request(url, headers=sent),
+                                                                timeout=timeout) as answer:
+            return answer.status, answer.read(4096)
+    except urllib.error.HTTPError as failed:
+        return failed.code, failed.read(300)
+
+
+def check_index(index_url: str, auth: str, project: str, timeout: float) -> list[Finding]:
+    """The project through a running PyPIHub: its listing, a .metadata and a file's first bytes."""
+    section, page = f"Index {project}", index_url.rstrip("/") + f"/{project}/"
+    try:
+        status, body = fetch_through(page, auth, {"Accept": JSON_V1}, timeout)
+        if status != 200:
+            said = sanitize_log(body.decode("utf-8", "replace"))[:200]
+            return [Finding(section, False, f"{page} answered {status}: {said}", "see the lines above")]
+        files = json.loads(body).get("files") or []
+        found = [Finding(section, bool(files), f"{page}: {len(files)} files")]
+        for entry in [f for f in files if f.get("core-metadata")][-1:]:
+            metadata = urllib.parse.urljoin(page, entry["url"]) + METADATA_SUFFIX
+            status, _ = fetch_through(metadata, auth, {}, timeout)
+            found.append(Finding(section, status == 200, f"{entry['filename']}.metadata: {status}"))
+        for entry in files[-1:]:
+            url = urllib.parse.urljoin(page, entry["url"])
+            status, head = fetch_through(url, auth, {"Range": "bytes=0-99"}, timeout)
+            read = f"{entry['filename']}: {status}, {len(head)} bytes read"
+            found.append(Finding(section, status in (200, 206), read))
+        return found
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as failed:
+        reason = getattr(failed, "reason", failed)
+        cause = network_cause(reason if isinstance(reason, BaseException) else failed)[1]
+        return [Finding(section, False, f"could not reach {page}: {cause}",
+                        "is PyPIHub running there, and is the URL's scheme (http or https) right?")]
+
+
+def check_token_source(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The token to check: --token-env/--token-file/--token-command's, else GITHUB_TOKEN or GH_TOKEN."""
+    if no_credentials_mode(settings):
+        return TokenSource(settings, environ).token
+    token = (environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN") or "").strip()
+    if not TOKEN_RE.fullmatch(token):
+        raise ConfigError("no token to check: set GITHUB_TOKEN or GH_TOKEN, or give --token-env, "
+                          "--token-file or --token-command")
+    return token
+
+
+def run_check(settings: Settings, token: str, projects: Sequence[str], index_url: str) -> list[Finding]:
+    """Every check, in the order a person reads them."""
+    index, projects = Index(settings), [normalize(p) for p in projects]
+    github = GitHub(settings.graphql_url, token, settings.upstream_timeout, index.rest_url,
+                    schema=index.schema)
+    try:
+        found, login = check_token(github, token)
+    except PyPIHubError as failed:
+        return [Finding("GitHub", False, f"{settings.graphql_url}: {failed.message}",
+                        "check --graphql-url, and this machine's network and proxy")]
+    found.insert(0, Finding("GitHub", True, f"reachable at {settings.graphql_url}"))
+    if not found[1].ok:
+        return found
+    owners = list(settings.owners) or ([login] if login else [])
+    if not owners:
+        found.append(Finding("Owner", False, "no owner to look in", "give --owner (the repos' owner)"))
+    for owner in owners:
+        creds = Credentials(owner, token)
+        owned, names = check_owner(index, index.connect(creds, GitHubCalls()), creds)
+        found += owned
+        for project in projects or names:
+            found += check_project(index, index.connect(creds, GitHubCalls()), creds, project)
+    host = "localhost" if settings.host == "0.0.0.0" else settings.host
+    owner = (owners or ["OWNER"])[0]
+    found += configuration_lines(index_url or f"http://{host}:{settings.port}/simple/", owner, projects)
+    auth = "Basic " + base64.b64encode(f"{owner}:{token}".encode()).decode()
+    for project in projects if index_url else []:
+        found += check_index(index_url, auth, project, settings.upstream_timeout)
+    return found
+
+
+def render_findings(found: Sequence[Finding]) -> str:
+    """The report for a person: a line a finding, each problem's likely fix under it, a verdict."""
+    width, lines = max(len(f.section) for f in found) + 2, []
+    for finding in found:
+        lines.append(f"{finding.section:<{width}}{'ok' if finding.ok else 'FAIL':<6}{finding.text}")
+        lines += [f"{'':<{width + 6}}-> {finding.fix}"] if finding.fix and not finding.ok else []
+    problems = sum(not f.ok for f in found)
+    return "\n".join(lines + ["", "Everything checked works." if not problems else f"{problems} problem(s)."])
+
+
+def check_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """`pypihub check`: exit 0 when everything checked works, 1 when something does not, 2 for bad usage."""
+    parser = build_parser("pypihub check")
+    parser.add_argument("--index-url", default="", help="also check the projects through this PyPIHub")
+    parser.add_argument("--json", action="store_true", help="print one JSON object, with a boolean `ok`")
+    parser.add_argument("projects", nargs="*", metavar="PROJECT")
+    given = vars(parser.parse_args(argv))
+    index_url, as_json, projects = given.pop("index_url"), given.pop("json"), given.pop("projects")
+    try:
+        settings = settings_from(given, environ)
+        token = check_token_source(settings, environ)
+    except ConfigError as exc:
+        print(f"pypihub check: {exc}", file=sys.stderr)
+        return 2
+    found = run_check(settings, token, projects, index_url)
+    ok = all(f.ok for f in found)
+    print(json.dumps({"ok": ok, "findings": [f._asdict() for f in found]}, indent=1) if as_json
+          else render_findings(found))
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C (or, as `pypihub check ...`, diagnose); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    if argv[:1] == ["check"]:
+        return check_main(argv[1:], environ)
+    try:
         settings = build_settings(argv, environ)
         own_token = TokenSource(settings, environ) if no_credentials_mode(settings) else None
         server = PyPIHubServer(settings, own_token=own_token)

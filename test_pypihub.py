@@ -1086,6 +1086,14 @@ def test_parse_head_leaves_every_other_shape_to_http_server(line, rest):
     (f"/simple/x/?t={JOB_TOKEN}&y=1", "/simple/x/?t=[token]&y=1"), (f"/simple/{APP_TOKEN}/", "/simple/[token]/"),
     (f"http://octorg:{JOB_TOKEN}@host/simple/", "http://host/simple/"), (f"/simple/x{JOB_TOKEN}", "/simple/x[token]"),
     ("/simple/" + JOB_TOKEN.replace(".", "%2E").replace("_", "%5F") + "/", "/simple/[token]/"),  # percent-encoded
+    ("/simple/%2567hp_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/", "/simple/[token]/"),  # twice over
+    # the Basic form (Base64 of owner:token), wherever it starts in a run of Base64 letters
+    ("/" + base64.b64encode(f"{OWNER}:{TOKEN_A}".encode()).decode(), "[token]"),
+    ("/simple/x" + base64.b64encode(f"{OWNER}:{TOKEN_A}".encode()).decode() + "/", "[token]/"),  # "/" is Base64
+    ("/ab" + base64.urlsafe_b64encode(f"x:{JOB_TOKEN}".encode()).decode(), "[token]"),
+    ("/s?x=a" + base64.b64encode(b"octorg:github_pat_11ABCDEFGHIJKLMNOPQRSTUV").decode(), "/s?x=[token]"),
+    ("/asset/MDk6UmVsZWFzZVJBOT8%2B/acme_tools-1.2.0-py3-none-any.whl",  # no token: as it came
+     "/asset/MDk6UmVsZWFzZVJBOT8%2B/acme_tools-1.2.0-py3-none-any.whl"),
 ])
 def test_loggable_target_drops_userinfo(target, logged):
     assert pypihub.loggable_target(target) == logged
@@ -1361,7 +1369,7 @@ def github_schema():
         import graphql
 
         if not SCHEMA_FILE.exists():
-            pytest.fail(f"GitHub's schema is expected at {SCHEMA_FILE} (the project's shared/ folder)")
+            pytest.skip(NO_SHARED)
         _SCHEMA = graphql.build_schema(SCHEMA_FILE.read_text(), assume_valid_sdl=True)
     return _SCHEMA
 
@@ -1405,8 +1413,14 @@ def undefined_field_errors(query: str) -> list[dict]:
     return errors
 
 
+NO_SHARED = (f"GitHub's schema and ../shared/tools/check_graphql.py come from the project's shared/ folder, "
+             f"beside the clone ({SHARED}); CI lays it there. Without it, the tests that run the fake GitHub skip.")
+
+
 def schema_errors(query: str) -> list[str]:
     """What ../shared/tools/check_graphql.py reports for a query GitHub would receive."""
+    if not (SHARED / "tools" / "check_graphql.py").exists():
+        pytest.skip(NO_SHARED)
     sys.path.insert(0, str(SHARED / "tools"))
     try:
         import check_graphql
@@ -1613,6 +1627,7 @@ class FakeGitHub:
         self.legacy_schema = False  # True: an older GHES whose schema lacks ReleaseAsset.digest, Release.immutable
         self.legacy_status = 200  # the HTTP status of its refusal (200 seen in client logs; unconfirmed)
         self.schema_refusals = 0  # queries it refused for fields it lacks
+        self.scopes: dict[str, str] = {}  # a classic token's X-OAuth-Scopes (default "repo")
         # GraphQL resource limits (changelog 2025-09-01 "GraphQL API resource limits": queries over them may
         # "return partial results with errors"): a listing query asking for more than this many releases x
         # assets is answered partly, its repository null, with RESOURCE_LIMITS_EXCEEDED
@@ -1891,7 +1906,20 @@ class FakeGitHub:
 
     def root(self) -> dict:
         return {"repository": self.resolve_repository, "node": self.resolve_node,
-                "nodes": self.resolve_nodes, "repositoryOwner": self.resolve_owner}
+                "nodes": self.resolve_nodes, "repositoryOwner": self.resolve_owner,
+                "viewer": self.resolve_viewer, "rateLimit": self.resolve_rate_limit}
+
+    def resolve_viewer(self, info):
+        """Query.viewer: "The currently authenticated user." An installation token's viewer is its App's
+        bot (e.g. github-actions[bot] for GITHUB_TOKEN); whether GitHub answers it is not documented, so
+        pypihub check takes either."""
+        token = info.context["token"]
+        return {"__typename": "User", "login": "github-actions[bot]" if token.startswith("ghs_") else self.tokens[token]}
+
+    def resolve_rate_limit(self, info, dryRun: bool = False):
+        """Query.rateLimit: limit, remaining and resetAt (GraphQL rate-limit docs)."""
+        return {"limit": 5000, "remaining": self.remaining, "used": 5000 - self.remaining, "cost": 1, "nodeCount": 0,
+                "resetAt": iso(self.clock() + 1800)}
 
     def refused(self, info, kind: str, message: str, owner: str | None = None) -> None:
         """Note a NOT_FOUND, or a SAML FORBIDDEN when `owner` is given, for this field; the field is null.
@@ -2135,7 +2163,10 @@ class FakeHandler(BaseHTTPRequestHandler):
             if token not in github.tokens:
                 return self.reply_json(401, {"message": "Bad credentials", "documentation_url": REST_DOCS})
             rate = {"limit": 5000, "remaining": github.remaining, "reset": int(github.clock()) + 1800, "used": 1}
-            self.reply_json(200, {"resources": {"core": rate, "graphql": rate}, "rate": rate})
+            # X-OAuth-Scopes: a classic token's scopes, on every REST answer ("Scopes for OAuth apps" docs);
+            # fine-grained and App tokens get none.
+            scopes = {"X-OAuth-Scopes": github.scopes.get(token, "repo")} if token.startswith("ghp_") else {}
+            self.reply_json(200, {"resources": {"core": rate, "graphql": rate}, "rate": rate}, scopes)
         finally:
             github.leave(token)
 
@@ -2623,6 +2654,7 @@ class FakeUpstream:
         self.extra: dict[str, list[dict]] = {}
         self.redirects: list[str] = []
         self.trickle: float | None = None
+        self.slow_head: float | None = None  # seconds between header lines that never end
         self.credentials: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
         self.server.daemon_threads = True
@@ -2682,6 +2714,8 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
             return self.end_headers()
         if parts[:1] == ["simple"] and len(parts) == 2 and parts[1] in upstream.projects:
             upstream.accepts.append(self.headers.get("Accept", ""))
+            if upstream.slow_head:
+                return self.send_slow_head(upstream.slow_head)
             if upstream.trickle:
                 return self.send_trickle(json.dumps(upstream.page(parts[1], base)).encode(), upstream.trickle)
             if "json" in self.headers.get("Accept", "") and not upstream.html_only:
@@ -2702,6 +2736,18 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_slow_head(self, pause: float) -> None:
+        """A status line, then header lines one at a time, for up to 30 s (a hostile index)."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for n in range(int(30 / pause)):
+                self.wfile.write(b"X-Slow-%d: yes\r\n" % n)
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass
+        self.close_connection = True
 
     def send_trickle(self, body: bytes, per_second: float) -> None:
         """A page that comes a byte at a time (a slow or hostile index), until the client hangs up."""
@@ -4744,6 +4790,8 @@ def test_an_upload_answer_is_never_kept(hub, github, demo):
     ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
     ("255.255.255.255", False), ("::1", False), ("::", False), ("fe80::1%eth0", False), ("fc00::1", False),
     ("fd12::1", False), ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False),
+    ("64:ff9b::7f00:1", False), ("2002:7f00:1::", False), ("::127.0.0.1", False),  # NAT64, 6to4, v4-compatible
+    ("64:ff9b::808:808", True),
     ("not an address", False),
 ])
 def test_only_public_addresses_are_fetched_from(address, public):
@@ -4806,6 +4854,14 @@ def test_upstream_serves_only_the_projects_distributions_as_downloads(make_hub, 
         refused = hub.request(urllib.parse.urljoin("/simple/public-pkg/", files[name]["url"]))
         assert refused.status == 502 and b"secret" not in refused.body
     assert Canary.hits == []  # no request reached the other service, straight or redirected
+
+
+def test_a_fallback_index_trickling_its_header_lines_ends_at_the_timeout(make_hub, github, demo, upstream):
+    upstream.slow_head = 0.3  # a header line every 0.3 s, forever: each read is quick, the whole is not
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True, upstream_timeout=1.0)
+    started = time.monotonic()
+    assert hub.request("/simple/public-pkg/", timeout=20).status == 504
+    assert time.monotonic() - started < 5
 
 
 def test_a_trickling_fallback_page_ends_at_the_timeout_for_its_followers_too(make_hub, github, demo, upstream):
@@ -4896,6 +4952,23 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_rationed(make_hub, githu
     assert hub.request("/simple/demo-pkg/", headers={"X-Forwarded-For": "198.51.100.7"}).status == 200
 
 
+def test_a_token_as_a_malformed_request_lines_method_never_reaches_the_log(hub, github, demo):
+    for token in (TOKEN_A, JOB_TOKEN):
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+            sock.sendall(f"{token} / HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(64).startswith(b"HTTP/1.1 501")
+    wait_until(lambda: hub.server.flush_log() and len(hub.logs) >= 2)
+    assert all('"[token] /"' in line for line in hub.logs)  # and make_hub checks every part of the tokens
+
+
+def test_a_request_head_holds_at_most_64_kib(hub, github, demo):
+    padding = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 8000) for n in range(9))  # 72 KB in 9 lines
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\n" + padding + b"\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 431")
+    assert hub.request("/simple/demo-pkg/", headers={"X-Pad": "a" * 8000}).status == 200  # 8 KB is fine
+
+
 def test_tokens_never_reach_the_log_in_any_form(hub, github, demo):
     basic_form = base64.b64encode(f"{OWNER}:{TOKEN_B}".encode()).decode()
     for path in (f"/simple/demo-pkg/?token={urllib.parse.quote(JOB_TOKEN, safe='')}",  # percent-encoded
@@ -4909,13 +4982,24 @@ def test_tokens_never_reach_the_log_in_any_form(hub, github, demo):
 
 
 @pytest.mark.parametrize("notes", ["<p>before <![ after", "<![CDATA[x", "<!-- <![ -->", "<b>" * 21845,
-                                   "</b>" * 16384, "<" * 65536, "<ul><li>" * 8192, '<a href="x">' * 5461])
+                                   "</b>" * 16384, "<" * 65536, "<ul><li>" * 8192, '<a href="x">' * 5461,
+                                   "<a " * 16384, "<!--" * 16384, "<?" * 32768])
 def test_hostile_notes_become_a_page_never_a_500(hub, github, demo, notes):
     release = next(r for r in demo[0].releases if r["tagName"] == "v2.0")
     release["notes_html"] = notes
     page = hub.request("/project/demo-pkg/")
     assert page.status == 200
     assert not any("internal error" in line for line in hub.logs)
+
+
+@pytest.mark.parametrize("text, defused", [
+    ("<p>fine</p>", "<p>fine</p>"), ("a < b and c > d", "a < b and c > d"),
+    ("<a " * 3, "&lt;a &lt;a &lt;a "),  # no ">" ever: no tag
+    ("<b " + "x" * 600 + ">", "&lt;b " + "x" * 600 + ">"),  # longer than MAX_TAG
+    ("<!--" * 2 + "x", "&lt;!--&lt;!--x"),
+])
+def test_unfinished_tags_are_defused_in_one_pass(text, defused):
+    assert pypihub.defuse_unfinished_tags(text) == defused
 
 
 def test_hostile_notes_are_cut_short_not_read_to_the_end():
@@ -4941,6 +5025,152 @@ def test_a_name_kept_as_private_answers_as_a_name_nobody_has(make_hub, github, d
     assert kept.body.replace(b"demo-pkg", b"NAME") == nobody.body.replace(b"no-such-pkg", b"NAME")
     assert drop_varying(kept.headers) == drop_varying(nobody.headers)
 
+
+
+# -- pypihub check, and errors that explain themselves (issue 24) --
+
+
+def check(github: FakeGitHub, capsys, token: str, *args: str) -> tuple[int, str]:
+    """`pypihub check` against the fake GitHub: its exit status and what it printed (stdout and stderr)."""
+    status = pypihub.main(["check", "--graphql-url", github.graphql_url, "--upstream-timeout", "5", *args],
+                          {"GITHUB_TOKEN": token})
+    printed = capsys.readouterr()
+    assert token not in printed.out + printed.err and "Traceback" not in printed.err
+    return status, printed.out + printed.err
+
+
+def check_lines(text: str) -> list[tuple[str, str, str]]:
+    """(section, ok/FAIL, text) for each line of check's report."""
+    return [(m.group(1), m.group(2), m.group(3)) for m in re.finditer(r"^(\S.*?)\s{2,}(ok|FAIL)\s+(.*)$", text, re.M)]
+
+
+def test_check_a_classic_token_that_works(github, demo, capsys):
+    status, out = check(github, capsys, TOKEN_A, "--owner", OWNER, "demo-pkg")
+    lines = check_lines(out)
+    assert status == 0 and all(ok == "ok" for _, ok, _ in lines) and "Everything checked works." in out
+    texts = "\n".join(text for _, _, text in lines)
+    for expected in ("reachable at " + github.graphql_url, "accepted: a classic personal access token; scopes: repo",
+                     "belongs to alice", "GraphQL rate limit: 4999 of 5000 left", "resolves; ", "projects in its newest "
+                     "releases: demo-pkg", "octorg/demo-pkg (its name)", "2 versions, 4 files", "sha256 for 4 of 4 files",
+                     "METADATA read from demo_pkg-2.0-py3-none-any.whl", "may publish (WRITE)",
+                     'pip install --index-url "http://octorg:${GITHUB_TOKEN}@localhost:3141/simple/" demo-pkg'):
+        assert expected in texts, expected
+
+
+def test_check_a_fine_grained_token_without_the_repo(github, demo, capsys):
+    token = "github_pat_11AAAAAAA0" + "x" * 70
+    github.add_token(token, "alice")  # granted no repository
+    status, out = check(github, capsys, token, "--owner", OWNER, "demo-pkg")
+    assert status == 1 and "a fine-grained personal access token" in out
+    failed = {section: text for section, ok, text in check_lines(out) if ok == "FAIL"}
+    assert failed == {f"Owner {OWNER}": "resolves; 0 repos visible to this token",
+                      "Project demo-pkg": "No repo demo-pkg or demo_pkg or demo.pkg of octorg is visible to this token."}
+    assert "add the repo to its repository access" in out
+
+
+def test_check_a_rejected_token(github, demo, capsys):
+    status, out = check(github, capsys, TOKEN_BAD, "--owner", OWNER)
+    assert status == 1 and ("Token", "FAIL", "rejected by GitHub: a classic personal access token") in check_lines(out)
+    assert "expired or been revoked" in out
+
+
+def test_check_an_organization_whose_sso_the_token_is_not_authorized_for(github, demo, capsys):
+    github.sso_blocked.add((TOKEN_A, OWNER))
+    status, out = check(github, capsys, TOKEN_A, "--owner", OWNER)
+    [failed] = [line for line in check_lines(out) if line[1] == "FAIL"]
+    assert status == 1 and failed[0] == f"Owner {OWNER}" and "https://github.com/orgs/octorg/sso?" in failed[2]
+
+
+def test_check_a_2026_installation_token_and_its_publish_permission(github, demo, capsys):
+    github.add_token(JOB_TOKEN, write=(demo[0],))
+    status, out = check(github, capsys, JOB_TOKEN, "--owner", OWNER, "demo-pkg")
+    texts = [text for _, _, text in check_lines(out)]
+    assert status == 0 and "accepted: a GitHub App installation token (Actions' GITHUB_TOKEN is one)" in texts
+    assert "publishing: GitHub decides at upload (an App token has no viewerPermission)" in texts
+
+
+def test_check_through_a_running_pypihub_and_a_dead_port(hub, github, demo, capsys):
+    status, out = check(github, capsys, TOKEN_A, "--owner", OWNER, "--index-url", f"{hub.url}/simple/", "demo-pkg")
+    index = [line for line in check_lines(out) if line[0] == "Index demo-pkg"]
+    assert status == 0 and [ok for _, ok, _ in index] == ["ok"] * 3
+    assert "demo_pkg-2.0-py3-none-any.whl.metadata: 200" in out and "demo_pkg-2.0.tar.gz: 206, 9 bytes read" in out
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    status, out = check(github, capsys, TOKEN_A, "--owner", OWNER, "--index-url", f"http://127.0.0.1:{port}/simple/",
+                        "demo-pkg")
+    assert status == 1 and "could not reach" in out and "the connection was refused" in out
+
+
+@pytest.mark.parametrize("token, ok", [(TOKEN_A, True), (TOKEN_BAD, False)])
+def test_check_json_ok_matches_the_exit_status(github, demo, capsys, token, ok):
+    status, out = check(github, capsys, token, "--owner", OWNER, "--json", "demo-pkg")
+    report = json.loads(out)
+    assert report["ok"] is ok and status == (0 if ok else 1)
+    assert {"section", "ok", "text", "fix"} <= set(report["findings"][0])
+
+
+def test_check_usage_errors_exit_2(github, capsys):
+    assert pypihub.main(["check", "--graphql-url", github.graphql_url], {}) == 2  # no token anywhere
+    assert "set GITHUB_TOKEN or GH_TOKEN" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        pypihub.main(["check", "--no-such-flag"], {"GITHUB_TOKEN": TOKEN_A})
+    assert usage.value.code == 2
+
+
+def test_help_states_the_auth_model_and_points_at_check(capsys):
+    with pytest.raises(SystemExit) as done:
+        pypihub.main(["--help"], {})
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "the user is the GitHub owner of the repos" in text and "pypihub check" in text
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_error_is_logged_with_its_reason(make_hub, github, demo, log_format):
+    hub = make_hub(owners=(OWNER,), log_format=log_format)
+    cases = [(dict(token=TOKEN_B), "not-visible"), (dict(token=TOKEN_BAD), "bad-token"),
+             (dict(token=None), "no-credentials"), (dict(owner="someone-else"), "owner-not-served")]
+    for request, why in cases:
+        assert hub.request("/simple/demo-pkg/", **request).status >= 400
+    assert hub.request("/simple/demo-pkg/").status == 200
+    if log_format == "json":
+        reasons = [json.loads(line).get("reason") for line in hub.logs]
+    else:
+        reasons = [line.split(" reason=")[1] if " reason=" in line else None for line in hub.logs]
+    assert reasons == [why for _, why in cases] + [None]
+
+
+def test_could_not_reach_github_says_why(make_hub, demo):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    hub = make_hub(graphql_url=f"http://127.0.0.1:{port}/graphql")
+    answer = hub.request("/simple/demo-pkg/")
+    assert answer.status == 502 and b"the connection was refused" in answer.body
+    assert hub.logs[-1].endswith("reason=github-refused")
+
+
+def test_plain_http_on_the_tls_port_gets_a_400_that_says_so(make_hub, github, demo, certificate):
+    cert, key = certificate
+    hub = make_hub(certfile=str(cert), keyfile=str(key))
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Plain HTTP was sent to this HTTPS port" in answer
+    wait_until(lambda: hub.server.flush_log() and any("plain-http-on-tls-port" in line for line in hub.logs))
+    assert any("reason=plain-http-on-tls-port" in line for line in hub.logs)
+
+
+def test_tls_on_the_plain_port_is_logged(hub, github, demo):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+    wait_until(lambda: hub.server.flush_log() and any("tls-on-plain-port" in line for line in hub.logs))
+    assert any(line.endswith("reason=tls-on-plain-port") for line in hub.logs)
 
 
 # -- hostile clients: bounded, and never a 500 (issue 13) --
