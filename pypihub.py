@@ -5728,7 +5728,8 @@ def check_owner(index: Index, github: GitHub, creds: Credentials) -> tuple[list[
     count = (owner.get("repositories") or {}).get("totalCount")
     listed = ", ".join(projects) or "none"
     return [Finding(section, bool(count), f"resolves; {count} repos visible to this token",
-                    "" if count else "give the token access to the owner's repos"),
+                    "" if count else "is it the repos' owner (often an organization, not your own login)? "
+                                     "else give the token access to its repos"),
             Finding(section, True, f"projects in its newest releases: {listed}")], projects
 
 
@@ -5916,7 +5917,10 @@ def check_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     except ConfigError as exc:
         print(f"pypihub check: {exc}", file=sys.stderr)
         return 2
-    found = run_check(settings, token, projects, index_url)
+    try:
+        found = run_check(settings, token, projects, index_url)
+    except PyPIHubError as failed:  # whatever GitHub answers, a line for a person, never a traceback
+        found = [Finding("GitHub", False, failed.message, "see GitHub's reason")]
     ok = all(f.ok for f in found)
     print(json.dumps({"ok": ok, "findings": [f._asdict() for f in found]}, indent=1) if as_json
           else render_findings(found))

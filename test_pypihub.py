@@ -5057,6 +5057,15 @@ def test_check_a_classic_token_that_works(github, demo, capsys):
         assert expected in texts, expected
 
 
+def test_readme_quick_start_check_line_runs_as_written(github, acme, tmp_path):
+    line = next(l.strip() for l in (ROOT / "README.md").read_text().splitlines()
+                if l.strip().startswith("GITHUB_TOKEN=... python3 pypihub.py check"))
+    env = {**pip_env(tmp_path), "PYPIHUB_GRAPHQL_URL": github.graphql_url}  # GitHub's host, on loopback
+    done = subprocess.run(["bash", "-c", line.replace("GITHUB_TOKEN=...", f"GITHUB_TOKEN={TOKEN_A}")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Everything checked works." in done.stdout and TOKEN_A not in done.stdout
+
+
 def test_check_a_fine_grained_token_without_the_repo(github, demo, capsys):
     token = "github_pat_11AAAAAAA0" + "x" * 70
     github.add_token(token, "alice")  # granted no repository
