@@ -178,6 +178,7 @@ REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; chars
 HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
                          ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 LOG_QUEUE_BYTES = 8 * 1024 * 1024  # log lines awaiting the writer; past this (stalled stderr), dropped
 LOG_INTERVAL = 0.05  # seconds between the log writer's writes
 MAX_FAST_HEAD = 16 * 1024  # a request head parsed by parse_head(); longer ones go to http.server's parser
@@ -5608,7 +5609,10 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     for field in dataclasses.fields(Settings):
         raw = environ.get(env_name(field), "")
         if raw and isinstance(field.default, bool):
-            values.update({field.name: not field.default} if raw.lower() in TRUE_WORDS else {})
+            word = raw.strip().lower()
+            if word not in TRUE_WORDS + FALSE_WORDS:  # "ture" read as false would be a silent surprise
+                raise ConfigError(f"{env_name(field)}={raw!r}: give 1/0, true/false, yes/no or on/off")
+            values.update({field.name: not field.default} if word in TRUE_WORDS else {})
         elif raw:
             values[field.name] = raw
     return values

@@ -3898,6 +3898,7 @@ def test_slow_clients_do_not_stall_warm_requests(make_hub, github, demo):
         assert hub.server.busy == 2  # the two slow ones are still in progress
 
 
+@pytest.mark.e2e
 def test_every_access_line_survives_sigterm(github):
     process = subprocess.Popen([sys.executable, str(ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
                                 "--graphql-url", github.graphql_url], stderr=subprocess.PIPE, text=True)
@@ -4004,6 +4005,7 @@ def test_low_rate_limit_is_logged(hub, github, demo):
     assert any("WARNING" in line and "120 rate-limit points" in line for line in hub.logs)
 
 
+@pytest.mark.e2e
 def test_graceful_shutdown_finishes_requests_in_flight(github, demo):
     process, url = serve([sys.executable, str(ROOT / "pypihub.py")], github)
     github.gate = threading.Event()
@@ -4036,6 +4038,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(github, demo):
 # -- TLS --
 
 
+@pytest.mark.e2e
 def test_plain_http_beyond_loopback_warns(github, tmp_path):
     process = subprocess.Popen([sys.executable, str(ROOT / "pypihub.py"), "--host", "0.0.0.0", "--port", "0",
                                 "--graphql-url", github.graphql_url], stderr=subprocess.PIPE, text=True)
@@ -4158,8 +4161,24 @@ def test_digests_page_through_rest_only_as_far_as_needed(hub, github):
 def test_no_hashes_flag(make_hub, github, demo):
     hub = make_hub(hashes=False)
     page = hub.request("/simple/demo-pkg/")
-    assert all("#" not in href for href, _, _ in page.links())
+    assert page.status == 200 and sorted(text for _, text, _ in page.links()) == sorted(
+        [*demo[1], "demo_pkg-1.0.tar.gz", "demo_pkg-2.0.tar.gz"])  # every file, as a user sees it ...
+    assert all("#" not in href for href, _, _ in page.links())  # ... without a hash
+    files = hub.request("/simple/demo-pkg/", headers={"Accept": PIP_ACCEPT}).json()["files"]
+    assert len(files) == 4 and all(f["hashes"] == {} for f in files)
     assert github.rest_calls == []
+
+
+@pytest.mark.parametrize("value, hashes", [("1", False), ("true", False), ("YES", False), ("on", False),
+                                           ("0", True), ("false", True), ("no", True), ("Off", True)])
+def test_a_boolean_from_the_environment_is_one_of_eight_words(value, hashes):
+    assert pypihub.build_settings([], {"PYPIHUB_NO_HASHES": value}).hashes is hashes
+
+
+@pytest.mark.parametrize("value", ["ture", "2", "y", "enabled"])
+def test_any_other_boolean_word_refuses_to_start_naming_the_variable(value):
+    with pytest.raises(pypihub.ConfigError, match="PYPIHUB_NO_HASHES"):
+        pypihub.build_settings([], {"PYPIHUB_NO_HASHES": value})
 
 
 def test_listing_works_without_rest_api(hub, github, demo):
@@ -5057,6 +5076,7 @@ def test_check_a_classic_token_that_works(github, demo, capsys):
         assert expected in texts, expected
 
 
+@pytest.mark.e2e
 def test_readme_quick_start_check_line_runs_as_written(github, acme, tmp_path):
     line = next(l.strip() for l in (ROOT / "README.md").read_text().splitlines()
                 if l.strip().startswith("GITHUB_TOKEN=... python3 pypihub.py check"))
@@ -5712,6 +5732,7 @@ needs_uv = pytest.mark.skipif(uv_path() is None, reason="uv is not installed (.c
 # -- pip --
 
 
+@pytest.mark.e2e
 def test_pip_download_through_pypihub(hub, github, demo, tmp_path):
     _, files = demo
     pip_download(tmp_path, hub.index_url(), "demo-pkg==1.0", "--only-binary=:all:")
@@ -5724,6 +5745,7 @@ def test_pip_download_through_pypihub(hub, github, demo, tmp_path):
     assert github.downloads in ([(wheel, None)], [(wheel, f"bytes=0-{len(files[wheel]) - 1}"), (wheel, None)])
 
 
+@pytest.mark.e2e
 def test_pip_install_into_fresh_venv(hub, github, demo, tmp_path):
     python = fresh_venv(tmp_path)
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--only-binary=:all:",
@@ -5731,6 +5753,7 @@ def test_pip_install_into_fresh_venv(hub, github, demo, tmp_path):
     assert imported_value(python, tmp_path) == "2.0"  # the newest non-draft version
 
 
+@pytest.mark.e2e
 def test_pip_without_access_fails_cleanly(hub, github, demo, tmp_path):
     result = pip_download(tmp_path, hub.index_url(token=TOKEN_B), "demo-pkg", succeeds=False)
     assert "No matching distribution found for demo-pkg" in result.stderr
@@ -5746,6 +5769,7 @@ def old_python() -> str | None:
     return None
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(old_python() is None, reason="no Python 3.9 on this machine")
 def test_old_pip_from_python_39_installs(hub, github, demo, tmp_path):
     venv = tmp_path / "old"
@@ -5756,6 +5780,7 @@ def test_old_pip_from_python_39_installs(hub, github, demo, tmp_path):
     assert imported_value(python, tmp_path) == "2.0", version
 
 
+@pytest.mark.e2e
 def test_pip_installs_during_a_github_outage_after_the_ttl(hub, github, demo, clock, tmp_path):
     github.jwt_lifetime = 3600  # GitHub signs its URLs for 5 to 60 minutes; these outlast the outage
     pip_download(tmp_path, hub.index_url(), "demo-pkg==2.0")  # listed, metadata read, links remembered
@@ -5773,6 +5798,7 @@ def test_pip_installs_during_a_github_outage_after_the_ttl(hub, github, demo, cl
 # -- uv --
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_pip_install_with_credentials_in_url(hub, github, demo, tmp_path):
     python = fresh_venv(tmp_path)
@@ -5780,6 +5806,7 @@ def test_uv_pip_install_with_credentials_in_url(hub, github, demo, tmp_path):
     assert imported_value(python, tmp_path) == "1.0"
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_exclude_newer_respects_upload_time(hub, github, demo, tmp_path):
     python = fresh_venv(tmp_path)
@@ -5810,6 +5837,7 @@ url = "{hub.url}/simple/"
     return project, env
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
     """README's dependency-confusion-safe setup: an explicit index that only pinned packages use."""
@@ -5817,6 +5845,7 @@ def test_uv_explicit_index_as_readme_shows(hub, github, demo, tmp_path):
     assert imported_value(project / ".venv" / "bin" / "python", tmp_path) == "2.0"
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_exclude_newer_reads_when_a_file_became_installable(hub, github, demo, tmp_path):
     repo, _ = demo
@@ -5833,6 +5862,7 @@ def test_uv_exclude_newer_reads_when_a_file_became_installable(hub, github, demo
     assert imported_value(venv / "bin" / "python", tmp_path) == "2.5"
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_named_index_with_env_credentials(hub, github, demo, tmp_path):
     project, env = uv_project(hub, tmp_path, "demo-pkg==2.0", "default = true")
@@ -5846,6 +5876,7 @@ def test_uv_named_index_with_env_credentials(hub, github, demo, tmp_path):
 # -- proxy downloads --
 
 
+@pytest.mark.e2e
 def test_pip_installs_through_proxy_mode(make_hub, github, demo, tmp_path):
     hub = make_hub(proxy_downloads=True)
     pip_download(tmp_path, hub.index_url(), "demo-pkg==1.0")
@@ -5867,6 +5898,7 @@ def certificate(tmp_path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.e2e
 def test_tls_with_pip_and_a_silent_client(make_hub, github, demo, certificate, tmp_path):
     cert, key = certificate
     hub = make_hub(certfile=str(cert), keyfile=str(key))
@@ -5898,6 +5930,7 @@ FUZZ_PARTS = {
 }
 
 
+@pytest.mark.e2e
 def test_fuzz_then_pip_still_installs(hub, github, demo, tmp_path):
     rng = __import__("random").Random(20261126)
     seen = []
@@ -5920,6 +5953,7 @@ def test_fuzz_then_pip_still_installs(hub, github, demo, tmp_path):
 # -- hashes and metadata --
 
 
+@pytest.mark.e2e
 def test_pip_rejects_a_tampered_file(hub, github, demo, tmp_path):
     repo, files = demo
     asset = next(a for r in repo.releases for a in r["assets"] if a["name"] == "demo_pkg-2.0-py3-none-any.whl")
@@ -5946,6 +5980,7 @@ def pip_version() -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version("pip"))[:2])
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(pip_version() < (23, 2), reason="pip reads PEP 714 core-metadata from 23.2 on")
 def test_pip_resolves_many_versions_through_metadata(hub, github, many_versions, tmp_path):
     python = fresh_venv(tmp_path)
@@ -5955,6 +5990,7 @@ def test_pip_resolves_many_versions_through_metadata(hub, github, many_versions,
     assert len({n for n, r in github.downloads if r}) == 20  # every version's metadata, read by PyPIHub
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_resolves_many_versions_through_metadata(hub, github, many_versions, tmp_path):
     python = fresh_venv(tmp_path)
@@ -5981,6 +6017,7 @@ def write_dist(tmp_path: Path, *dists: tuple[str, bytes]) -> list[str]:
     return [str(folder / name) for name, _ in dists]
 
 
+@pytest.mark.e2e
 @needs_twine
 def test_twine_upload_then_pip_installs_at_once(hub, github, demo, tmp_path):
     repo, _ = demo
@@ -5997,6 +6034,7 @@ def test_twine_upload_then_pip_installs_at_once(hub, github, demo, tmp_path):
     assert imported_value(python, tmp_path) == "published"
 
 
+@pytest.mark.e2e
 @needs_twine
 @needs_uv
 def test_identical_uploads_succeed_and_different_bytes_are_refused(hub, github, demo, tmp_path):
@@ -6022,6 +6060,7 @@ def test_identical_uploads_succeed_and_different_bytes_are_refused(hub, github, 
     assert len([r for r in demo[0].releases if r["tagName"] == "v3.2"]) == 1
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_uv_publish_then_pip_installs(hub, github, demo, tmp_path):
     files = write_dist(tmp_path, make_wheel("demo-pkg", "3.3rc1", value="from uv"))
@@ -6300,6 +6339,7 @@ def homes(served: dict[tuple[str, str], str]) -> dict[str, str]:
 # -- the deploy/ files themselves --
 
 
+@pytest.mark.e2e
 def test_deploy_nginx_conf_passes_nginx_t_as_generated(balancer_tls, tmp_path):
     if NGINX is None:
         pytest.skip("nginx is not installed (.ci/run installs Debian's nginx)")
@@ -6324,6 +6364,7 @@ def seconds(value: str) -> float:
     return int(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
 
 
+@pytest.mark.e2e
 def test_deploy_configs_match_pypihubs_defaults():
     """The numbers in deploy/ that follow PyPIHub's: when a default changes, this says where to follow."""
     defaults = pypihub.Settings()
@@ -6359,6 +6400,7 @@ def value_of(directives: list[str], name: str) -> str:
     return value
 
 
+@pytest.mark.e2e
 def test_deploy_haproxy_cfg_passes_haproxy_c(balancer_tls, tmp_path):
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
@@ -6380,6 +6422,7 @@ def haproxy_config(upstreams: list[str], port: int, pem: Path) -> str:
         f"{match[1]}server pypihub{n} {address}\n" for n, address in enumerate(upstreams, 1)))
 
 
+@pytest.mark.e2e
 def test_deploy_kubernetes_yaml_has_the_fields_that_matter():
     yaml = pytest.importorskip("yaml")  # pyyaml: test-only (see NOTES)
     docs = {doc["kind"]: doc for doc in yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()) if doc}
@@ -6414,6 +6457,7 @@ def test_deploy_kubernetes_yaml_has_the_fields_that_matter():
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
 
 
+@pytest.mark.e2e
 def test_deploy_systemd_unit_verifies(tmp_path):
     unit = (DEPLOY / "pypihub@.service").read_text()
     assert "ExecStart=/usr/bin/python3 /opt/pypihub/pypihub.py --host 127.0.0.1 --port %i" in unit
@@ -6440,6 +6484,7 @@ def slash_project(github) -> None:
         repo.add_release(f"v{version}", dict([make_wheel("slash-pkg", version)]))
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_pip_installs_through_nginx_at_the_root_and_under_a_prefix(fleet, github, balancer_tls, tmp_path):
     slash_project(github)
@@ -6457,6 +6502,7 @@ def test_pip_installs_through_nginx_at_the_root_and_under_a_prefix(fleet, github
     assert len(github.graphql_calls) == 1  # one token: one instance, one cold listing, whatever the path
 
 
+@pytest.mark.e2e
 @needs_nginx
 @needs_uv
 def test_uv_installs_through_nginx(fleet, github, balancer_tls, tmp_path):
@@ -6481,6 +6527,7 @@ def big_wheel(name: str, version: str, mib: int) -> tuple[str, bytes]:
     return filename, buffer.getvalue()
 
 
+@pytest.mark.e2e
 @needs_nginx
 @needs_twine
 def test_twine_uploads_through_nginx_and_pip_sees_it_at_once(fleet, github, demo, balancer_tls, tmp_path):
@@ -6499,6 +6546,7 @@ def test_twine_uploads_through_nginx_and_pip_sees_it_at_once(fleet, github, demo
     assert imported_value(python, tmp_path) == "big"
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_graphql_calls_are_the_same_with_1_and_3_instances(fleet, github, tmp_path):
     """M tokens x K projects, warmed then listed again: GitHub pays M x K GraphQL calls, then none,
@@ -6554,6 +6602,7 @@ class Load:
             thread.join(30)
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_losing_instances_keeps_installs_working_and_moves_only_their_tokens(fleet, github, balancer_tls, tmp_path):
     """Under load, SIGTERM one instance, then SIGKILL another with a request in flight: every
@@ -6610,6 +6659,7 @@ def test_losing_instances_keeps_installs_working_and_moves_only_their_tokens(fle
     assert "upstream" in balancer.error_log.read_text()  # nginx saw the failures, and hid them
 
 
+@pytest.mark.e2e
 @needs_haproxy
 def test_haproxy_keeps_each_token_on_one_instance(github, balancer_tls, tmp_path):
     """deploy/haproxy.cfg for real: M x K cold calls, none when listed again, and after SIGKILL of
@@ -6663,6 +6713,7 @@ def test_haproxy_keeps_each_token_on_one_instance(github, balancer_tls, tmp_path
 # -- behind a proxy: the client's address, the drain --
 
 
+@pytest.mark.e2e
 def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(make_hub, github, demo):
     """Today's behaviour, and the default after --trusted-proxy: a client cannot choose the
     address PyPIHub logs and limits by."""
@@ -6671,6 +6722,7 @@ def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(make_hub, github, de
     assert hub.logs[-1].startswith("127.0.0.1 ") and "203.0.113.9" not in hub.logs[-1]
 
 
+@pytest.mark.e2e
 def test_trusted_proxy_setting_from_flags_and_environment():
     import ipaddress
     flags = pypihub.build_settings(["--trusted-proxy", "127.0.0.1", "--trusted-proxy", "10.0.0.0/8"], {})
@@ -6681,6 +6733,7 @@ def test_trusted_proxy_setting_from_flags_and_environment():
         pypihub.build_settings(["--trusted-proxy", "not-an-address"], {})
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_behind_a_trusted_proxy_the_log_shows_the_client_address(fleet, github, demo):
     """nginx appends the address it saw to X-Forwarded-For; PyPIHub takes the last address a
@@ -6693,6 +6746,7 @@ def test_behind_a_trusted_proxy_the_log_shows_the_client_address(fleet, github, 
     assert line.startswith("127.0.0.2 ") and "203.0.113.9" not in line
 
 
+@pytest.mark.e2e
 def test_two_x_forwarded_for_lines_are_one_list(make_hub, github):
     """RFC 9110 5.3: two header lines are one comma-separated list, in order. HAProxy's "option
     forwardfor" adds a line of its own after the client's: the last address is the proxy's word."""
@@ -6705,6 +6759,7 @@ def test_two_x_forwarded_for_lines_are_one_list(make_hub, github):
     assert hub.logs[-1].startswith("192.0.2.7 "), hub.logs[-1]
 
 
+@pytest.mark.e2e
 def test_x_forwarded_for_from_an_untrusted_address_is_ignored(make_hub, github, demo):
     import ipaddress
     hub = make_hub(trusted_proxies=(ipaddress.ip_network("127.0.0.9"),))  # not the address the test connects from
@@ -6712,6 +6767,7 @@ def test_x_forwarded_for_from_an_untrusted_address_is_ignored(make_hub, github, 
     assert hub.logs[-1].startswith("127.0.0.1 ")
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_the_per_client_cap_counts_clients_not_the_trusted_proxy(fleet, github, demo):
     """With the default --max-client-connections (64), 80 requests at once through nginx, from 80
@@ -6735,6 +6791,7 @@ def test_the_per_client_cap_counts_clients_not_the_trusted_proxy(fleet, github, 
     assert statuses == [200] * 80
 
 
+@pytest.mark.e2e
 def test_healthz_answers_503_while_draining(github, demo):
     """Between SIGTERM and exit, /healthz says "draining" (503), so that a balancer that checks
     it takes the instance out. New connections may be refused already: a connection kept alive
@@ -6766,6 +6823,7 @@ def test_healthz_answers_503_while_draining(github, demo):
     assert results == [200] and instance.process.wait(30) == 0
 
 
+@pytest.mark.e2e
 @needs_nginx
 def test_no_credentials_mode_lends_no_token_through_a_balancer(fleet, github, demo, monkeypatch):
     """--token-env serves "this machine only", judged by the Host header. Behind a balancer on the
@@ -6853,12 +6911,14 @@ def imports_acme(python: Path, tmp_path: Path) -> str:
     return imported_value(python, tmp_path, "acme_tools")
 
 
+@pytest.mark.e2e
 def test_readme_pip_with_the_token_in_the_url(hub, acme, shell, tmp_path):
     [(lang, text)] = readme_blocks("**pip**", 1)
     run_snippet(on_hub(text, hub), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
     assert imports_acme(tmp_path / "venv" / "bin" / "python", tmp_path) == "1.2.0"
 
 
+@pytest.mark.e2e
 def test_readme_pip_conf_with_the_token_in_netrc(hub, acme, shell, tmp_path):
     (_, ini), (_, sh) = readme_blocks("or in `pip.conf`", 2)
     config = tmp_path / ".config" / "pip" / "pip.conf"
@@ -6869,6 +6929,7 @@ def test_readme_pip_conf_with_the_token_in_netrc(hub, acme, shell, tmp_path):
     assert TOKEN_A not in config.read_text()
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_readme_uv_with_the_token_in_the_url(hub, acme, shell, tmp_path):
     [(_, text)] = readme_blocks("**uv.** Credentials can go in the URL", 1)
@@ -6877,6 +6938,7 @@ def test_readme_uv_with_the_token_in_the_url(hub, acme, shell, tmp_path):
     assert imports_acme(project / ".venv" / "bin" / "python", tmp_path) == "1.2.0"
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_readme_uv_named_index_with_credentials_from_the_environment(hub, acme, shell, tmp_path):
     (_, toml), (_, sh) = readme_blocks("or a named index in `pyproject.toml`", 2)
@@ -6886,6 +6948,7 @@ def test_readme_uv_named_index_with_credentials_from_the_environment(hub, acme, 
     assert TOKEN_A not in (project / "uv.lock").read_text()
 
 
+@pytest.mark.e2e
 def test_readme_poetry(hub, acme, shell, tmp_path):
     if shutil.which("poetry", path=shell["PATH"]) is None:
         pytest.skip("poetry is not installed (the test extra installs it)")
@@ -6896,6 +6959,7 @@ def test_readme_poetry(hub, acme, shell, tmp_path):
     assert TOKEN_A not in (project / "pyproject.toml").read_text() + (project / "poetry.lock").read_text()
 
 
+@pytest.mark.e2e
 def test_readme_pdm_with_the_token_expanded_in_the_url(hub, acme, shell, tmp_path):
     if shutil.which("pdm", path=shell["PATH"]) is None:
         pytest.skip("pdm is not installed (the test extra installs it)")
@@ -6906,6 +6970,7 @@ def test_readme_pdm_with_the_token_expanded_in_the_url(hub, acme, shell, tmp_pat
     assert TOKEN_A not in (project / "pdm.lock").read_text()
 
 
+@pytest.mark.e2e
 @needs_uv
 @needs_twine
 def test_readme_publish_with_twine_then_uv_whose_check_url_skips_what_is_there(hub, acme, shell, tmp_path):
@@ -6918,6 +6983,7 @@ def test_readme_publish_with_twine_then_uv_whose_check_url_skips_what_is_there(h
     assert uploads() == 2  # twine's two; uv's check found both files there and sent neither
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_readme_uv_stops_at_a_private_name_and_goes_on_to_pypi_for_the_rest(make_hub, acme, upstream, shell, tmp_path):
     [(_, server)] = readme_blocks("are yours:", 1)
@@ -6948,12 +7014,14 @@ def installs_both(python: Path, tmp_path: Path) -> bool:
     return imports_acme(python, tmp_path) == "1.2.0" and imported_value(python, tmp_path, "requests") == "2.32.0"
 
 
+@pytest.mark.e2e
 def test_readme_one_index_pip(one_index, shell, tmp_path):
     [(_, text)] = readme_blocks("**pip** needs nothing but the one URL", 1)
     run_snippet(on_hub(text, one_index), tmp_path, {**shell, "GITHUB_TOKEN": TOKEN_A})
     assert installs_both(tmp_path / "venv" / "bin" / "python", tmp_path)
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_readme_one_index_uv(one_index, shell, tmp_path):
     (_, toml), (_, sh) = readme_blocks("**uv**, with PyPIHub as its only index", 2)
@@ -6962,6 +7030,7 @@ def test_readme_one_index_uv(one_index, shell, tmp_path):
     assert installs_both(project / ".venv" / "bin" / "python", tmp_path)
 
 
+@pytest.mark.e2e
 def test_readme_one_index_poetry(one_index, shell, tmp_path):
     if shutil.which("poetry", path=shell["PATH"]) is None:
         pytest.skip("poetry is not installed (the test extra installs it)")
@@ -6971,6 +7040,7 @@ def test_readme_one_index_poetry(one_index, shell, tmp_path):
     assert installs_both(project / ".venv" / "bin" / "python", tmp_path)
 
 
+@pytest.mark.e2e
 def test_readme_one_index_pdm(one_index, shell, tmp_path):
     if shutil.which("pdm", path=shell["PATH"]) is None:
         pytest.skip("pdm is not installed (the test extra installs it)")
@@ -7063,6 +7133,7 @@ def png_luma(path: Path) -> float:
     return total / 1000 / (width * height)
 
 
+@pytest.mark.e2e
 @needs_chromium
 @pytest.mark.parametrize("path, texts", [
     ("/", ["PyPIHub", "demo-pkg", "2.0", "Demo tools " + HOSTILE_TEXT]),
@@ -7112,6 +7183,7 @@ class ViolatingPage(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_the_browser_check_sees_csp_violations_and_requests_elsewhere(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), ViolatingPage)
@@ -7174,6 +7246,7 @@ def sent_headers(netlog: Path, line: str) -> list[dict[str, str]]:
             if e["type"] == sent and e["params"]["line"].startswith(line)]
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_chromium_signed_in_cannot_be_made_to_upload_by_another_sites_form(hub, github, demo, tmp_path):
     """Cross-site request forgery, in a real browser: a person signs in to PyPIHub's pages with
@@ -7231,6 +7304,7 @@ def entry_points(zipapp_file: Path) -> list[list[str]]:
     return [[sys.executable, str(ROOT / "pypihub.py")], [sys.executable, str(zipapp_file)]]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", [0, 1], ids=["script", "zipapp"])
 @pytest.mark.parametrize("args, code, output", [
     (["--version"], 0, f"pypihub {pypihub.__version__}"),
@@ -7245,6 +7319,7 @@ def test_entry_points_exit_codes(zipapp_file, kind, args, code, output):
     assert output in result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", [0, 1], ids=["script", "zipapp"])
 def test_served_process_installs_with_pip_and_stops_on_sigterm(zipapp_file, kind, github, demo, tmp_path):
     process, url = serve(entry_points(zipapp_file)[kind], github)
@@ -7261,6 +7336,7 @@ def test_served_process_installs_with_pip_and_stops_on_sigterm(zipapp_file, kind
     assert '"GET /simple/demo-pkg/" 200' in errors
 
 
+@pytest.mark.e2e
 def test_pip_install_dot_provides_the_command(tmp_path):
     python = fresh_venv(tmp_path)
     checkout = tmp_path / "checkout"
@@ -7276,6 +7352,7 @@ def test_pip_install_dot_provides_the_command(tmp_path):
     assert result.stdout.strip() == f"pypihub {pypihub.__version__}"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("vermin", path=str(Path(sys.executable).parent)) is None and shutil.which("vermin") is None,
                     reason="vermin is not installed (.ci/run installs it)")
 def test_vermin_gate_catches_newer_python(tmp_path):
@@ -7291,6 +7368,7 @@ def test_vermin_gate_catches_newer_python(tmp_path):
 # -- one index URL, end to end --
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("proxy, html_only", [(False, False), (True, False), (True, True)],
                          ids=["redirect", "proxy", "proxy-of-an-html-only-index"])
 def test_pip_and_uv_install_private_from_github_and_public_from_the_fallback(make_hub, github, demo, upstream,
@@ -7314,6 +7392,7 @@ def test_pip_and_uv_install_private_from_github_and_public_from_the_fallback(mak
     assert upstream.requests  # and the upstream fixture checks that no request carried credentials
 
 
+@pytest.mark.e2e
 def test_pip_installs_with_no_credentials_in_no_credentials_mode(make_hub, github, demo, tmp_path):
     settings = pypihub.build_settings(["--token-env", "GH_TOKEN", "--owner", OWNER, "--host", "127.0.0.1"], {})
     hub = make_hub(owners=(OWNER,), own_token=pypihub.TokenSource(settings, {"GH_TOKEN": TOKEN_A}))
@@ -7323,6 +7402,7 @@ def test_pip_installs_with_no_credentials_in_no_credentials_mode(make_hub, githu
     assert imported_value(python, tmp_path) == "2.0"
 
 
+@pytest.mark.e2e
 def test_twine_uploads_with_the_token_user_across_owners(make_hub, github, demo, tmp_path):
     twine = twine_path()
     if twine is None:
@@ -7337,6 +7417,7 @@ def test_twine_uploads_with_the_token_user_across_owners(make_hub, github, demo,
 # -- a package's life, end to end --
 
 
+@pytest.mark.e2e
 def test_pip_and_uv_skip_a_yanked_version_unless_pinned(hub, github, demo, tmp_path):
     yanked_demo(demo)
     python = fresh_venv(tmp_path)
@@ -7370,6 +7451,7 @@ def actions_repos(github: FakeGitHub, demo) -> FakeRepo:
     return lib
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_actions_publish_on_a_tag_with_the_jobs_github_token(hub, github, demo, tmp_path):
     actions_repos(github, demo)
@@ -7387,6 +7469,7 @@ def test_actions_publish_on_a_tag_with_the_jobs_github_token(hub, github, demo, 
         assert sorted(a["name"] for a in release["assets"]) == ["demo_pkg-3.9-py3-none-any.whl", "demo_pkg-3.9.tar.gz"]
 
 
+@pytest.mark.e2e
 @needs_uv
 def test_actions_install_from_other_repos_with_an_app_token(hub, github, demo, tmp_path):
     actions_repos(github, demo)
@@ -7399,6 +7482,7 @@ def test_actions_install_from_other_repos_with_an_app_token(hub, github, demo, t
     assert imported_value(python, tmp_path) == "2.0" and imported_value(python, tmp_path, "lib_pkg") == "1.0"
 
 
+@pytest.mark.e2e
 def test_pip_and_uv_install_from_an_archived_project(hub, github, demo, tmp_path):
     demo[0].archived = True  # its pages say api-version 1.4 and project-status: archived
     pip_download(tmp_path, hub.index_url(), "demo-pkg==2.0")
