@@ -554,7 +554,7 @@ def jwt_expiry(token: str | None) -> float | None:
         payload = str(token).split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return float(claims["exp"])
-    except (IndexError, ValueError, TypeError, KeyError, binascii.Error):
+    except (IndexError, ValueError, TypeError, KeyError, binascii.Error, RecursionError):
         return None
 
 
@@ -802,7 +802,9 @@ TOKEN_SHAPE_RE = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_.-]{20,}")
 
 # The Basic form of the shortest token ("u:" and gh?_ with 20 more) is 36 Base64 characters.
 BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{36,}={0,2}")
-BASIC_MARKERS = ("Omdo", "Omdp", "pna", "6Z2")  # Base64 of ":gh" (":gi", github_pat_) at each alignment
+# Base64 of ":gh" (and ":gi", github_pat_), also with a space or tab after the colon (Basic credentials
+# read "owner: token" as the token, stripped), at each of the three alignments.
+BASIC_MARKERS = ("Omdo", "Omdp", "pna", "6Z2", "OiBn", "ogZ", "6IG", "Ogln", "oJZ", "6CW")
 
 
 def is_basic_token(candidate: str) -> bool:
@@ -1224,7 +1226,7 @@ def parse_upstream_page(data: bytes, media: str) -> Any:
     if media in (JSON_V1, "application/json"):
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadGateway("The fallback index's answer was not JSON.") from None
     if media not in (HTML_V1, TEXT_HTML):
         raise BadGateway(f"The fallback index answered {sanitize_log(media)[:100]}, not a project page.")
@@ -1330,7 +1332,7 @@ def lower_keys(headers: Any) -> dict[str, str]:
 def parse_json(payload: bytes) -> Any:
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
         raise BadGateway("GitHub's answer was not JSON.") from None
 
 
@@ -1338,7 +1340,7 @@ def github_message(payload: bytes) -> str:
     """GitHub's error message from a REST answer, as one short printable line."""
     try:
         message = str(json.loads(payload).get("message", ""))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         message = ""
     return sanitize_log(message)[:200] or "no reason given"
 
@@ -1351,7 +1353,7 @@ def retry_after(headers: Mapping[str, str], now: float, primary: bool = False) -
             return max(1, int(headers["retry-after"]))
         if headers.get("x-ratelimit-reset") and (primary or headers.get("x-ratelimit-remaining") == "0"):
             return max(1, int(float(headers["x-ratelimit-reset"]) - now))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a reset of 1e400
         pass
     return SECONDARY_WAIT
 
@@ -1414,7 +1416,7 @@ def github_errors(payload: bytes) -> list[dict]:
     """The `errors` list of a REST 422 answer ("Validation Failed")."""
     try:
         errors = json.loads(payload).get("errors")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return []
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
@@ -1493,7 +1495,7 @@ def graphql_data(answer: Any, headers: Mapping[str, str], now: float) -> dict:
     if not isinstance(answer, dict):
         raise BadGateway("GitHub's answer was not a GraphQL response.")
     errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
-    kinds = {e.get("type") for e in errors}
+    kinds = {e.get("type") if isinstance(e.get("type"), str) else None for e in errors}
     messages = (str(e.get("message", "")) for e in errors if e.get("type") != "NOT_FOUND")  # names echo input
     if any(is_secondary_limit(message) for message in messages):  # a 200 answer, per GitHub's docs
         raise rate_limited(retry_after(headers, now), secondary=True)
@@ -2094,17 +2096,28 @@ class NotesSanitizer(HTMLParser):
 
 MAX_TAG = 512  # characters from a tag's "<" to its ">"; GitHub's own tags are far shorter
 MAX_NOTES_INPUT = 256 * 1024  # characters of notes read at all
+# A tag as GitHub renders them: a name, attributes with a quoted (no "<", ">" or its quote inside)
+# or bare value. html.parser's own patterns backtrack on what falls short of this ("<a b=\"'\" …"
+# repeated took minutes); these are matched one "<" to the next ">" at most, so the pass is linear.
+PLAIN_TAG_RE = re.compile(r"""</?[A-Za-z][A-Za-z0-9-]*(?:\s+[A-Za-z_:][-A-Za-z0-9_:.]*"""
+                          r"""(?:\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>=`]+))?)*\s*/?>""")
 
 
-def defuse_unfinished_tags(text: str) -> str:
-    """`text` with each "<" that no ">" closes within MAX_TAG characters escaped: html.parser reads
-    such an unfinished tag again on every chunk it is fed, and its attribute pattern backtracks on
-    one ("<a <a <a ..."), so that a few KiB of them take seconds. One pass, linear."""
-    out, start, close = [], 0, -1
+def defuse_tags(text: str) -> str:
+    """`text` with every "<" that does not start a plain tag (PLAIN_TAG_RE, within MAX_TAG) escaped,
+    and comments dropped: what html.parser then reads has no construct it reads slowly. One pass."""
+    out, start, comments = [], 0, True  # no "-->" further on once one search found none
     at = text.find("<")
     while at >= 0:
-        close = close if close >= at else text.find(">", at)
-        if close < 0 or close - at > MAX_TAG:
+        end = text.find("-->", at + 4) if comments and text.startswith("<!--", at) else -1
+        comments = comments and not (text.startswith("<!--", at) and end < 0)
+        if end >= 0:
+            out.append(text[start:at])
+            start = end + 3
+            at = text.find("<", start)
+            continue
+        close = text.find(">", at, at + MAX_TAG)
+        if close < 0 or not PLAIN_TAG_RE.fullmatch(text, at, close + 1):
             out += [text[start:at], "&lt;"]
             start = at + 1
         at = text.find("<", at + 1)
@@ -2115,7 +2128,7 @@ def sanitize_notes(notes_html: str | None, release_url: str, budget: int = NOTES
     """Release notes fit to include in a page as they are (see NotesSanitizer); notes the HTML
     parser gives up on are shown as their escaped text."""
     sanitizer = NotesSanitizer(release_url, budget)
-    text = defuse_unfinished_tags((notes_html or "")[:MAX_NOTES_INPUT])
+    text = defuse_tags((notes_html or "")[:MAX_NOTES_INPUT])
     try:
         for start in range(0, len(text), NOTES_CHUNK):
             sanitizer.feed(text[start:start + NOTES_CHUNK])
@@ -2311,6 +2324,21 @@ class Gate:
 # --- GitHub client ---
 
 
+def read_within(response: Any, limit: int, deadline: float) -> bytes:
+    """Up to `limit` + 1 bytes of an answer's body, by single reads (read1), stopping at the deadline:
+    a body that trickles a byte at a time would pass every read's own timeout."""
+    chunks, size, read = [], 0, getattr(response, "read1", None) or response.read
+    while size <= limit:
+        if time.monotonic() >= deadline:
+            raise GatewayTimeout("GitHub did not answer in time.", why="github-timeout")
+        chunk = read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 @dataclasses.dataclass
 class GitHubCalls:
     """The GitHub calls made on behalf of one request, for its access-log line."""
@@ -2367,7 +2395,7 @@ def schema_refusal(payload: bytes) -> SchemaLacks | None:
     status (GitHub's own come with 200: unconfirmed, so both are taken)."""
     try:
         errors = [e for e in json.loads(payload).get("errors") if isinstance(e, dict)]
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return None
     if errors and all(lacks_field(e) for e in errors):
         return SchemaLacks(f"GitHub's GraphQL schema lacks a field: {graphql_reason(errors)}")
@@ -2705,7 +2733,7 @@ class GitHub:
             if stream and response.getcode() == 200:
                 return 200, lower_keys(response.headers or {}), response
             with response:
-                payload = response.read(MAX_GITHUB_ANSWER)
+                payload = read_within(response, MAX_GITHUB_ANSWER, deadline)
                 return response.getcode(), lower_keys(response.headers or {}), payload
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise network_failure(exc) from None
@@ -3955,13 +3983,33 @@ class PinnedTLSConnection(PinnedConnection):
         self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
+class Watchdog:
+    """Ends a connection's reads at a deadline, from a thread of its own (a blocked recv returns),
+    and says so: a body cut there must never pass for a whole one."""
+
+    def __init__(self, connection: http.client.HTTPConnection, deadline: float) -> None:
+        self.connection, self.fired = connection, threading.Event()
+        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.cut)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def cut(self) -> None:
+        self.fired.set()
+        with contextlib.suppress(OSError, AttributeError):
+            self.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
 class UpstreamResponse:
     """An open answer of the fallback index (or a file's host): status, headers, and a body that
     is read within the request's one deadline, however slowly its bytes come."""
 
     def __init__(self, response: http.client.HTTPResponse, sock: socket.socket, deadline: float,
-                 url: str) -> None:
-        self.response, self.sock, self.deadline, self.url = response, sock, deadline, url
+                 url: str, watchdog: Watchdog) -> None:
+        self.response, self.sock, self.deadline = response, sock, deadline
+        self.url, self.watchdog = url, watchdog
         self.status, self.headers = response.status, lower_keys(dict(response.getheaders()))
         self.idle: float | None = None  # a file's stream: each read gets this long, not one deadline
 
@@ -3969,7 +4017,7 @@ class UpstreamResponse:
         """What one read of the socket gives (read1: a buffered readinto would wait for all of
         `buffer`, one trickled byte after another, past any deadline)."""
         deadline = time.monotonic() + self.idle if self.idle is not None else self.deadline
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or self.watchdog.fired.is_set():
             raise socket.timeout("the fallback index's answer took too long")
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
         data = self.response.read1(len(buffer))
@@ -3982,6 +4030,8 @@ class UpstreamResponse:
         try:
             while len(data) <= limit and (count := self.readinto(buffer)):
                 data += buffer[:count]
+            if self.watchdog.fired.is_set():  # cut at the deadline: what came is not the whole page
+                raise socket.timeout("the fallback index's answer took too long")
         except (socket.timeout, TimeoutError):
             raise GatewayTimeout("The fallback index did not answer in time.") from None
         except (OSError, http.client.HTTPException):
@@ -3989,14 +4039,9 @@ class UpstreamResponse:
         return bytes(data)
 
     def close(self) -> None:
+        self.watchdog.cancel()
         self.response.close()
         self.sock.close()
-
-
-def cut_off(connection: http.client.HTTPConnection) -> None:
-    """End a connection's reads at once (from another thread: a blocked recv returns)."""
-    with contextlib.suppress(OSError, AttributeError):
-        connection.sock.shutdown(socket.SHUT_RDWR)
 
 
 def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
@@ -4008,23 +4053,23 @@ def open_upstream_once(url: str, method: str, headers: Mapping[str, str], deadli
     sent = {"User-Agent": USER_AGENT, "Connection": "close", **headers}
     if auth and target == own:
         sent["Authorization"] = auth
-    # The answer's head comes within the deadline as a whole, too: each read's own timeout would
-    # let a host that sends a header line every few seconds hold the request for minutes.
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off, (connection,))
-    watchdog.daemon = True
-    watchdog.start()
+    # The answer comes within the deadline as a whole, head and (for a page) body: each read's own
+    # timeout would let a host that sends a header line every few seconds hold the request for
+    # minutes. A file's stream cancels the watchdog once its head is in (see Upstream.file).
+    watchdog = Watchdog(connection, deadline)
     try:
         connection.request(method, urllib.parse.urlunsplit(("", "", split.path or "/", split.query, "")),
                            headers=sent)
-        sock = connection.sock
-        return UpstreamResponse(connection.getresponse(), sock, deadline, url)
+        sock, response = connection.sock, connection.getresponse()
+        if watchdog.fired.is_set():  # the head was cut short: what http.client read is no answer
+            raise socket.timeout("the fallback index's answer took too long")
+        return UpstreamResponse(response, sock, deadline, url, watchdog)
     except (OSError, http.client.HTTPException, ssl.SSLError) as failed:
+        watchdog.cancel()
         connection.close()
         if time.monotonic() >= deadline or isinstance(failed, (socket.timeout, TimeoutError)):
             raise GatewayTimeout("The fallback index did not answer in time.") from None
         raise Unavailable("Could not reach the fallback index.") from None
-    finally:
-        watchdog.cancel()
 
 
 def open_upstream(url: str, method: str, headers: Mapping[str, str], deadline: float, own: Origin,
@@ -4108,7 +4153,8 @@ class Upstream:
             if found.status in (404, 410):
                 raise NotFound(NO_SUCH_FILE)
             raise BadGateway(f"The fallback index's file host answered HTTP {found.status}.")
-        found.idle = self.timeout  # a file may be large: each read has the timeout, not the whole
+        found.watchdog.cancel()  # a file may be large: each read has the timeout, not the whole
+        found.idle = self.timeout
         answer = stream_answer(found.status, found.headers, found if found.status in (200, 206) else None)
         if answer.stream is None:
             found.close()
@@ -5291,9 +5337,13 @@ class Handler(BaseHTTPRequestHandler):
                    why: str = "") -> None:
         """One line a request: who, what, the answer, its time, GitHub calls, bytes; for an error,
         its reason in one word (reason=not-visible, reason=bad-token, ...)."""
-        headers = getattr(self, "headers", None)
-        path = loggable_target(redact(self.path, headers.get("Authorization")) if headers else self.path)
-        method, path, client = loggable_target(self.command or "-"), path or "-", self.client()
+        authorization = (getattr(self, "headers", None) or {}).get("Authorization")
+        parts = (self.command or "-", self.path)
+        method, path = (loggable_target(redact(part, authorization)) for part in parts)
+        joined = f"{self.command}{self.path}".replace(" ", "")
+        if TOKEN_SHAPE_RE.search(joined) and not any(TOKEN_SHAPE_RE.search(part) for part in parts):
+            method = path = "[token]"  # a token split between a malformed line's method and target
+        path, client = path or "-", self.client()
         self.server.metrics.observe_request(endpoint, status, seconds)
         ms, why = round(seconds * 1000, 1), why if status >= 400 else ""
         self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
@@ -5690,6 +5740,12 @@ query OwnerCheck($owner: String!) {
 """
 
 
+def object_at(data: Any, name: str) -> dict:
+    """data[name] when that is an object, else {}: GitHub's answers are read, never trusted for shape."""
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def check_token(github: GitHub, token: str) -> tuple[list[Finding], str]:
     """Whether GitHub takes the token, what kind it is, whose, its scopes and GraphQL budget; and
     the viewer's login ("" for an App's installation, which may name no user)."""
@@ -5702,11 +5758,12 @@ def check_token(github: GitHub, token: str) -> tuple[list[Finding], str]:
     found = [Finding("Token", True, f"accepted: {token_kind(token)}"
                      + (f"; scopes: {scopes or 'none'}" if scopes is not None else ""))]
     try:
-        login = str((github.query(VIEWER_QUERY, {}).get("viewer") or {}).get("login") or "")
+        login = str(object_at(github.query(VIEWER_QUERY, {}), "viewer").get("login") or "")
     except PyPIHubError:
         login = ""  # GitHub does not document what an installation's viewer is: either way is fine
+    login = login if LOGIN_RE.fullmatch(login.removesuffix("[bot]")) else ""
     found.append(Finding("Token", True, f"belongs to {login}" if login else "belongs to a GitHub App"))
-    rate = github.query(RATE_QUERY, {}).get("rateLimit") or {}
+    rate = object_at(github.query(RATE_QUERY, {}), "rateLimit")
     left = isinstance(rate.get("remaining"), int) and rate["remaining"] > 0
     remaining, limit, reset = rate.get("remaining"), rate.get("limit"), rate.get("resetAt")
     budget = f"GraphQL rate limit: {remaining} of {limit} left, resets {reset}"
@@ -5729,7 +5786,7 @@ def check_owner(index: Index, github: GitHub, creds: Credentials) -> tuple[list[
     if not isinstance(owner, dict):
         return [Finding(section, False, "does not resolve for this token",
                         "the Basic Auth user is the repos' owner (an org or a user), not your own login")], []
-    count = (owner.get("repositories") or {}).get("totalCount")
+    count = object_at(owner, "repositories").get("totalCount")
     listed = ", ".join(projects) or "none"
     return [Finding(section, bool(count), f"resolves; {count} repos visible to this token",
                     "" if count else "is it the repos' owner (often an organization, not your own login)? "
@@ -5818,12 +5875,13 @@ class LocalRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def fetch_through(url: str, auth: str, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
-    """Status and the first bytes of a GET through a running PyPIHub, as a client would ask."""
-    sent = {"Authorization": auth, "User-Agent": USER_AGENT, **headers}
+    """Status and the first bytes of a GET through a running PyPIHub, as a client would ask, within
+    `timeout` for the body as a whole."""
+    sent, deadline = {"Authorization": auth, "User-Agent": USER_AGENT, **headers}, time.monotonic() + timeout
     try:
         with urllib.request.build_opener(LocalRedirects()).open(urllib.request.Request(url, headers=sent),
                                                                 timeout=timeout) as answer:
-            return answer.status, answer.read(4096)
+            return answer.status, read_within(answer, 4 * 1024 * 1024, deadline)
     except urllib.error.HTTPError as failed:
         return failed.code, failed.read(300)
 
@@ -5834,9 +5892,14 @@ def check_index(index_url: str, auth: str, project: str, timeout: float) -> list
     try:
         status, body = fetch_through(page, auth, {"Accept": JSON_V1}, timeout)
         if status != 200:
-            said = sanitize_log(body.decode("utf-8", "replace"))[:200]
+            said = sanitize_log(redact(body.decode("utf-8", "replace"), auth))[:200]
             return [Finding(section, False, f"{page} answered {status}: {said}", "see the lines above")]
-        files = json.loads(body).get("files") or []
+        listed = json.loads(body)
+        files = listed.get("files") if isinstance(listed, dict) else None
+        if not isinstance(files, list):
+            return [Finding(section, False, f"{page} is no PEP 691 project page", "is it PyPIHub's?")]
+        files = [f for f in files if isinstance(f, dict) and isinstance(f.get("url"), str)
+                 and isinstance(f.get("filename"), str)]
         found = [Finding(section, bool(files), f"{page}: {len(files)} files")]
         for entry in [f for f in files if f.get("core-metadata")][-1:]:
             metadata = urllib.parse.urljoin(page, entry["url"]) + METADATA_SUFFIX
@@ -5848,7 +5911,9 @@ def check_index(index_url: str, auth: str, project: str, timeout: float) -> list
             read = f"{entry['filename']}: {status}, {len(head)} bytes read"
             found.append(Finding(section, status in (200, 206), read))
         return found
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as failed:
+    except PyPIHubError as failed:
+        return [Finding(section, False, f"{page}: {failed.message}", "is PyPIHub there, and answering?")]
+    except (urllib.error.URLError, OSError, ValueError, RecursionError, http.client.HTTPException) as failed:
         reason = getattr(failed, "reason", failed)
         cause = network_cause(reason if isinstance(reason, BaseException) else failed)[1]
         return [Finding(section, False, f"could not reach {page}: {cause}",
@@ -5866,7 +5931,8 @@ def check_token_source(settings: Settings, environ: Mapping[str, str]) -> str:
     return token
 
 
-def run_check(settings: Settings, token: str, projects: Sequence[str], index_url: str) -> list[Finding]:
+def run_check(settings: Settings, token: str, projects: Sequence[str],
+              index_url: str) -> tuple[list[Finding], str]:
     """Every check, in the order a person reads them."""
     index, projects = Index(settings), [normalize(p) for p in projects]
     github = GitHub(settings.graphql_url, token, settings.upstream_timeout, index.rest_url,
@@ -5875,10 +5941,10 @@ def run_check(settings: Settings, token: str, projects: Sequence[str], index_url
         found, login = check_token(github, token)
     except PyPIHubError as failed:
         return [Finding("GitHub", False, f"{settings.graphql_url}: {failed.message}",
-                        "check --graphql-url, and this machine's network and proxy")]
+                        "check --graphql-url, and this machine's network and proxy")], ""
     found.insert(0, Finding("GitHub", True, f"reachable at {settings.graphql_url}"))
     if not found[1].ok:
-        return found
+        return found, ""
     owners = list(settings.owners) or ([login] if login else [])
     if not owners:
         found.append(Finding("Owner", False, "no owner to look in", "give --owner (the repos' owner)"))
@@ -5894,7 +5960,18 @@ def run_check(settings: Settings, token: str, projects: Sequence[str], index_url
     auth = "Basic " + base64.b64encode(f"{owner}:{token}".encode()).decode()
     for project in projects if index_url else []:
         found += check_index(index_url, auth, project, settings.upstream_timeout)
-    return found
+    return found, owner
+
+
+def scrubbed(text: str, token: str, owners: Sequence[str]) -> str:
+    """The report without the token in any form an answer could echo it in (GitHub's messages, a
+    server's 401 body): as it is, percent-encoded, in Basic form with any of the owners, in Base64,
+    or any 20-character part of it; and any other token-shaped string too."""
+    for owner in {*owners, ""}:
+        text = redact(text, "Basic " + base64.b64encode(f"{owner}:{token}".encode()).decode())
+    for part in [base64.b64encode(token.encode()).decode(), *(p for p in token.split(".") if len(p) >= 20)]:
+        text = text.replace(part, "[token]")
+    return redact_token_forms(text)
 
 
 def render_findings(found: Sequence[Finding]) -> str:
@@ -5922,12 +5999,16 @@ def check_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print(f"pypihub check: {exc}", file=sys.stderr)
         return 2
     try:
-        found = run_check(settings, token, projects, index_url)
+        found, owner = run_check(settings, token, projects, index_url)
     except PyPIHubError as failed:  # whatever GitHub answers, a line for a person, never a traceback
-        found = [Finding("GitHub", False, failed.message, "see GitHub's reason")]
+        found, owner = [Finding("GitHub", False, failed.message, "see GitHub's reason")], ""
+    except Exception as failed:  # noqa: BLE001  (an answer of a shape nothing here expects: still a report)
+        odd = f"an answer of an unexpected shape ({type(failed).__name__})"
+        found, owner = [Finding("GitHub", False, odd, "run it again; ask who runs the server")], ""
     ok = all(f.ok for f in found)
-    print(json.dumps({"ok": ok, "findings": [f._asdict() for f in found]}, indent=1) if as_json
-          else render_findings(found))
+    report = json.dumps({"ok": ok, "findings": [f._asdict() for f in found]}, indent=1) if as_json \
+        else render_findings(found)
+    print(scrubbed(report, token, [owner, *settings.owners]))
     return 0 if ok else 1
 
 

@@ -474,6 +474,7 @@ def test_http_failure(status, headers, expected, retry):
     ({"data": {"c0": None}, "errors": [{"type": "RESOURCE_LIMITS_EXCEEDED", "path": ["c0"],
       "message": "Resource limits for this query exceeded."}]}, {}, pypihub.PartialAnswer),
     ({"data": None, "errors": [{"type": "INTERNAL"}]}, {}, pypihub.BadGateway),
+    ({"data": None, "errors": [{"type": ["x"]}, {"type": {}}]}, {}, pypihub.BadGateway),  # no type a set takes
     ([1, 2], {}, pypihub.BadGateway),
     ({"data": "nonsense"}, {}, pypihub.BadGateway),
 ])
@@ -1092,6 +1093,8 @@ def test_parse_head_leaves_every_other_shape_to_http_server(line, rest):
     ("/simple/x" + base64.b64encode(f"{OWNER}:{TOKEN_A}".encode()).decode() + "/", "[token]/"),  # "/" is Base64
     ("/ab" + base64.urlsafe_b64encode(f"x:{JOB_TOKEN}".encode()).decode(), "[token]"),
     ("/s?x=a" + base64.b64encode(b"octorg:github_pat_11ABCDEFGHIJKLMNOPQRSTUV").decode(), "/s?x=[token]"),
+    ("/simple/?next=" + base64.b64encode(f"{OWNER}: {TOKEN_A}".encode()).decode(), "/simple/?next=[token]"),
+    ("/simple/?next=" + base64.b64encode(f"{OWNER}:\t{TOKEN_A}".encode()).decode(), "/simple/?next=[token]"),
     ("/asset/MDk6UmVsZWFzZVJBOT8%2B/acme_tools-1.2.0-py3-none-any.whl",  # no token: as it came
      "/asset/MDk6UmVsZWFzZVJBOT8%2B/acme_tools-1.2.0-py3-none-any.whl"),
 ])
@@ -2655,6 +2658,8 @@ class FakeUpstream:
         self.redirects: list[str] = []
         self.trickle: float | None = None
         self.slow_head: float | None = None  # seconds between header lines that never end
+        self.endless_trailers: float | None = None  # a chunked page, then trailer lines that never end
+        self.slow_file_head: float | None = None  # a file's status line, then header lines that never end
         self.credentials: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
         self.server.daemon_threads = True
@@ -2716,6 +2721,9 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
             upstream.accepts.append(self.headers.get("Accept", ""))
             if upstream.slow_head:
                 return self.send_slow_head(upstream.slow_head)
+            if upstream.endless_trailers:
+                return self.send_endless_trailers(json.dumps(upstream.page(parts[1], base)).encode(),
+                                                  upstream.endless_trailers)
             if upstream.trickle:
                 return self.send_trickle(json.dumps(upstream.page(parts[1], base)).encode(), upstream.trickle)
             if "json" in self.headers.get("Accept", "") and not upstream.html_only:
@@ -2723,6 +2731,8 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
             links = "".join(html_anchor(f, upstream.yanked) for f in upstream.page(parts[1], base)["files"])
             page = f"<!DOCTYPE html><html><head><title>Links</title></head><body><h1>Links</h1>{links}</body></html>"
             return self.reply(200, page.encode(), "text/html; charset=utf-8")
+        if parts[:1] == ["files"] and len(parts) == 3 and parts[1] in upstream.projects and upstream.slow_file_head:
+            return self.send_slow_head(upstream.slow_file_head)
         if parts[:1] == ["files"] and len(parts) == 3 and parts[1] in upstream.projects:
             name, metadata = parts[2].removesuffix(".metadata"), parts[2].endswith(".metadata")
             content = upstream.projects[parts[1]].get(name)
@@ -2743,6 +2753,19 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\n")
             for n in range(int(30 / pause)):
                 self.wfile.write(b"X-Slow-%d: yes\r\n" % n)
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def send_endless_trailers(self, body: bytes, pause: float) -> None:
+        """The whole page as one chunk, the last chunk, then trailer lines one at a time, for up to 30 s."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(body), body))
+            for n in range(int(30 / pause)):
+                self.wfile.write(b"X-Trailer-%d: yes\r\n" % n)
                 self.wfile.flush()
                 time.sleep(pause)
         except OSError:
@@ -4883,6 +4906,22 @@ def test_a_fallback_index_trickling_its_header_lines_ends_at_the_timeout(make_hu
     assert time.monotonic() - started < 5
 
 
+def test_a_fallback_page_with_endless_trailers_ends_at_the_timeout(make_hub, github, demo, upstream):
+    upstream.endless_trailers = 0.3
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True, upstream_timeout=1.0)
+    started = time.monotonic()
+    assert hub.request("/simple/public-pkg/", timeout=20).status == 504
+    assert time.monotonic() - started < 5
+
+
+def test_a_file_whose_head_never_ends_is_never_served_as_a_whole_empty_file(make_hub, github, demo, upstream):
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True, upstream_timeout=1.0)
+    [entry] = hub.request("/simple/public-pkg/", headers={"Accept": PIP_ACCEPT}).json()["files"]
+    upstream.slow_file_head = 0.3
+    answer = hub.request(urllib.parse.urljoin("/simple/public-pkg/", entry["url"]), timeout=20)
+    assert answer.status == 504 and answer.body != b""
+
+
 def test_a_trickling_fallback_page_ends_at_the_timeout_for_its_followers_too(make_hub, github, demo, upstream):
     upstream.trickle = 2.0  # bytes a second
     hub = make_hub(fallback_index=upstream.url, proxy_downloads=True, upstream_timeout=1.0)
@@ -4980,6 +5019,24 @@ def test_a_token_as_a_malformed_request_lines_method_never_reaches_the_log(hub, 
     assert all('"[token] /"' in line for line in hub.logs)  # and make_hub checks every part of the tokens
 
 
+def test_a_token_split_between_a_malformed_lines_method_and_target_never_reaches_the_log(hub, github, demo):
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+        sock.sendall(f"{TOKEN_A[:10]} {TOKEN_A[10:]} HTTP/1.1\r\n\r\n".encode())
+        sock.recv(64)
+    wait_until(lambda: hub.server.flush_log() and len(hub.logs) >= 1)
+    assert TOKEN_A[10:] not in "\n".join(hub.logs) and '"[token] [token]"' in hub.logs[0]
+
+
+@pytest.mark.parametrize("answer, value", [(b"[" * 100000, "not JSON"), (b'{"message": ' * 5000, "not JSON")])
+def test_json_nested_past_pythons_stack_is_a_bad_gateway(answer, value):
+    with pytest.raises(pypihub.BadGateway, match=value):
+        pypihub.parse_json(answer)
+
+
+def test_a_rate_limit_reset_of_1e400_waits_a_minute():
+    assert pypihub.retry_after({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1e400"}, 1000.0) == 60
+
+
 def test_a_request_head_holds_at_most_64_kib(hub, github, demo):
     padding = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 8000) for n in range(9))  # 72 KB in 9 lines
     with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
@@ -5002,7 +5059,8 @@ def test_tokens_never_reach_the_log_in_any_form(hub, github, demo):
 
 @pytest.mark.parametrize("notes", ["<p>before <![ after", "<![CDATA[x", "<!-- <![ -->", "<b>" * 21845,
                                    "</b>" * 16384, "<" * 65536, "<ul><li>" * 8192, '<a href="x">' * 5461,
-                                   "<a " * 16384, "<!--" * 16384, "<?" * 32768])
+                                   "<a " * 16384, "<!--" * 16384, "<?" * 32768, """<a b="'" c='"' d="x>""" * 3000,
+                                   "<![CDATA[ > " * 5000])
 def test_hostile_notes_become_a_page_never_a_500(hub, github, demo, notes):
     release = next(r for r in demo[0].releases if r["tagName"] == "v2.0")
     release["notes_html"] = notes
@@ -5012,20 +5070,24 @@ def test_hostile_notes_become_a_page_never_a_500(hub, github, demo, notes):
 
 
 @pytest.mark.parametrize("text, defused", [
-    ("<p>fine</p>", "<p>fine</p>"), ("a < b and c > d", "a < b and c > d"),
+    ("<p>fine</p>", "<p>fine</p>"), ("a < b and c > d", "a &lt; b and c > d"),
+    ('<a href="https://x/?a=1&b=2" rel=nofollow>l</a><br/>', '<a href="https://x/?a=1&b=2" rel=nofollow>l</a><br/>'),
+    ('<input type="checkbox" checked disabled>', '<input type="checkbox" checked disabled>'),
     ("<a " * 3, "&lt;a &lt;a &lt;a "),  # no ">" ever: no tag
     ("<b " + "x" * 600 + ">", "&lt;b " + "x" * 600 + ">"),  # longer than MAX_TAG
-    ("<!--" * 2 + "x", "&lt;!--&lt;!--x"),
+    ("x<!-- note --><b>y</b>", "x<b>y</b>"), ("<!--" * 2 + "x", "&lt;!--&lt;!--x"),  # comments: dropped if closed
+    ("""<a b="'" c='"' d="x>""", """&lt;a b="'" c='"' d="x>"""),  # a ">" inside a quote that never closes
+    ("<![CDATA[ > ", "&lt;![CDATA[ > "), ('<img src="x" alt="a>b">', '&lt;img src="x" alt="a>b">'),
 ])
-def test_unfinished_tags_are_defused_in_one_pass(text, defused):
-    assert pypihub.defuse_unfinished_tags(text) == defused
+def test_only_plain_tags_reach_the_html_parser(text, defused):
+    assert pypihub.defuse_tags(text) == defused
 
 
 def test_hostile_notes_are_cut_short_not_read_to_the_end():
     cut = pypihub.sanitize_notes("<b>" * 21845, "https://github.com/o/r/releases/tag/v1")
     assert cut.count("<b>") <= pypihub.MAX_NOTES_DEPTH and "the rest on GitHub" in cut
     broken = pypihub.sanitize_notes("<p>x <![ <script>alert(1)</script>", "https://github.com/o/r/releases/tag/v1")
-    assert "<script" not in broken and "&lt;script&gt;" in broken
+    assert "<script" not in broken and "alert" not in broken and "&lt;![" in broken  # the script dropped whole
 
 
 def test_no_credentials_mode_lends_nothing_to_a_same_site_page(make_hub, github, demo):
@@ -5130,6 +5192,56 @@ def test_check_through_a_running_pypihub_and_a_dead_port(hub, github, demo, caps
     status, out = check(github, capsys, TOKEN_A, "--owner", OWNER, "--index-url", f"http://127.0.0.1:{port}/simple/",
                         "demo-pkg")
     assert status == 1 and "could not reach" in out and "the connection was refused" in out
+
+
+class EchoingServer(BaseHTTPRequestHandler):
+    """A hostile or broken GitHub (or index): answers of shapes nothing expects, echoing the credentials
+    it was sent. The class attribute `graphql` is the body /graphql answers with ({auth} for the header)."""
+
+    graphql = ""
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        if self.path.startswith("/rate_limit"):
+            return self.answer(200, '{"rate": {}}', {"X-OAuth-Scopes": f"repo, {auth}"})
+        self.answer(401, f"bad credentials: {auth} {base64.b64decode(auth.split()[-1] + '==').decode('latin-1')}")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(200, type(self).graphql.replace("{auth}", self.headers.get("Authorization", "")))
+
+    def answer(self, status: int, body: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("graphql", [
+    '{"data": {"viewer": "x", "rateLimit": [1]}}', '{"data": {"viewer": {"login": "{auth}"}, "rateLimit": {}}}',
+    '{"errors": [{"type": ["x"], "message": "your header was {auth}"}]}', "[" * 100000, '{"data": null}',
+    '{"data": {"rateLimit": {"remaining": 5, "limit": 5}, "repositoryOwner": {"repositories": [1]}}}',
+])
+def test_check_survives_a_hostile_github_and_never_prints_the_token(capsys, graphql):
+    EchoingServer.graphql = graphql
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        status = pypihub.main(["check", "--graphql-url", f"{url}/graphql", "--owner", OWNER, "--index-url",
+                               f"{url}/simple/", "demo-pkg"], {"GITHUB_TOKEN": JOB_TOKEN})
+    finally:
+        server.shutdown()
+        server.server_close()
+    printed = capsys.readouterr()
+    assert status in (0, 1) and "Traceback" not in printed.err
+    assert not [part for part in (JOB_TOKEN, *JOB_TOKEN.split(".")) if part in printed.out + printed.err]
+    assert base64.b64encode(f"{OWNER}:{JOB_TOKEN}".encode()).decode()[:40] not in printed.out
 
 
 @pytest.mark.parametrize("token, ok", [(TOKEN_A, True), (TOKEN_BAD, False)])
