@@ -2747,30 +2747,27 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_slow_head(self, pause: float) -> None:
-        """A status line, then header lines one at a time, for up to 30 s (a hostile index)."""
+    def send_slow_lines(self, start: bytes, name: bytes, pause: float) -> None:
+        """`start`, then header (or trailer) lines `name`-N one at a time, for up to 30 s (a hostile index)."""
         try:
-            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.write(start)
             for n in range(int(30 / pause)):
-                self.wfile.write(b"X-Slow-%d: yes\r\n" % n)
+                self.wfile.write(b"%s-%d: yes\r\n" % (name, n))
                 self.wfile.flush()
                 time.sleep(pause)
         except OSError:
             pass
         self.close_connection = True
 
+    def send_slow_head(self, pause: float) -> None:
+        """A status line, then header lines that never end."""
+        self.send_slow_lines(b"HTTP/1.1 200 OK\r\n", b"X-Slow", pause)
+
     def send_endless_trailers(self, body: bytes, pause: float) -> None:
-        """The whole page as one chunk, the last chunk, then trailer lines one at a time, for up to 30 s."""
-        try:
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(body), body))
-            for n in range(int(30 / pause)):
-                self.wfile.write(b"X-Trailer-%d: yes\r\n" % n)
-                self.wfile.flush()
-                time.sleep(pause)
-        except OSError:
-            pass
-        self.close_connection = True
+        """The whole page as one chunk, the last chunk, then trailer lines that never end."""
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(body), body))
+        self.send_slow_lines(head, b"X-Trailer", pause)
 
     def send_trickle(self, body: bytes, per_second: float) -> None:
         """A page that comes a byte at a time (a slow or hostile index), until the client hangs up."""
