@@ -4021,8 +4021,18 @@ class UpstreamResponse:
             raise socket.timeout("the fallback index's answer took too long")
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
         data = self.response.read1(len(buffer))
+        if not data and self.watchdog.fired.is_set():  # cut at the deadline, not by the host
+            raise socket.timeout("the fallback index's answer took too long")
+        if not data and self.cut_short():
+            raise ConnectionError("the fallback index's answer ended before its length or last chunk")
         buffer[:len(data)] = data
         return len(data)
+
+    def cut_short(self) -> bool:
+        """At the body's end: whether it ended early (short of its Content-Length, or a chunked body
+        without its last chunk). http.client's read1 answers such an end with b"", as if whole."""
+        response = self.response
+        return bool(response.length) or bool(response.chunked and not response.isclosed())
 
     def read_all(self, limit: int) -> bytes:
         """Up to `limit` + 1 bytes of the body, within the deadline (GatewayTimeout past it)."""

@@ -2660,6 +2660,7 @@ class FakeUpstream:
         self.slow_head: float | None = None  # seconds between header lines that never end
         self.endless_trailers: float | None = None  # a chunked page, then trailer lines that never end
         self.slow_file_head: float | None = None  # a file's status line, then header lines that never end
+        self.short_page = False  # a page whose Content-Length promises more than is sent before the close
         self.credentials: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstreamHandler)
         self.server.daemon_threads = True
@@ -2721,6 +2722,15 @@ class FakeUpstreamHandler(BaseHTTPRequestHandler):
             upstream.accepts.append(self.headers.get("Accept", ""))
             if upstream.slow_head:
                 return self.send_slow_head(upstream.slow_head)
+            if upstream.short_page:
+                body = json.dumps(upstream.page(parts[1], base)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", pypihub.JSON_V1)
+                self.send_header("Content-Length", str(len(body) + 100))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+                return
             if upstream.endless_trailers:
                 return self.send_endless_trailers(json.dumps(upstream.page(parts[1], base)).encode(),
                                                   upstream.endless_trailers)
@@ -4904,6 +4914,12 @@ def test_a_fallback_index_trickling_its_header_lines_ends_at_the_timeout(make_hu
     started = time.monotonic()
     assert hub.request("/simple/public-pkg/", timeout=20).status == 504
     assert time.monotonic() - started < 5
+
+
+def test_a_fallback_page_cut_short_is_never_taken_for_whole(make_hub, github, demo, upstream):
+    upstream.short_page = True  # Content-Length promises 100 bytes more than come before the close
+    hub = make_hub(fallback_index=upstream.url, proxy_downloads=True)
+    assert hub.request("/simple/public-pkg/").status == 502
 
 
 def test_a_fallback_page_with_endless_trailers_ends_at_the_timeout(make_hub, github, demo, upstream):
