@@ -64,6 +64,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 import zipfile
 import zlib
 from collections import OrderedDict, deque
@@ -79,8 +80,6 @@ TEXT_HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 TEXT_PLAIN = "text/plain; charset=utf-8"  # error bodies, and PEP 658 metadata files
-HTML_PAGE_TYPE = "text/html; charset=utf-8"  # pages for people
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # PEP 691: the "latest" aliases are answered with the concrete v1 type.
 MEDIA_ALIASES = {
     "application/vnd.pypi.simple.latest+html": HTML_V1,
@@ -88,108 +87,32 @@ MEDIA_ALIASES = {
 }
 # Server preference, used only to break ties the client left open (e.g. "*/*" gets HTML).
 OFFERED_MEDIA = (TEXT_HTML, HTML_V1, JSON_V1)
-API_VERSION = "1.1"  # PEP 629 / PEP 700
-STATUS_API_VERSION = "1.4"  # PEP 792: pages that carry a project status
-ARCHIVED_REASON = "The project's GitHub repository is archived: it takes no new releases."
 
 PROJECT_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")  # PEP 508 names
-REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 LOGIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 # GitHub: "treat tokens as opaque strings" (changelog 2026-04-24, the new installation-token
 # format): no shape and no length but a bound, printable ASCII (safe in a header) up to 4 KiB.
 MAX_TOKEN = 4096
 TOKEN_RE = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_TOKEN)
-NODE_ID_RE = re.compile(r"[A-Za-z0-9_+/=-]{1,200}")
-VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
-NORMALIZE_RE = re.compile(r"[-_.]+")
-PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 SAFE_URL_RE = re.compile(r"https?://[\x21-\x7e]+")  # fit for a Location header as it is
-DIGEST_RE = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
-SDIST_SUFFIXES = (".tar.gz", ".zip")
 METADATA_SUFFIX = ".metadata"  # PEP 658: <file url>.metadata
 NO_SUCH_FILE = "No such file, or not visible to this token."
-MAX_YANK_REASON = 500  # characters of a yank reason kept from a release's title or notes
-# Basic Auth users that name no owner: twine's and uv's default, GitHub's convention, and none.
-# With them, a project is looked up across the configured --owner list, in its order.
-RESERVED_USERS = ("", "__token__", "x-access-token", "token")
-NAMES_MAX_PAGES = 10  # an owner's repo names, for deciding "not ours": its first 1,000 repos
-PRIVATE_NAMES_KEPT = 20_000  # names served from GitHub, never served from --fallback-index
-MAX_UPSTREAM_PAGE = 16 * 1024 * 1024  # PyPI's largest project pages are a few MiB
 
 USER_AGENT = f"pypihub/{__version__}"
-REST_ACCEPT = "application/vnd.github+json"
-REST_API_VERSION = "2022-11-28"
-MAX_GITHUB_ANSWER = 64 * 1024 * 1024
-MAX_RETRIES = 2  # for connection errors and 5xx from GitHub; queries are idempotent
-RETRY_BASE_DELAY = 0.25
-RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
-ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos ...
-ROOT_RELEASES = 5  # ... and the 5 newest releases of each
 # GitHub's REST releases list stops after 1,000 results: page 11 of 100 answers 422 (undocumented;
 # iree-org/iree#16506). Digests of older assets cannot be had; they are listed without a hash.
 REST_MAX_PAGES = 10
-TOKEN_CONCURRENCY = 8  # GitHub requests in flight per token; GitHub's secondary limit is 100 per user
 SECONDARY_WAIT = 60  # GitHub: without retry-after, "wait for at least one minute before retrying"
 
-LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
-DEFAULT_LINK_LIFETIME = 300.0  # a signed URL that names no expiry is trusted this long
-# Query parameters that mark a download URL as signed (AWS SigV4, Azure SAS, GitHub's JWT, CDNs).
-SIGNATURE_PARAMETERS = ("X-Amz-Signature", "sig", "jwt", "Signature", "token")
-IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
-DOWNLOAD_CHUNK = 1024 * 1024  # per proxied download: memory stays flat whatever the file size
-FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
-FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
-                              "ETag", "Last-Modified")
-RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
-RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
-MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
-MAX_METADATA = 4 * 1024 * 1024  # METADATA larger than this is not read at all
-MAX_CACHED_METADATA = 1024 * 1024  # ... and larger than this, served once, then neither kept nor advertised
-REFRESH_AHEAD = 0.1  # a listing in use in the last tenth of its TTL is loaded again in the background
-MAX_REFRESHES = 8  # background loads at once
-CACHE_ENTRY_BYTES = 600  # an entry's key (a keyed hash and names), tuple and place in the map
 
-UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
-UPLOAD_CHUNK = 256 * 1024
-UPLOAD_SPOOL = 8 * 1024 * 1024  # an upload's file goes to disk past this
-MIN_UPLOAD_RATE = 16 * 1024  # bytes a second an upload must average after its first UPLOAD_GRACE seconds
-UPLOAD_GRACE = 10.0
-MAX_PART_HEADERS = 2048  # twine's and uv's are ~150 bytes; the email parser's cost grows with length
 MAX_FORM_FIELDS = 4 * 1024 * 1024  # the metadata fields twine sends, long descriptions included
-MAX_FORM_PARTS = 1000  # twine sends about 30 fields, a repeated one for each classifier
 TOKEN_CHECK_TTL = 60.0  # seconds GitHub's word on a token (good for uploads, or rejected) is kept
-TOKEN_REREAD_INTERVAL = 5.0  # no-credentials mode: the least time between reads of a rejected token
 WRITERS = ("ADMIN", "MAINTAIN", "WRITE")  # Repository.viewerPermission that may publish
 
-MAX_TARGET = 8192  # longest request target served
-HEALTH_RESERVE = 8  # connections past the caps that may still ask /healthz (and get 503 otherwise)
-OVERFLOW_HEAD_TIMEOUT = 1.0  # seconds such a connection has to send its request head
-OVERFLOW_PER_CLIENT = 2  # of the HEALTH_RESERVE, so that one client cannot take them all
-SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-PLAIN_HTTP_ON_TLS = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     b"Content-Length: 49\r\nConnection: close\r\n\r\n"
-                     b"Plain HTTP was sent to this HTTPS port: use TLS.\n")
-TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS record that carries a ClientHello (RFC 8446 5.1)
-REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-           b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
-           b"Too many connections; try again.\n")
-HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
-                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
-LOG_QUEUE_BYTES = 8 * 1024 * 1024  # log lines awaiting the writer; past this (stalled stderr), dropped
-LOG_INTERVAL = 0.05  # seconds between the log writer's writes
-MAX_FAST_HEAD = 16 * 1024  # a request head parsed by parse_head(); longer ones go to http.server's parser
-# Linux bounds each recv/send of a blocking socket by SO_RCVTIMEO/SO_SNDTIMEO (socket(7)): no
-# poll() before every call, as a Python-level socket timeout needs. Elsewhere, settimeout().
-KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
 # The edges that tests inject: the wall clock, a pause, and where log lines go.
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 Log = Callable[[str], None]
-Record = Callable[[str, str, Mapping[str, str]], None]  # a GitHub call's API, outcome and headers
 
 # --- Errors ---
 
@@ -319,14 +242,33 @@ class ReleaseExists(BadRequest):
     why = "release-exists"
 
 
-class Moved(NotFound):
-    """The repo is another owner's now (a transfer GitHub follows): never looked for elsewhere."""
+class Moved(PyPIHubError):
+    """The repo is another owner's now (a transfer GitHub follows): never looked for elsewhere, so
+    not a NotFound, though it answers 404 as one."""
     why = "moved"
+    status = 404
 
 
 class MetadataTooLarge(NotFound):
     """A wheel's METADATA is too large for this index to serve."""
     why = "metadata-too-large"
+
+
+class Missing(NamedTuple):
+    """A "not found" kept in a cache, as a value: error() is the same error again, headers and all."""
+
+    kind: type
+    message: str
+    why: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, error: PyPIHubError) -> Missing:
+        extra = tuple(error.headers)[len(type(error).headers):]  # the class's own come back by themselves
+        return cls(type(error), error.message, error.why, extra)
+
+    def error(self) -> PyPIHubError:
+        return self.kind(self.message, self.headers, why=self.why)
 
 
 class ListEnd(BadGateway):
@@ -461,9 +403,15 @@ class RepoRule:
     replacement: str
 
 
+NORMALIZE_RE = re.compile(r"[-_.]+")
+
+
 def normalize(name: str) -> str:
     """PEP 503 normalized project name."""
     return NORMALIZE_RE.sub("-", name).lower()
+
+
+REPO_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 def repo_candidates(project: str, rules: Sequence[RepoRule]) -> list[str]:
@@ -476,6 +424,10 @@ def repo_candidates(project: str, rules: Sequence[RepoRule]) -> list[str]:
         return [name] if REPO_RE.fullmatch(name) else []
     spellings = (project, project.replace("-", "_"), project.replace("-", "."))
     return list(dict.fromkeys(spellings))
+
+
+VERSION_RE = re.compile(r"\d[A-Za-z0-9.!+_]*")
+SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 
 def parse_distribution(filename: str) -> Distribution | None:
@@ -519,6 +471,9 @@ def installable_time(created_at: str, published_at: str | None = None) -> str:
     what cooldowns (uv's exclude-newer, pip's --uploaded-prior-to) must see."""
     moment = max(parse_moment(text) for text in (created_at, published_at) if text)
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+DIGEST_RE = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 
 
 def parse_digest(value: Any) -> str | None:
@@ -568,10 +523,17 @@ def signed_url_expiry(url: str) -> float | None:
     return min((e for e in expiries if e is not None), default=None)
 
 
+# Query parameters that mark a download URL as signed (AWS SigV4, Azure SAS, GitHub's JWT, CDNs).
+SIGNATURE_PARAMETERS = ("X-Amz-Signature", "sig", "jwt", "Signature", "token")
+
+
 def is_signed_url(url: str) -> bool:
     """A download URL that works without credentials: it carries a signature (or a token)."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     return any(name in query for name in SIGNATURE_PARAMETERS)
+
+
+DEFAULT_LINK_LIFETIME = 300.0  # a signed URL that names no expiry is trusted this long
 
 
 def link_expiry(url: str, now: float) -> float:
@@ -602,12 +564,67 @@ class Credentials:
     key: str = dataclasses.field(default="", repr=False, compare=False)  # Index.token_key(token), once known
 
 
-class Target(NamedTuple):  # a tuple: made for every request, at a tuple's cost
-    """What a request line asks for: the endpoint (for logs and metrics), path and query."""
+@functools.lru_cache(maxsize=None)
+def shape_parts(shape: str) -> list[str]:
+    return shape.split("/")
+
+
+def fits(parts: Sequence[str], segments: Sequence[str]) -> bool:
+    return len(parts) == len(segments) and all(p in ("*", s) for p, s in zip(parts, segments))
+
+
+class Route(NamedTuple):
+    """One endpoint: its label in logs and metrics (never a name from the path), its method, its
+    path's shape (segments; "*" is any one segment, a last "?" an optional trailing slash) and the
+    Handler method that answers it. ROUTES is the one table: dispatch and metrics both read it."""
 
     endpoint: str
+    method: str
+    shape: str
+    answer: str
+
+    def matches(self, method: str, segments: Sequence[str]) -> bool:
+        parts = shape_parts(self.shape)
+        if parts[-1] == "?":
+            parts = parts[:-1]
+            return self.method == method and (fits(parts, segments) or fits([*parts, ""], segments))
+        return self.method == method and fits(parts, segments)
+
+
+UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
+
+
+ROUTES = (
+    Route("home", "GET", "", "home"),
+    Route("healthz", "GET", "healthz", "healthz"),
+    Route("metrics", "GET", "metrics", "metrics"),
+    Route("other", "GET", "simple", "to_root"),
+    Route("root", "GET", "simple/", "root_page"),
+    Route("project", "GET", "simple/*/?", "project_page"),
+    Route("asset", "GET", "asset/*/*", "asset"),
+    Route("upstream", "GET", "upstream/*/*/*", "upstream_file"),
+    Route("page", "GET", "project/*/?", "project_view"),
+    *(Route("upload", "POST", path[1:], "upload") for path in UPLOAD_PATHS),
+)
+NOWHERE = Route("other", "GET", "", "nowhere")  # anything else: 404
+
+
+def route_of(method: str, segments: Sequence[str]) -> Route:
+    """The route a request goes to (HEAD as GET); NOWHERE for a path no route has."""
+    method = "GET" if method == "HEAD" else method
+    return next((r for r in ROUTES if r.matches(method, segments)), NOWHERE)
+
+
+class Target(NamedTuple):  # a tuple: made for every request, at a tuple's cost
+    """What a request line asks for: its route (see ROUTES), path segments and query."""
+
+    route: Route
     segments: tuple[str, ...]
     query: Mapping[str, list[str]]
+
+    @property
+    def endpoint(self) -> str:
+        return self.route.endpoint
 
 
 @dataclasses.dataclass
@@ -621,6 +638,11 @@ class Answer:
     length: int | None = None
     reason: str | None = None  # a status line phrase other than the standard one
     why: str = ""  # for an error, its reason in one word: the access log's reason=
+
+
+# Basic Auth users that name no owner: twine's and uv's default, GitHub's convention, and none.
+# With them, a project is looked up across the configured --owner list, in its order.
+RESERVED_USERS = ("", "__token__", "x-access-token", "token")
 
 
 def parse_credentials(header: str | None) -> Credentials:
@@ -743,6 +765,9 @@ class Head(NamedTuple):
     version: str
     headers: Headers
     size: int
+
+
+MAX_FAST_HEAD = 16 * 1024  # a request head parsed by parse_head(); longer ones go to http.server's parser
 
 
 def parse_head(line: bytes, buffered: bytes) -> Head | None:
@@ -967,6 +992,10 @@ def negotiate(accept: str | None) -> str:
     return media
 
 
+PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def unquote_segment(segment: str) -> str:
     """Percent-decode one path segment strictly: malformed escapes, NUL and controls are 400."""
     if PERCENT_RE.search(segment):
@@ -984,26 +1013,16 @@ def unquote_segment(segment: str) -> str:
 PLAIN_TARGET_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
 
 
-def endpoint_of(segments: Sequence[str]) -> str:
-    """The endpoint a path is routed to, as named in logs and metrics (never a project name)."""
-    if segments[:1] == ("simple",) and len(segments) > 1:
-        if segments == ("simple", ""):
-            return "root"
-        return "project" if len(segments) == 2 or segments[2:] == ("",) else "other"
-    if len(segments) == 3 and segments[0] == "asset" or len(segments) == 4 and segments[0] == "upstream":
-        return segments[0]
-    if segments[0] == "project" and len(segments) in (2, 3) and segments[2:] in ((), ("",)):
-        return "page"
-    return {"": "home", "healthz": "healthz", "metrics": "metrics"}.get(segments[0], "other")
+MAX_TARGET = 8192  # longest request target served
 
 
 def parse_target(command: str | None, path: str) -> Target:
     """The endpoint, path segments and query a request line asks for; 4xx when malformed."""
     if command in ("GET", "HEAD") and len(path) <= MAX_TARGET and PLAIN_TARGET_RE.fullmatch(path):
         segments = tuple(path.split("/")[1:])  # nothing to decode, no query, no dot segments
-        return Target(endpoint_of(segments), segments, {})
+        return Target(route_of(command, segments), segments, {})
     if command == "POST" and urllib.parse.urlsplit(path).path in UPLOAD_PATHS:
-        return Target("upload", (), {})
+        return Target(route_of(command, tuple(urllib.parse.urlsplit(path).path.split("/")[1:])), (), {})
     if command not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"{command} is not supported here; use GET or HEAD (POST / to upload).")
     if not path.startswith("/"):
@@ -1018,7 +1037,8 @@ def parse_target(command: str | None, path: str) -> Target:
         raise BadRequest("The path may not contain . or .. segments.")
     # A browser sends ?format=application/vnd.pypi.simple.v1+json with a literal "+", which form
     # decoding would turn into a space: only ?format= is read, so "+" stays "+".
-    return Target(endpoint_of(segments), segments, urllib.parse.parse_qs(split.query.replace("+", "%2B")))
+    query = urllib.parse.parse_qs(split.query.replace("+", "%2B"))
+    return Target(route_of(command, segments), segments, query)
 
 
 def quote_etag(body: bytes) -> str:
@@ -1035,10 +1055,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 def error_answer(error: PyPIHubError) -> Answer:
     body = (error.message.rstrip(".") + ".\n").encode()
     return Answer(error.status, body, [("Content-Type", TEXT_PLAIN), *error.headers], why=error.why)
-
-
-def html_answer(body: bytes) -> Answer:
-    return Answer(200, body, [("Content-Type", HTML_PAGE_TYPE), *HTML_SECURITY_HEADERS])
 
 
 def redirect(location: str) -> Answer:
@@ -1063,6 +1079,10 @@ HTML_PAGE = """<!DOCTYPE html>
 
 def html_attributes(attrs: Mapping[str, str]) -> str:
     return "".join(f' {name}="{html.escape(value)}"' for name, value in attrs.items())
+
+
+API_VERSION = "1.1"  # PEP 629 / PEP 700
+STATUS_API_VERSION = "1.4"  # PEP 792: pages that carry a project status
 
 
 def render_html(title: str, links: Iterable[tuple[str, str, Mapping[str, str]]],
@@ -1096,6 +1116,9 @@ def file_attributes(asset: Asset, metadata: CoreMetadata | None) -> dict[str, st
         value = f"sha256={metadata.sha256}" if metadata else "true"
         attrs["data-core-metadata"] = attrs["data-dist-info-metadata"] = value
     return attrs
+
+
+ARCHIVED_REASON = "The project's GitHub repository is archived: it takes no new releases."
 
 
 def render_project_html(listing: Listing, metadata: Mapping[str, CoreMetadata]) -> bytes:
@@ -1528,6 +1551,9 @@ def next_cursor(connection: dict) -> str | None:
     return info.get("endCursor") if info.get("hasNextPage") else None
 
 
+MAX_YANK_REASON = 500  # characters of a yank reason kept from a release's title or notes
+
+
 def yank_reason(title: Any, notes: Any) -> str | None:
     """PEP 592 from GitHub's own release page: a release whose title starts with "[yanked]" (the
     rest of the title is the reason), or whose notes have a line "Yanked: <reason>", is yanked."""
@@ -1660,6 +1686,10 @@ def parse_core_metadata(data: bytes) -> CoreMetadata:
                         str(requires).strip() if requires else None)
 
 
+FORWARDED_DOWNLOAD_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
+                              "ETag", "Last-Modified")
+
+
 def forwarded_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """The download host's headers that a proxied download passes on, none with a line break."""
     kept = [(name, headers[name.lower()]) for name in FORWARDED_DOWNLOAD_HEADERS if headers.get(name.lower())]
@@ -1771,7 +1801,7 @@ class ProjectRow:
     name: str  # normalized
     owner: str
     repo: str
-    version: str = ""  # the newest in the repo's newest releases (ROOT_RELEASES)
+    version: str = ""  # the newest in the repo's newest releases (see OWNER_PROJECTS_QUERY)
     released: str = ""  # that release's publishedAt
     description: str = ""  # the repo's description
     repo_url: str = ""
@@ -2265,34 +2295,57 @@ def upload_url(release: dict, filename: str) -> str:
 # --- Threads: the busy-thread gate ---
 
 
+class GateHeld(AssertionError):
+    """Debug mode (Gate(strict=True), which the tests use): a blocking call was made holding the gate."""
+
+
+# What a blocking call does first (Python's audit events; time.sleep's since 3.11): connecting to
+# GitHub, the download host or the fallback index, resolving a name, running a command, sleeping.
+BLOCKING_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "subprocess.Popen", "time.sleep"})
+
+
+def refuse_blocking(gate: Callable[[], Gate | None], event: str, args: Any) -> None:
+    """A strict gate's audit hook (sys.addaudithook; hooks stay for the process, so it holds the
+    gate weakly)."""
+    if event in BLOCKING_EVENTS:
+        held = gate()
+        if held is not None and held.holding():
+            raise GateHeld(f"{event} while holding the busy-thread gate: wrap the wait in gate.released()")
+
+
 class Gate:
     """At most `slots` threads run request work at once (--busy-threads; 0 = no limit), let in
     first come, first served. With one thread per connection, 64 connections would otherwise
     take turns at the GIL every few milliseconds each, and every request would wait for all of
-    them. A thread gives its turn up while it waits (released()): on GitHub, the download host,
-    another thread's load, an upload's body or a slow client, so waiting never holds a slot."""
+    them. A thread gives its turn up while it waits: released() is the one way to wait (on
+    GitHub, the download host, the fallback index, another thread's load, an upload's body, a
+    slow client, a sleep), so waiting never holds a slot. With `strict`, a blocking call made
+    while holding a turn raises GateHeld: a new call that forgets released() fails the tests."""
 
-    def __init__(self, slots: int = 0) -> None:
+    def __init__(self, slots: int = 0, strict: bool = False) -> None:
         self.slots = self._free = slots
         self._lock = threading.Lock()
         self._queue: deque[threading.Lock] = deque()  # one locked lock per waiting thread, in order
         self._local = threading.local()
+        if strict:
+            sys.addaudithook(functools.partial(refuse_blocking, weakref.ref(self)))
 
     def holding(self) -> bool:
         return getattr(self._local, "held", False)
 
     def enter(self) -> None:
-        """Wait for a turn (at once if this thread has one)."""
-        if not self.slots or self.holding():
+        """Wait for a turn (at once if this thread has one, or if there is no limit)."""
+        if self.holding():
             return
-        with self._lock:
-            turn = None
-            if self._free:
-                self._free -= 1
-            else:
-                turn = threading.Lock()
-                turn.acquire()
-                self._queue.append(turn)
+        turn = None
+        if self.slots:
+            with self._lock:
+                if self._free:
+                    self._free -= 1
+                else:
+                    turn = threading.Lock()
+                    turn.acquire()
+                    self._queue.append(turn)
         if turn is not None:
             turn.acquire()  # leave() hands its slot over by releasing it
         self._local.held = True
@@ -2302,6 +2355,8 @@ class Gate:
         if not self.holding():
             return
         self._local.held = False
+        if not self.slots:
+            return
         with self._lock:
             if self._queue:
                 self._queue.popleft().release()
@@ -2345,6 +2400,9 @@ class GitHubCalls:
 
     graphql: int = 0
     rest: int = 0
+
+
+RATE_LIMIT_LOW = 500  # log when a token has fewer GitHub rate-limit points left
 
 
 class GitHubUsage:
@@ -2510,6 +2568,9 @@ class GitHubSchema:
                      "Enterprise Server? Asking without them; sha256 digests come from the REST API")
 
 
+TOKEN_CONCURRENCY = 8  # GitHub requests in flight per token; GitHub's secondary limit is 100 per user
+
+
 class Throttle:
     """One token's way to GitHub: at most TOKEN_CONCURRENCY requests in flight (GitHub's
     secondary limit allows 100 per user, so one cold resolve of many packages must not take them
@@ -2584,6 +2645,14 @@ class Throttles:
         return len(self._throttles)
 
 
+REST_ACCEPT = "application/vnd.github+json"
+REST_API_VERSION = "2022-11-28"
+MAX_GITHUB_ANSWER = 64 * 1024 * 1024
+MAX_RETRIES = 2  # for connection errors and 5xx from GitHub; queries are idempotent
+RETRY_BASE_DELAY = 0.25
+Record = Callable[[str, str, Mapping[str, str]], None]  # a GitHub call's API, outcome and headers
+
+
 class GitHub:
     """One caller's conversation with GitHub's APIs for one request: their token, their calls.
 
@@ -2591,19 +2660,19 @@ class GitHub:
     `timeout`; writes are made once. Every call is counted in `calls` and reported to `record`;
     the token's `throttle` bounds its calls in flight and holds them off when GitHub says so."""
 
-    def __init__(self, url: str, token: str, timeout: float, rest_url: str = "",
+    def __init__(self, url: str, token: str, timeout: float, *, gate: Gate, rest_url: str = "",
                  calls: GitHubCalls | None = None, record: Record | None = None,
-                 clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 throttle: Throttle | None = None, gate: Gate | None = None,
-                 schema: GitHubSchema | None = None, rejected: Callable[[], None] = lambda: None) -> None:
-        self.url, self._token, self.timeout = url, token, timeout
-        self.deadline = time.monotonic() + timeout  # one for every call made for this request
+                 clock: Clock = time.time, sleep: Sleep = time.sleep, throttle: Throttle | None = None,
+                 schema: GitHubSchema | None = None, rejected: Callable[[], None] = lambda: None,
+                 monotonic: Clock = time.monotonic) -> None:
+        self.url, self._token, self.timeout, self.monotonic = url, token, timeout, monotonic
+        self.deadline = monotonic() + timeout  # one for every call made for this request
         self.rest_url = rest_url or rest_base(url)
         self.calls = calls if calls is not None else GitHubCalls()
         self.record = record or (lambda api, outcome, headers: None)
         self.clock, self.sleep = clock, sleep
         self.throttle = throttle or Throttle(clock)
-        self.gate = gate or Gate()  # given up while waiting on GitHub
+        self.gate = gate  # given up while waiting on GitHub
         self.schema = schema or GitHubSchema()
         self.rejected = rejected  # told when GitHub rejects the token (see Rejections)
 
@@ -2641,7 +2710,7 @@ class GitHub:
         if length is not None:
             headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
-        deadline = time.monotonic() + timeout if timeout else self.deadline
+        deadline = self.monotonic() + timeout if timeout else self.deadline
         return self._call("rest", request, deadline, decode_write)
 
     def asset_route(self, path: str, forward: Mapping[str, str]) -> tuple[str, Any]:
@@ -2653,11 +2722,11 @@ class GitHub:
 
     def renew(self) -> None:
         """A new deadline, after time that was not GitHub's (an upload's body coming in)."""
-        self.deadline = time.monotonic() + self.timeout
+        self.deadline = self.monotonic() + self.timeout
 
     def remaining(self) -> float:
         """Seconds left of this request's time with GitHub (for the download host too)."""
-        return max(0.001, self.deadline - time.monotonic())
+        return max(0.001, self.deadline - self.monotonic())
 
     def headers(self, accept: str = REST_ACCEPT) -> dict[str, str]:
         """What every call carries; REST calls also name the API version they speak."""
@@ -2674,7 +2743,7 @@ class GitHub:
                 return self._call(api, request, deadline, decode)
             except Unavailable:
                 pause = random.uniform(0.5, 1.0) * RETRY_BASE_DELAY * 2 ** tries  # jittered backoff
-                if tries == MAX_RETRIES or time.monotonic() + pause >= deadline:
+                if tries == MAX_RETRIES or self.monotonic() + pause >= deadline:
                     raise
                 with self.gate.released():
                     self.sleep(pause)
@@ -2722,7 +2791,7 @@ class GitHub:
 
     def _exchange_once(self, request: urllib.request.Request, deadline: float,
                        stream: bool) -> tuple[int, dict, Any]:
-        timeout = deadline - time.monotonic()
+        timeout = deadline - self.monotonic()
         if timeout <= 0:
             raise GatewayTimeout("GitHub did not answer in time.")
         try:
@@ -2973,6 +3042,9 @@ class OwnerIndex(NamedTuple):
     rows: dict[str, ProjectRow]
 
 
+ROOT_MAX_PAGES = 3  # /simple/ looks at the 300 most recently pushed repos, 5 releases each
+
+
 def fetch_owner_index(github: GitHub, owner: str) -> OwnerIndex:
     """The owner's most recently pushed repos' projects (bounded: see ROOT_*), in one query a page."""
     names: dict[str, str] = {}
@@ -3006,6 +3078,9 @@ query RepoNames($owner: String!, $after: String) {
   }
 }
 """
+
+
+NAMES_MAX_PAGES = 10  # an owner's repo names, for deciding "not ours": its first 1,000 repos
 
 
 def fetch_repo_names(github: GitHub, owner: str) -> tuple[frozenset[str], bool]:
@@ -3130,6 +3205,11 @@ def fetch_small(url: str, timeout: float, limit: int) -> bytes:
     return data
 
 
+RANGE_TAIL = 64 * 1024  # first Range read of a wheel: its end, where the central directory is
+RANGE_BLOCK = 16 * 1024  # later Range reads: a member's header and compressed bytes
+MAX_FULL_WHEEL = 256 * 1024 * 1024  # largest wheel read whole where Range is refused
+
+
 class RangeFile(io.RawIOBase):
     """A read-only, seekable view of a remote file through HTTP Range requests.
 
@@ -3181,6 +3261,9 @@ class RangeFile(io.RawIOBase):
             return 0, read_body(response, MAX_FULL_WHEEL)
         response.close()
         raise BadGateway("The download host refuses Range requests and the wheel is too large.")
+
+
+MAX_METADATA = 4 * 1024 * 1024  # METADATA larger than this is not read at all
 
 
 def wheel_metadata(file: Any, filename: str) -> bytes:
@@ -3237,6 +3320,9 @@ def via_asset_route(github: GitHub, link: AssetLink, forward: Mapping[str, str])
     return stream_answer(found.getcode(), lower_keys(found.headers or {}), found)
 
 
+DOWNLOAD_CHUNK = 1024 * 1024  # per proxied download: memory stays flat whatever the file size
+
+
 def copy_stream(source: Any, target: Any, length: int | None, chunked: bool) -> int:
     """Copy through one reused buffer (constant memory), as chunks (RFC 9112 7.1) if `chunked`;
     the bytes copied. A source that ends before `length`, or breaks, raises ShortBody: the
@@ -3261,6 +3347,14 @@ def copy_stream(source: Any, target: Any, length: int | None, chunked: bool) -> 
 
 
 # --- Publishing: the multipart reader, release and asset writes ---
+
+
+UPLOAD_CHUNK = 256 * 1024
+UPLOAD_SPOOL = 8 * 1024 * 1024  # an upload's file goes to disk past this
+MIN_UPLOAD_RATE = 16 * 1024  # bytes a second an upload must average after its first UPLOAD_GRACE seconds
+UPLOAD_GRACE = 10.0
+MAX_PART_HEADERS = 2048  # twine's and uv's are ~150 bytes; the email parser's cost grows with length
+MAX_FORM_PARTS = 1000  # twine sends about 30 fields, a repeated one for each classifier
 
 
 class MultipartReader:
@@ -3589,6 +3683,11 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+REFRESH_AHEAD = 0.1  # a listing in use in the last tenth of its TTL is loaded again in the background
+MAX_REFRESHES = 8  # background loads at once
+CACHE_ENTRY_BYTES = 600  # an entry's key (a keyed hash and names), tuple and place in the map
+
+
 class Cache:
     """An LRU map bounded in entries and in bytes, with a TTL, stale-if-error and coalescing of
     concurrent loads. `size_of` estimates what an entry holds in memory (key included).
@@ -3598,12 +3697,12 @@ class Cache:
     by the asset and read only for assets the caller's own listing or lookup has shown it."""
 
     def __init__(self, ttl: float, stale_ttl: float, size: int, clock: Clock = time.time,
-                 max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0,
-                 gate: Gate | None = None, refresh: bool = False, wait: float | None = None) -> None:
+                 max_bytes: int = 1 << 62, size_of: Callable[[Any], int] = lambda value: 0, *,
+                 gate: Gate, refresh: bool = False, wait: float | None = None) -> None:
         self.ttl, self.stale_ttl, self.size, self.clock = ttl, stale_ttl, size, clock
         self.wait = wait  # the longest a caller waits for another's load of the same key
         self.refreshing = threading.BoundedSemaphore(MAX_REFRESHES) if refresh else None
-        self.gate = gate or Gate()  # given up while waiting for another thread's load
+        self.gate = gate  # given up while waiting for another thread's load
         self.max_bytes, self.size_of, self.bytes = max_bytes, size_of, 0
         self._entries: OrderedDict[Any, tuple[float, Any, int]] = OrderedDict()  # (expiry, value, bytes)
         self._flights: dict[Any, _Flight] = {}
@@ -3850,6 +3949,19 @@ class Settings:
     token_file: str = setting("", "no-credentials mode, with the token in this file", metavar="PATH")
     token_command: str = setting("", "no-credentials mode, with the token this command prints (e.g. 'gh auth "
                                      "token'); run at start and again when GitHub rejects it", metavar="CMD")
+
+    def __post_init__(self) -> None:
+        """The rules between settings, however the Settings were made (flags, environment, TOML, code)."""
+        own_token = bool(self.token_env or self.token_file or self.token_command)
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ConfigError("--certfile and --keyfile go together")
+        if own_token and not is_loopback(self.host):
+            raise ConfigError("--token-env/--token-file/--token-command serve this machine only: "
+                              "--host must be loopback")
+        if self.fallback_index and not self.owners:
+            raise ConfigError("--fallback-index needs --owner: whose projects are never served from it")
+        if own_token and not self.owners:
+            raise ConfigError("--token-env/--token-file/--token-command need --owner: whose repos to serve")
 
 
 def option_of(field: dataclasses.Field) -> Option:
@@ -4114,22 +4226,26 @@ def fallback_origin(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(bare), "Basic " + base64.b64encode(userinfo.encode()).decode()
 
 
+MAX_UPSTREAM_PAGE = 16 * 1024 * 1024  # PyPI's largest project pages are a few MiB
+
+
 class Upstream:
     """The --fallback-index, for every project that no configured owner has for the caller: its
     PEP 691 JSON pages, kept for every token alike (they are public) with coalescing. With
     --proxy-downloads they are served with file URLs leading back through PyPIHub, which streams
     exactly the files those pages named: no other URL can be asked for."""
 
-    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate | None = None,
+    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate,
+                 monotonic: Clock = time.monotonic,
                  resolve: Callable[..., list] = socket.getaddrinfo) -> None:
         fallback, self.auth = fallback_origin(settings.fallback_index)
         self.base, self.resolve = fallback.rstrip("/") + "/", resolve
         self.own = origin_of(self.base)
-        self.timeout, self.log, self.gate = settings.upstream_timeout, log, gate or Gate()
+        self.timeout, self.log, self.gate, self.monotonic = settings.upstream_timeout, log, gate, monotonic
         memory, size = settings.cache_memory * 1024 * 1024, settings.cache_size
         # Followers of a page's load wait no longer than the load itself may take.
         self.pages = Cache(settings.fallback_ttl, settings.stale_ttl, size, clock, memory * 10 // 100,
-                           page_bytes, self.gate, wait=self.timeout + 1.0)
+                           page_bytes, gate=gate, wait=self.timeout + 1.0)
 
     def url(self, project: str) -> str:
         return self.base + urllib.parse.quote(project) + "/"
@@ -4173,23 +4289,23 @@ class Upstream:
         return answer
 
     def open(self, url: str, method: str, headers: Mapping[str, str]) -> UpstreamResponse:
-        deadline = time.monotonic() + self.timeout
+        deadline = self.monotonic() + self.timeout
         return open_upstream(url, method, headers, deadline, self.own, self.auth, self.resolve)
 
     def _page(self, project: str) -> dict:
         found = self.pages.get_or_load(project, lambda: self._fetch(project), self.log)
-        if isinstance(found, NotFound):
-            raise NotFound(found.message)
+        if isinstance(found, Missing):
+            raise found.error()
         return found
 
-    def _fetch(self, project: str) -> dict | NotFound:
+    def _fetch(self, project: str) -> dict | Missing:
         """The project's page, read within --upstream-timeout as a whole (a page that trickles
         ends there), the gate given up meanwhile; no caller's credentials go upstream."""
         with self.gate.released():
             answer = self.open(self.url(project), "GET", {"Accept": UPSTREAM_ACCEPT})
             try:
                 if answer.status in (404, 410):
-                    return NotFound(nowhere(project), why="not-visible")
+                    return Missing(NotFound, nowhere(project), "not-visible")
                 if answer.status != 200:
                     raise BadGateway(f"The fallback index answered HTTP {answer.status}.")
                 data = answer.read_all(MAX_UPSTREAM_PAGE)
@@ -4200,6 +4316,9 @@ class Upstream:
         if len(data) > MAX_UPSTREAM_PAGE:
             raise BadGateway("The fallback index's page is larger than this index takes.")
         return upstream_files(parse_upstream_page(data, media), page_url, project)
+
+
+TOKEN_REREAD_INTERVAL = 5.0  # no-credentials mode: the least time between reads of a rejected token
 
 
 class TokenSource:
@@ -4252,7 +4371,7 @@ def listing_bytes(value: Any) -> int:
         return 500 + rows + sum(200 + 2 * (len(k) + len(v)) for k, v in value.projects.items())
     if isinstance(value, dict):
         return 500 + sum(200 + 2 * (len(k) + len(v)) for k, v in value.items())
-    if isinstance(value, tuple):  # an owner's repo names
+    if isinstance(value, tuple) and not isinstance(value, Missing):  # an owner's repo names
         return 1000 + sum(100 + len(name) for name in value[0])
     return 1000
 
@@ -4310,49 +4429,348 @@ class Rejections:
         return recent
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """One request's caller, as Index.connect() returns it: their GitHub session, their
+    credentials, their token's key (a keyed hash: what per-token cache keys hold, never the
+    token) and the configured owners (where a reserved user name looks)."""
+
+    github: GitHub
+    creds: Credentials
+    key: str
+    configured: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> str:
+        return self.creds.owner
+
+    @property
+    def owners(self) -> list[str]:
+        """Where a project is looked for: the Basic Auth owner, or (for a reserved user name) the
+        configured owners, in their order."""
+        return [self.creds.owner] if self.creds.owner else list(self.configured)
+
+    def as_owner(self, owner: str) -> Caller:
+        """The same caller, looking in `owner`'s repos."""
+        if owner == self.creds.owner:
+            return self
+        return dataclasses.replace(self, creds=dataclasses.replace(self.creds, owner=owner))
+
+
+LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
+IMMUTABLE_TTL = 24 * 3600.0  # digests and METADATA: fixed for an asset id, kept a day
+MAX_CACHED_METADATA = 1024 * 1024  # ... and larger than this, served once, then neither kept nor advertised
+
+
+class Files:
+    """A project's files as one token may reach them: their links (signed URLs), facts (digests,
+    REST ids, upload state) and wheel METADATA, and downloads. It answers with plain results: a
+    URL to redirect to, or an answer streamed from the download host; the handler makes the rest.
+
+    Keying, the guarantee: a link is kept under (token key, asset id) and handed to that token
+    alone. Facts and METADATA never change for an asset, so they are kept per asset, but handed
+    out only after the caller's own listing or link lookup has shown it the asset."""
+
+    def __init__(self, settings: Settings, clock: Clock, log: Log, gate: Gate) -> None:
+        self.settings, self.clock, self.log, self.gate = settings, clock, log, gate
+        ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
+        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes,
+                           gate=gate)
+        # Facts about an asset never change for its id (and size/updatedAt): kept long.
+        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300,
+                           gate=gate)
+        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 25 // 100,
+                              lambda metadata: len(metadata.compressed) + 400, gate=gate)
+
+    def caches(self) -> list[tuple[str, Cache]]:
+        return [("links", self.links), ("facts", self.facts), ("metadata", self.metadata)]
+
+    def remember(self, caller: Caller, listing: Listing) -> None:
+        """Keep each file's link, so a download needs no GitHub call: fresh for the TTL at most
+        (and, for a signed URL, while it stays valid), then for the stale window in case GitHub fails."""
+        for asset in listing.files:
+            link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
+                             asset.metadata_url, listing.repo, asset.release_id, asset.rest_id)
+            self._remember((caller.key, asset.id), link)
+
+    def with_digests(self, github: GitHub, listing: Listing) -> Listing:
+        """The listing with sha256 digests and REST ids, from the facts kept per asset, then
+        GitHub's REST list for the rest; failed uploads' leftovers (state starter/open) dropped."""
+        key = lambda a: (a.id, a.updated, a.size)  # noqa: E731
+        unknown = {a.id for a in listing.files if a.sha256 is None and self.facts.get(key(a)) is None}
+        if unknown:
+            try:
+                found = fetch_facts(github, listing.owner, listing.repo, unknown)
+            except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
+                self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
+                found = {}
+            for asset in listing.files:
+                if asset.id in found:
+                    self.facts.put(key(asset), found[asset.id])
+        files = [(a, self.facts.get(key(a)) or AssetFacts(a.sha256)) for a in listing.files]
+        return dataclasses.replace(listing, pages={}, files=tuple(
+            dataclasses.replace(a, sha256=a.sha256 or facts.sha256, rest_id=facts.rest_id)
+            for a, facts in files if facts.state == "uploaded"))
+
+    def known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
+        """The wheels of a listing (the caller's own) whose METADATA has been read already."""
+        return self.metadata.get_many(a.id for a in listing.files if a.filename.endswith(".whl"))
+
+    def asset_link(self, caller: Caller, node_id: str, filename: str, fresh: bool = False,
+                   url_needed: bool = True) -> AssetLink:
+        """A file's link, remembered from this token's own listing or lookups, or from GitHub
+        (always, if `fresh`); while GitHub fails, a remembered one (whose URL, if `url_needed`,
+        still works). A file of another owner's repo is not served under this owner."""
+        key = (caller.key, node_id)
+        link = None if fresh else self.links.get(key)
+        self.links.count("misses" if link is None else "hits")
+        link = link or self._look_up_link(caller.github, key, node_id, filename, url_needed)
+        if link.filename != filename:
+            raise NotFound(NO_SUCH_FILE)
+        if link.owner.lower() not in {o.lower() for o in caller.owners}:  # e.g. a transferred repo's
+            raise NotFound(f"That file is in {link.owner}/{link.repo}; use {link.owner} as the user name.")
+        if not is_safe_url(link.url):
+            raise BadGateway("GitHub gave a download URL that cannot be used.")
+        return link
+
+    def core_metadata(self, caller: Caller, node_id: str, wheel: str) -> CoreMetadata:
+        """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset.
+        Once read, it needs no working download URL: it is served through GitHub outages."""
+        metadata = self.metadata.get(node_id)
+        link = self.asset_link(caller, node_id, wheel, url_needed=metadata is None)
+        metadata = metadata or self._read_metadata(caller, link)
+        if metadata is NO_METADATA:
+            raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
+        return metadata
+
+    def download(self, caller: Caller, node_id: str, filename: str, method: str,
+                 forward: Mapping[str, str]) -> str | Answer:
+        """A file: its signed URL to redirect to; its bytes with --proxy-downloads (or when GitHub
+        streams them itself rather than give a URL)."""
+        with self.gate.released():  # GitHub and the download host: little work here
+            return self._download(caller, node_id, filename, method, forward)
+
+    def _download(self, caller: Caller, node_id: str, filename: str, method: str,
+                  forward: Mapping[str, str]) -> str | Answer:
+        link, timeout = self.asset_link(caller, node_id, filename), self.settings.upstream_timeout
+        if self.settings.proxy_downloads:
+            opened = lambda good: open_download(good.url, method, forward, timeout)  # noqa: E731
+            return self._reaching(caller, link, opened, lambda answer: answer, forward)
+        if not is_signed_url(link.url):
+            found = self._via_asset_route(caller, link, {})
+            if isinstance(found, Answer):
+                return found
+            link = found
+        return link.url
+
+    def _read_metadata(self, caller: Caller, link: AssetLink) -> CoreMetadata:
+        timeout = caller.github.remaining()  # the request's own time with GitHub bounds these reads too
+        try:
+            with self.gate.released():  # Range reads from the download host
+                data: bytes | None = self._reaching(
+                    caller, link, lambda good: read_wheel_metadata(good, timeout),
+                    lambda answer: read_streamed_metadata(answer, link.filename), {})
+        except MetadataTooLarge:
+            data = None
+        metadata = parse_core_metadata(data) if data is not None else NO_METADATA
+        # A listing may have advertised it before it was known to be large: served this once, and
+        # remembered as too large, so listings stop advertising it (pip has no fallback for a 404).
+        too_large = data is None or len(data) > MAX_CACHED_METADATA
+        self.metadata.put(link.id, NO_METADATA if too_large else metadata)
+        return metadata
+
+    def _remember(self, key: Any, link: AssetLink) -> AssetLink:
+        """Keep `link` with its expiry; an unsigned one (never handed out) for the TTL, for its ids."""
+        now, ttl = self.clock(), self.settings.cache_ttl
+        expires = link_expiry(link.url, now) if is_signed_url(link.url) else now + ttl
+        link = dataclasses.replace(link, expires=expires)
+        lifetime = expires - LINK_SAFETY_MARGIN - now if is_signed_url(link.url) else ttl
+        if lifetime > 0:
+            self.links.put(key, link, min(lifetime, ttl))
+        return link
+
+    def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str,
+                      url_needed: bool) -> AssetLink:
+        """GitHub's link for an asset, remembered; while GitHub fails, a remembered one that still works."""
+        try:
+            return self._remember(key, fetch_asset_link(github, node_id, filename))
+        except UPSTREAM_FAILURES as exc:
+            link = self.links.get(key, stale=True)
+            if link is None or url_needed and link.expires - LINK_SAFETY_MARGIN <= self.clock():
+                raise
+            self.links.count("stale")
+            self.log(f"serving a remembered download link: GitHub failed ({exc.status} {exc.message})")
+            return link
+
+    def _reaching(self, caller: Caller, link: AssetLink, use: Callable[[AssetLink], Any],
+                  streamed: Callable[[Answer], Any], forward: Mapping[str, str]) -> Any:
+        """use(link) with a URL the download host takes: the remembered one; if it is refused, a
+        new one from GitHub; if that is refused too, or none is a signed URL, the one GitHub's
+        documented asset route gives (or the bytes it streams, for streamed())."""
+        if is_signed_url(link.url):
+            try:
+                return use(link)
+            except ExpiredLink:  # expired early, or refused
+                pass
+            fresh = self.asset_link(caller, link.id, link.filename, fresh=True)
+            if is_signed_url(fresh.url) and fresh.url != link.url:
+                try:
+                    return use(fresh)
+                except ExpiredLink:
+                    pass
+            link = fresh
+        found = self._via_asset_route(caller, link, forward)
+        # The route gives the wheel itself: a sibling .metadata asset's URL is of no more use.
+        if isinstance(found, Answer):
+            return streamed(found)
+        return use(dataclasses.replace(found, metadata_url=None))
+
+    def _via_asset_route(self, caller: Caller, link: AssetLink,
+                         forward: Mapping[str, str]) -> AssetLink | Answer:
+        """via_asset_route(), its signed URL remembered like a listing's."""
+        found = via_asset_route(caller.github, link, forward)
+        if isinstance(found, AssetLink):
+            return self._remember((caller.key, link.id), found)
+        return found
+
+
+class Uploads:
+    """Publishing (twine upload, uv publish) into GitHub Releases: GitHub's word on the token
+    before a byte of the body is read, the target repo and write access before the file is kept,
+    then the release asset. At most --max-uploads at once (each spools to disk); one upload of a
+    version at a time, as a wheel and an sdist often come together.
+
+    Keying: a token's confirmation is kept on that token's own Throttle, never shared."""
+
+    def __init__(self, settings: Settings, clock: Clock, gate: Gate, repo_of: Callable[[Caller, str], dict],
+                 published: Callable[[Caller, str], None]) -> None:
+        self.settings, self.clock, self.gate = settings, clock, gate
+        self.repo_of, self.published = repo_of, published
+        self._slots = threading.BoundedSemaphore(settings.max_uploads)
+        self._publishing = KeyedLocks()
+
+    def receive(self, caller: Caller, headers: Headers | email.message.Message, body: Any,
+                send_continue: Callable[[], None]) -> bool:
+        """Read a legacy-API upload from `body` and publish it; whether the connection may be reused.
+        Before a byte is read, everything the head allows is checked (and GitHub confirms the token);
+        before the file is kept, GitHub confirms the repo and write access."""
+        limit, length = self.settings.max_upload_size, headers.get("Content-Length")
+        if "Transfer-Encoding" in headers or length is None:
+            raise LengthRequired("Uploads need a Content-Length.")
+        if int(length) > limit + MAX_FORM_FIELDS:  # head_problem() made sure it is a number
+            raise PayloadTooLarge(f"The upload is larger than this index accepts ({limit} bytes).")
+        boundary = multipart_boundary(headers.get("Content-Type"))
+        with self.gate.released():  # its body, spooled, then GitHub: all waiting
+            return self._receive(caller, body, int(length), boundary, send_continue)
+
+    def _receive(self, caller: Caller, body: Any, length: int, boundary: bytes,
+                 send_continue: Callable[[], None]) -> bool:
+        limit = self.settings.max_upload_size
+        self.confirm_token(caller.github)
+        with self._slot():
+            send_continue()
+            reader = MultipartReader(body, length, boundary, limit,
+                                     lambda fields: self.target(caller, fields))
+            upload = reader.read()
+            with upload.file:
+                reusable = reader.finish()
+                self.publish(caller, upload)
+        return reusable
+
+    def confirm_token(self, github: GitHub) -> None:
+        """Before an upload's body is read: GitHub's word that the token is real (GET /rate_limit,
+        which any token may ask and which costs no rate limit), kept for a minute."""
+        throttle = github.throttle
+        if not throttle.confirming.acquire(timeout=github.remaining()):
+            raise GatewayTimeout("GitHub did not answer in time.")
+        try:
+            if throttle.confirmed_until <= self.clock():
+                github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
+                throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
+        finally:
+            throttle.confirming.release()
+
+    def target(self, caller: Caller, fields: Mapping[str, str]) -> dict | None:
+        """Before an upload's file is read: the repo it goes to (for a reserved user, in the first
+        configured owner that has it), if this token may write there (GitHub still decides;
+        viewerPermission is null for GitHub App tokens, so that passes)."""
+        if not fields.get("name") or not fields.get("version"):
+            raise BadRequest("Send the name and version fields before the file (as twine and uv do).")
+        caller.github.renew()  # the fields took the client's time, not GitHub's
+        if not PROJECT_RE.fullmatch(fields["name"]):
+            return None  # check_upload() will say what is wrong, once the file is read
+        repo = self.repo_of(caller, normalize(fields["name"]))
+        name = f"{repo_owner(repo, caller.owner)}/{repo.get('name')}"
+        if repo.get("isArchived"):  # PEP 792: an archived project takes no uploads (nor would GitHub)
+            raise Conflict(f"{name} is archived on GitHub: it takes no new releases")
+        if repo.get("viewerPermission") not in (None, *WRITERS):
+            raise Forbidden(f"This token can only read {name} (GitHub: {repo.get('viewerPermission')}); "
+                            "publishing needs write access")
+        return repo
+
+    def publish(self, caller: Caller, upload: Upload) -> None:
+        """Check an upload, attach it to its version's release, and show it in this token's listing."""
+        dist, settings, github = check_upload(upload), self.settings, caller.github
+        github.renew()  # the body took its own time: GitHub gets --upstream-timeout from here
+        repo = upload.repo or self.repo_of(caller, dist.project)
+        caller = caller.as_owner(repo_owner(repo, caller.owner))
+        publisher = Publisher(github, caller.owner, str(repo["name"]), settings.tag_template,
+                              settings.upload_timeout)
+        version = (caller.owner.lower(), str(repo["name"]).lower(), dist.version.lower())
+        with self._publishing.hold(version):
+            publisher.publish(upload, dist)
+        self.published(caller, dist.project)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Any:
+        if not self._slots.acquire(blocking=False):
+            raise Overloaded("Too many uploads at once; try again.")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+PRIVATE_NAMES_KEPT = 20_000  # names served from GitHub, never served from --fallback-index
+
+
 class Index:
-    """The package index: listings, the owner's project index, file links, digests and wheel
-    METADATA, each as the caller's token may see them on GitHub, through bounded caches.
+    """The package index: listings, "no such project" answers, the owners' project indexes,
+    release notes and the names served from GitHub, each as the caller's token may see them on
+    GitHub, through bounded caches; files (Files) and publishing (Uploads) beside them.
 
-    Every call takes the caller's credentials and their GitHub session (from connect()); keys
-    of per-token caches hold a keyed hash of the token (token_key), never the token. The index
-    has no socket of its own: the HTTP server in front of it is a separate layer."""
+    Every call takes a Caller (from connect()). Keying, the guarantee: listings, negatives and
+    project indexes are kept under the caller's token key; notes under (release id, updatedAt),
+    handed out only for releases the caller's own listing shows. The index has no socket of its
+    own: the HTTP server in front of it is a separate layer."""
 
-    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
+    def __init__(self, settings: Settings, gate: Gate, clock: Clock = time.time, sleep: Sleep = time.sleep,
                  log: Log = lambda message: None, own_token: TokenSource | None = None,
-                 gate: Gate | None = None) -> None:
+                 monotonic: Clock = time.monotonic) -> None:
         self.settings, self.clock, self.sleep, self.log = settings, clock, sleep, log
-        self.own_token, self.gate = own_token, gate or Gate()  # the gate: see Gate
+        self.own_token, self.gate, self.monotonic = own_token, gate, monotonic  # the gate: see Gate
         self.rest_url = settings.rest_url or rest_base(settings.graphql_url)
         self.served = frozenset(owner.lower() for owner in settings.owners)
-        self.upstream = Upstream(settings, clock, log, self.gate) if settings.fallback_index else None
+        self.upstream = Upstream(settings, clock, log, gate, monotonic) if settings.fallback_index else None
         self._private: OrderedDict[str, None] = OrderedDict()  # names served from GitHub, to any token
         self._private_lock = threading.Lock()
         ttl, size, memory = settings.cache_ttl, settings.cache_size, settings.cache_memory * 1024 * 1024
-        # Per token: listings, "no such project" answers, owner project indexes; then signed URLs.
-        gate = self.gate
-        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes, gate,
-                              refresh=True)
-        self.links = Cache(ttl, settings.stale_ttl, size * 64, clock, memory * 10 // 100, link_bytes, gate)
-        # Facts about an asset that never change for its id (and size/updatedAt): kept long, and
-        # handed out only for assets the caller's own listing or node lookup has shown it.
-        self.facts = Cache(IMMUTABLE_TTL, 0, size * 64, clock, memory * 5 // 100, lambda facts: 300, gate)
-        self.metadata = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 25 // 100,
-                              lambda metadata: len(metadata.compressed) + 400, self.gate)
-        # Release notes by (release id, updatedAt), for every token alike, handed out only for the
-        # releases the caller's own listing shows (an edit changes updatedAt, so its next listing
-        # names a new key).
+        self.listings = Cache(ttl, settings.stale_ttl, size, clock, memory * 50 // 100, listing_bytes,
+                              gate=gate, refresh=True)
+        # An edit changes a release's updatedAt, so its next listing names a new key.
         self.notes = Cache(IMMUTABLE_TTL, 0, size * 16, clock, memory * 5 // 100,
-                           lambda notes: 2 * len(notes) + 300, self.gate)
+                           lambda notes: 2 * len(notes) + 300, gate=gate)
         # What decides "not ours" for --fallback-index: fresh answers only, never stale ones.
-        self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes, self.gate)
+        self.negatives = Cache(ttl, 0, size, clock, memory * 5 // 100, listing_bytes, gate=gate)
         self.throttles = Throttles(clock, size * 4)
         self.usage = GitHubUsage(clock, log)
         self.schema = GitHubSchema(log)  # one GraphQL server: what its schema has, learnt once
         self.rejections = Rejections(clock)
-        self._publishing = KeyedLocks()
+        self.files = Files(settings, clock, log, gate)
+        self.uploads = Uploads(settings, clock, gate, self.owned_repo, self.forget)
         self._key_salt = secrets.token_bytes(32)
 
+    # -- callers
     def own_credentials(self) -> Credentials | None:
         """No-credentials mode: the server's own token, with the configured owners; read again
         when GitHub has rejected it (e.g. `gh auth token` after a new login)."""
@@ -4367,21 +4785,24 @@ class Index:
                     raise Unauthorized(f"The server's own token could not be read again ({exc}).") from None
             return Credentials("", self.own_token.token)
 
-    def connect(self, creds: Credentials, calls: GitHubCalls, client: str = "") -> GitHub:
-        """The caller's GitHub session for one request; Forbidden for an owner not served here, 429
-        for a token GitHub has not accepted from an address it has rejected many tokens from."""
+    def connect(self, creds: Credentials, calls: GitHubCalls, client: str = "") -> Caller:
+        """The caller for one request; Forbidden for an owner not served here, 429 for a token
+        GitHub has not accepted from an address it has rejected many tokens from."""
         settings, served = self.settings, self.served
         if creds.owner and served and creds.owner.lower() not in served:
             raise Forbidden("This index does not serve that owner.", why="owner-not-served")
         if not creds.owner and not served:
             raise Unauthorized("Give the repos' owner as the user name: this index has no --owner to look in")
-        key = self.key_of(creds)
+        key = creds.key or self.token_key(creds.token)
         throttle = self.throttles.of(key)
         if client and not throttle.accepted:
             self.rejections.check(client, key)
         rejected = functools.partial(self.rejections.record, client, key) if client else lambda: None
-        return GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, self.rest_url, calls,
-                      self.usage.record, self.clock, self.sleep, throttle, self.gate, self.schema, rejected)
+        github = GitHub(settings.graphql_url, creds.token, settings.upstream_timeout, gate=self.gate,
+                        rest_url=self.rest_url, calls=calls, record=self.usage.record, clock=self.clock,
+                        sleep=self.sleep, throttle=throttle, schema=self.schema, rejected=rejected,
+                        monotonic=self.monotonic)
+        return Caller(github, creds, key, settings.owners)
 
     def token_key(self, token: str) -> str:
         """A keyed hash of the token: cache keys never hold the token itself."""
@@ -4389,70 +4810,67 @@ class Index:
 
     def with_key(self, creds: Credentials) -> Credentials:
         """The credentials with their token key, for a caller that keeps them (a connection)."""
-        return dataclasses.replace(creds, key=self.key_of(creds))
+        return dataclasses.replace(creds, key=creds.key or self.token_key(creds.token))
 
-    def key_of(self, creds: Credentials) -> str:
-        return creds.key or self.token_key(creds.token)
+    # -- pages
+    def root_page(self, caller: Caller, media: str) -> tuple[bytes, str]:
+        """/simple/ in `media` (for a reserved user, the configured owners' projects), and its ETag."""
+        projects: dict[str, str] = {}
+        for owner in reversed(caller.owners):  # the first owner's name wins
+            projects.update(self.owner_index(caller.as_owner(owner)).projects)
+        body = render_root(sorted(projects), media)
+        return body, quote_etag(body + media.encode())
 
-    def owners(self, creds: Credentials) -> list[str]:
-        """Where a project is looked for: the Basic Auth owner, or (for a reserved user name) the
-        configured owners, in their order."""
-        return [creds.owner] if creds.owner else list(self.settings.owners)
-
-    def project_page(self, github: GitHub, creds: Credentials, project: str,
-                     media: str) -> tuple[bytes, str] | str:
+    def project_page(self, caller: Caller, project: str, media: str) -> tuple[bytes, str] | str:
         """/simple/<project>/ in `media` and its ETag; for a project that is not ours and may come
         from --fallback-index, its page there (--proxy-downloads), or the URL to redirect to."""
-        try:
-            listing = self.find_listing(github, creds, project)
-        except Moved:
-            raise
-        except NotFound:
-            if self.is_private_name(project):
-                # 403, not 404: uv's default index strategy goes on to the next index (PyPI) after a
-                # 404 but stops at 401/403 (docs.astral.sh/uv, "Ignoring error codes"). The same
-                # answer whether or not such a repo exists: the operator's pattern decides, not GitHub.
-                raise Forbidden(f"{project} is a private name here (--private-name) and this token "
-                                "sees no project of that name: give the token access to its repo",
-                                why="private-name") from None
-            if self.upstream is None:
-                raise
-            # A name kept from the fallback index (served from GitHub to some token) answers as a
-            # name that the fallback index lacks too: the same 404, so no one learns it is ours.
-            if not self.may_be_public(project) or not self.upstream.has(project):
-                raise NotFound(nowhere(project), why="not-visible") from None
-            if not self.settings.proxy_downloads:
-                return self.upstream.url(project)
-            return self.upstream.page(project, media)
-        known = lambda: self._known_metadata(listing)  # noqa: E731
-        return rendered_page(listing, media, known, self.metadata.generation)
+        found = self.find_listing(caller, project)
+        if isinstance(found, Listing):
+            known = lambda: self.files.known_metadata(found)  # noqa: E731
+            return rendered_page(found, media, known, self.files.metadata.generation)
+        if self.is_private_name(project):
+            # 403, not 404: uv's default index strategy goes on to the next index (PyPI) after a
+            # 404 but stops at 401/403 (docs.astral.sh/uv, "Ignoring error codes"). The same
+            # answer whether or not such a repo exists: the operator's pattern decides, not GitHub.
+            raise Forbidden(f"{project} is a private name here (--private-name) and this token "
+                            "sees no project of that name: give the token access to its repo",
+                            why="private-name")
+        if self.upstream is None:
+            raise found.error()
+        # A name kept from the fallback index (served from GitHub to some token) answers as a
+        # name that the fallback index lacks too: the same 404, so no one learns it is ours.
+        if not self.may_be_public(project) or not self.upstream.has(project):
+            raise NotFound(nowhere(project), why="not-visible")
+        if not self.settings.proxy_downloads:
+            return self.upstream.url(project)
+        return self.upstream.page(project, media)
 
-    def upstream_file(self, github: GitHub, creds: Credentials, project: str, key: str, filename: str,
+    def upstream_file(self, caller: Caller, project: str, key: str, filename: str,
                       method: str, forward: Mapping[str, str]) -> Answer:
         """A fallback index's file, after the same decision as for its page ("GitHub wins"): never
         for a name this token has on GitHub, one served from GitHub to anyone, or a --private-name;
         and the fallback index is not asked about such a name."""
-        self.confirm_token(github)  # a real token, or this would be anyone's proxy to PyPI
+        self.uploads.confirm_token(caller.github)  # a real token, or this would be anyone's proxy to PyPI
         if self.upstream is None or not self.may_be_public(project):
             raise NotFound(NO_SUCH_FILE)
-        try:
-            self.find_listing(github, creds, project)
-        except NotFound:  # not ours (Moved too: that repo is someone else's now)
-            with self.gate.released():
-                return self.upstream.file(project, key, filename, method, forward)
-        raise NotFound(NO_SUCH_FILE)
+        if isinstance(self.find_listing(caller, project, moved_is_missing=True), Listing):
+            raise NotFound(NO_SUCH_FILE)
+        with self.gate.released():  # not ours (a moved repo is someone else's now)
+            return self.upstream.file(project, key, filename, method, forward)
 
-    def project_view(self, github: GitHub, creds: Credentials, project: str, index: str) -> tuple[bytes, str]:
+    def project_view(self, caller: Caller, project: str, index: str) -> tuple[bytes, str]:
         """/project/<name>/ and its ETag: from the caller's own listing (as /simple/<name>/), its
         wheels' Requires-Python where their METADATA is known, and the releases' notes."""
-        listing = self.find_listing(github, creds, project)
-        notes = self.release_notes(github, listing)
-        known = self._known_metadata(listing).items()
+        listing = self.find_listing(caller, project)
+        if isinstance(listing, Missing):
+            raise listing.error()
+        notes = self.release_notes(caller.github, listing)
+        known = self.files.known_metadata(listing).items()
         requires = {node_id: m.requires_python for node_id, m in known if m.requires_python}
         releases = [dataclasses.replace(r, notes=notes.get(r.node_id, "")) for r in listing.releases]
         repo = ProjectRow(project, listing.owner, listing.repo, description=listing.description,
                           repo_url=listing.repo_url)
-        body = render_project_page(listing, releases, requires, repo, index, creds.owner or "__token__")
+        body = render_project_page(listing, releases, requires, repo, index, caller.owner or "__token__")
         return body, quote_etag(body)
 
     def release_notes(self, github: GitHub, listing: Listing) -> dict[str, str]:
@@ -4473,14 +4891,15 @@ class Index:
             found.update(fetched)
         return found
 
-    def project_rows(self, github: GitHub, creds: Credentials) -> list[ProjectRow]:
+    def project_rows(self, caller: Caller) -> list[ProjectRow]:
         """`/`: what the owner's (or the configured owners') project index says of each project;
         the first owner's wins a name."""
         rows: dict[str, ProjectRow] = {}
-        for owner in reversed(self.owners(creds)):
-            rows.update(self.owner_index(github, dataclasses.replace(creds, owner=owner)).rows)
+        for owner in reversed(caller.owners):
+            rows.update(self.owner_index(caller.as_owner(owner)).rows)
         return [rows[name] for name in sorted(rows)]
 
+    # -- private names
     def may_be_public(self, project: str) -> bool:
         """Whether a name that is not ours for this caller may come from --fallback-index: not one
         that --private-name covers, nor one that was served from GitHub to any token."""
@@ -4492,74 +4911,6 @@ class Index:
         """Whether --private-name covers the (normalized) name."""
         return any(fnmatch.fnmatchcase(project, pattern) for pattern in self.settings.private_names)
 
-    def root_page(self, github: GitHub, creds: Credentials, media: str) -> tuple[bytes, str]:
-        """/simple/ in `media` (for a reserved user, the configured owners' projects), and its ETag."""
-        projects: dict[str, str] = {}
-        for owner in reversed(self.owners(creds)):  # the first owner's name wins
-            projects.update(self.projects(github, dataclasses.replace(creds, owner=owner)))
-        body = render_root(sorted(projects), media)
-        return body, quote_etag(body + media.encode())
-
-    def find_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
-        """The project's listing from the first owner that has it for this token; files are never
-        merged across owners. In one-index mode (a reserved user, or --fallback-index), an owner's
-        repo names and project index decide first, at no call per name, which owners may have it."""
-        missing: NotFound | None = None
-        for owner in self.owners(creds):
-            concrete = creds if owner == creds.owner else dataclasses.replace(creds, owner=owner)
-            one_index = self.upstream is not None or not creds.owner
-            if one_index and not self._may_have(github, concrete, project):
-                continue
-            try:
-                listing = self.listing(github, concrete, project)
-            except Moved:
-                raise
-            except NotFound as exc:
-                missing = exc
-                continue
-            if one_index and not listing.files:  # a repo without Python files has no project of that name
-                missing = NotFound(f"{owner}'s repo for {project} has no Python files for this token.",
-                                   why="no-python-files")
-                continue
-            if listing.files and self.upstream is not None:  # an empty repo makes no name private
-                self._remember_private(project)
-            return listing
-        raise missing or NotFound(f"No owner of {', '.join(self.owners(creds))} has {project} "
-                                  "for this token.", why="not-visible")
-
-    def listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
-        key = ("listing", self.key_of(creds), creds.owner.lower(), project)
-        found = self.listings.get_or_load(key, lambda: self._load_listing(github, creds, project), self.log)
-        if isinstance(found, NotFound):
-            raise type(found)(found.message, why=found.why)
-        return found
-
-    def repo_names(self, github: GitHub, creds: Credentials) -> tuple[frozenset[str], bool]:
-        key = ("names", self.key_of(creds), creds.owner.lower())
-        return self.listings.get_or_load(key, lambda: fetch_repo_names(github, creds.owner), self.log)
-
-    def projects(self, github: GitHub, creds: Credentials) -> dict[str, str]:
-        """Project -> repo for the owner's recently pushed repos that this token can see."""
-        return self.owner_index(github, creds).projects
-
-    def owner_index(self, github: GitHub, creds: Credentials) -> OwnerIndex:
-        key = ("projects", self.key_of(creds), creds.owner.lower())
-        return self.listings.get_or_load(key, lambda: fetch_owner_index(github, creds.owner), self.log)
-
-    def _may_have(self, github: GitHub, creds: Credentials, project: str) -> bool:
-        """Whether the owner may have the project for this token. "No" is trusted only from fresh
-        answers: when GitHub fails, the error stands (never a stale "not ours", which would send
-        a private name to --fallback-index)."""
-        token, owner = self.key_of(creds), creds.owner.lower()
-        names, complete = self.negatives.get_or_load(("names", token, owner),
-                                                     lambda: fetch_repo_names(github, creds.owner), self.log)
-        spellings = {normalize(name) for name in repo_candidates(project, self.settings.repo_map)} | {project}
-        if not complete or spellings & names:
-            return True
-        projects = self.negatives.get_or_load(("projects", token, owner),
-                                              lambda: owner_projects_or_none(github, creds.owner), self.log)
-        return project in projects
-
     def _remember_private(self, project: str) -> None:
         with self._private_lock:
             self._private[project] = None
@@ -4567,136 +4918,112 @@ class Index:
             while len(self._private) > PRIVATE_NAMES_KEPT:
                 self._private.popitem(last=False)
 
-    def owned_repo(self, github: GitHub, creds: Credentials, project: str) -> dict:
-        """repo() in the first of the caller's owners that has the project."""
-        for owner in self.owners(creds):
+    # -- listings
+    def find_listing(self, caller: Caller, project: str, moved_is_missing: bool = False) -> Listing | Missing:
+        """The project's listing from the first owner that has it for this token; files are never
+        merged across owners. In one-index mode (a reserved user, or --fallback-index), an owner's
+        repo names and project index decide first, at no call per name, which owners may have it.
+        A repo moved to another owner is never looked for elsewhere: Moved, unless `moved_is_missing`."""
+        missing: Missing | None = None
+        one_index = self.upstream is not None or not caller.owner
+        for owner in caller.owners:
+            concrete = caller.as_owner(owner)
             try:
-                return self.repo(github, dataclasses.replace(creds, owner=owner), project)
-            except Moved:
-                raise
+                if one_index and not self._may_have(concrete, project):
+                    continue
+            except NotFound as exc:  # e.g. no such owner for this token
+                return Missing.of(exc)
+            found = self.listing(concrete, project)
+            if isinstance(found, Missing):
+                if found.kind is Moved and not moved_is_missing:
+                    raise found.error()
+                missing = found
+            elif one_index and not found.files:  # a repo without Python files has no project of that name
+                missing = Missing(NotFound, f"{owner}'s repo for {project} has no Python files for this "
+                                  "token.", "no-python-files")
+            else:
+                if found.files and self.upstream is not None:  # an empty repo makes no name private
+                    self._remember_private(project)
+                return found
+        return missing or Missing(NotFound, f"No owner of {', '.join(caller.owners)} has {project} "
+                                  "for this token.", "not-visible")
+
+    def listing(self, caller: Caller, project: str) -> Listing | Missing:
+        key = ("listing", caller.key, caller.owner.lower(), project)
+        return self.listings.get_or_load(key, lambda: self._load_listing(caller, project), self.log)
+
+    def forget(self, caller: Caller, project: str) -> None:
+        """After an upload: this token's listing and project index are read again."""
+        self.listings.discard(("listing", caller.key, caller.owner.lower(), project))
+        self.listings.discard(("projects", caller.key, caller.owner.lower()))
+
+    def owner_index(self, caller: Caller) -> OwnerIndex:
+        """Project -> repo (and a row for `/`) for the owner's recently pushed repos this token sees."""
+        key = ("projects", caller.key, caller.owner.lower())
+        load = lambda: fetch_owner_index(caller.github, caller.owner)  # noqa: E731
+        return self.listings.get_or_load(key, load, self.log)
+
+    def _may_have(self, caller: Caller, project: str) -> bool:
+        """Whether the owner may have the project for this token. "No" is trusted only from fresh
+        answers: when GitHub fails, the error stands (never a stale "not ours", which would send
+        a private name to --fallback-index)."""
+        token, owner, github = caller.key, caller.owner.lower(), caller.github
+        names, complete = self.negatives.get_or_load(("names", token, owner),
+                                                     lambda: fetch_repo_names(github, caller.owner), self.log)
+        spellings = {normalize(name) for name in repo_candidates(project, self.settings.repo_map)} | {project}
+        if not complete or spellings & names:
+            return True
+        projects = self.negatives.get_or_load(("projects", token, owner),
+                                              lambda: owner_projects_or_none(github, caller.owner), self.log)
+        return project in projects
+
+    def owned_repo(self, caller: Caller, project: str) -> dict:
+        """repo() in the first of the caller's owners that has the project."""
+        for owner in caller.owners:
+            try:
+                return self.repo(caller.as_owner(owner), project)
             except NotFound:
                 continue
-        raise NotFound(f"No repo for {project} in {', '.join(self.owners(creds))} is visible to this token.")
+        raise NotFound(f"No repo for {project} in {', '.join(caller.owners)} is visible to this token.")
 
-    def repo(self, github: GitHub, creds: Credentials, project: str, pages: Pages = LISTING_PAGES[0]) -> dict:
+    def repo(self, caller: Caller, project: str, pages: Pages = LISTING_PAGES[0]) -> dict:
         """The repo of a project, with its first page of releases: mapped or candidate names, then
         the owner's project index (for a project kept in a differently named repo)."""
+        github, owner = caller.github, caller.owner
         try:
-            return find_repo(github, creds.owner, repo_candidates(project, self.settings.repo_map), pages)
-        except NotFound:
-            elsewhere = self.projects(github, creds).get(project)
+            return find_repo(github, owner, repo_candidates(project, self.settings.repo_map), pages)
+        except (NotFound, Moved):  # a moved name: the owner may keep the project in another repo
+            elsewhere = self.owner_index(caller).projects.get(project)
             if elsewhere is None:
                 raise
-            return find_repo(github, creds.owner, [elsewhere], pages)
+            return find_repo(github, owner, [elsewhere], pages)
 
-    def asset_link(self, github: GitHub, creds: Credentials, node_id: str, filename: str,
-                   fresh: bool = False, url_needed: bool = True) -> AssetLink:
-        """A file's link, remembered from this token's own listing or lookups, or from GitHub
-        (always, if `fresh`); while GitHub fails, a remembered one (whose URL, if `url_needed`,
-        still works). A file of another owner's repo is not served under this owner."""
-        key = self._link_key(creds, node_id)
-        link = None if fresh else self.links.get(key)
-        self.links.count("misses" if link is None else "hits")
-        link = link or self._look_up_link(github, key, node_id, filename, url_needed)
-        if link.filename != filename:
-            raise NotFound(NO_SUCH_FILE)
-        if link.owner.lower() not in {o.lower() for o in self.owners(creds)}:  # e.g. a transferred repo's
-            raise NotFound(f"That file is in {link.owner}/{link.repo}; use {link.owner} as the user name.")
-        if not is_safe_url(link.url):
-            raise BadGateway("GitHub gave a download URL that cannot be used.")
-        return link
-
-    def core_metadata(self, github: GitHub, creds: Credentials, node_id: str, wheel: str) -> CoreMetadata:
-        """PEP 658: a wheel's METADATA after the same checks as the wheel, read once per asset.
-        Once read, it needs no working download URL: it is served through GitHub outages."""
-        metadata = self.metadata.get(node_id)
-        link = self.asset_link(github, creds, node_id, wheel, url_needed=metadata is None)
-        metadata = metadata or self._read_metadata(github, creds, link)
-        if metadata is NO_METADATA:
-            raise MetadataTooLarge("The wheel's METADATA is larger than this index serves (1 MiB).")
-        return metadata
-
-    def _read_metadata(self, github: GitHub, creds: Credentials, link: AssetLink) -> CoreMetadata:
-        timeout = github.remaining()  # the request's own time with GitHub bounds these reads too
+    def _load_listing(self, caller: Caller, project: str) -> Listing | Missing:
         try:
-            with self.gate.released():  # Range reads from the download host
-                data: bytes | None = self._reaching(
-                    github, creds, link, lambda good: read_wheel_metadata(good, timeout),
-                    lambda answer: read_streamed_metadata(answer, link.filename), {})
-        except MetadataTooLarge:
-            data = None
-        metadata = parse_core_metadata(data) if data is not None else NO_METADATA
-        # A listing may have advertised it before it was known to be large: served this once, and
-        # remembered as too large, so listings stop advertising it (pip has no fallback for a 404).
-        too_large = data is None or len(data) > MAX_CACHED_METADATA
-        self.metadata.put(link.id, NO_METADATA if too_large else metadata)
-        return metadata
+            listing = self._fetch_listing(caller, project)
+        except (NotFound, Moved) as missing:  # kept too: as an extra index, pip asks for every dependency
+            return Missing.of(missing)
+        if not self.settings.hashes:
+            listing = dataclasses.replace(listing, files=tuple(
+                dataclasses.replace(a, sha256=None) for a in listing.files))
+        elif self.schema.legacy:  # no ReleaseAsset.digest in GraphQL: from REST
+            listing = self.files.with_digests(caller.github, listing)
+        self.files.remember(caller, listing)
+        return listing
 
-    def download(self, github: GitHub, creds: Credentials, node_id: str, filename: str, method: str,
-                 forward: Mapping[str, str]) -> Answer:
-        """A file: a redirect to its signed URL; its bytes with --proxy-downloads (or when GitHub
-        streams them itself rather than give a URL)."""
-        link, timeout = self.asset_link(github, creds, node_id, filename), self.settings.upstream_timeout
-        if self.settings.proxy_downloads:
-            return self._reaching(github, creds, link,
-                                  lambda good: open_download(good.url, method, forward, timeout),
-                                  lambda answer: answer, forward)
-        if not is_signed_url(link.url):
-            found = self._via_asset_route(github, creds, link, {})
-            if isinstance(found, Answer):
-                return found
-            link = found
-        return Answer(302, b"", [("Location", link.url), ("Cache-Control", "no-store")])
-
-    def confirm_token(self, github: GitHub) -> None:
-        """Before an upload's body is read: GitHub's word that the token is real (GET /rate_limit,
-        which any token may ask and which costs no rate limit), kept for a minute."""
-        throttle = github.throttle
-        if not throttle.confirming.acquire(timeout=github.remaining()):
-            raise GatewayTimeout("GitHub did not answer in time.")
-        try:
-            if throttle.confirmed_until <= self.clock():
-                github.rest("/rate_limit")  # a rejected token raises Unauthorized, and is remembered
-                throttle.confirmed_until = self.clock() + TOKEN_CHECK_TTL
-        finally:
-            throttle.confirming.release()
-
-    def upload_target(self, github: GitHub, creds: Credentials, fields: Mapping[str, str]) -> dict | None:
-        """Before an upload's file is read: the repo it goes to (for a reserved user, in the first
-        configured owner that has it), if this token may write there (GitHub still decides;
-        viewerPermission is null for GitHub App tokens, so that passes)."""
-        if not fields.get("name") or not fields.get("version"):
-            raise BadRequest("Send the name and version fields before the file (as twine and uv do).")
-        github.renew()  # the fields took the client's time, not GitHub's
-        if not PROJECT_RE.fullmatch(fields["name"]):
-            return None  # check_upload() will say what is wrong, once the file is read
-        repo = self.owned_repo(github, creds, normalize(fields["name"]))
-        if repo.get("isArchived"):  # PEP 792: an archived project takes no uploads (nor would GitHub)
-            raise Conflict(f"{repo_owner(repo, creds.owner)}/{repo.get('name')} is archived on GitHub: "
-                           "it takes no new releases")
-        if repo.get("viewerPermission") not in (None, *WRITERS):
-            raise Forbidden(f"This token can only read {repo_owner(repo, creds.owner)}/{repo.get('name')} "
-                            f"(GitHub: {repo.get('viewerPermission')}); publishing needs write access")
-        return repo
-
-    def publish(self, github: GitHub, creds: Credentials, upload: Upload) -> None:
-        """Check an upload, attach it to its version's release, and show it in this token's listing.
-        Uploads of one version are made one at a time, as a wheel and an sdist often come at once."""
-        dist, settings = check_upload(upload), self.settings
-        github.renew()  # the body took its own time: GitHub gets --upstream-timeout from here
-        repo = upload.repo or self.owned_repo(github, creds, dist.project)
-        creds = dataclasses.replace(creds, owner=repo_owner(repo, creds.owner))
-        publisher = Publisher(github, creds.owner, str(repo["name"]), settings.tag_template,
-                              settings.upload_timeout)
-        with self._publishing.hold((creds.owner.lower(), str(repo["name"]).lower(), dist.version.lower())):
-            publisher.publish(upload, dist)
-        token = self.key_of(creds)
-        self.listings.discard(("listing", token, creds.owner.lower(), dist.project))
-        self.listings.discard(("projects", token, creds.owner.lower()))
+    def _fetch_listing(self, caller: Caller, project: str) -> Listing:
+        """The listing in full pages; when GitHub answers only part (over its resource limits),
+        once more in smaller pages, and if that is partial too, 502 with GitHub's reason."""
+        for pages in LISTING_PAGES:
+            try:
+                repo = self.repo(caller, project, pages)
+                return fetch_listing(caller.github, caller.owner, project, repo, pages)
+            except PartialAnswer as partial:
+                failure = partial
+        raise PartialAnswer(f"{failure.message} (in smaller pages too)")
 
     def metric_lines(self) -> list[str]:
-        caches = (("listings", self.listings), ("links", self.links), ("facts", self.facts),
-                  ("metadata", self.metadata))
+        caches = [("listings", self.listings), *self.files.caches()]
         lines = metric_lines("pypihub_cache_entries", "gauge",
                              ((f'{{cache="{n}"}}', len(c)) for n, c in caches))
         lines += metric_lines("pypihub_cache_bytes", "gauge",
@@ -4706,120 +5033,11 @@ class Index:
                                   ((f'{{cache="{n}"}}', c.stats[stat]) for n, c in caches[:2]))
         return lines + self.usage.metric_lines()
 
-    def _load_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing | NotFound:
-        try:
-            listing = self._fetch_listing(github, creds, project)
-        except NotFound as missing:  # cached too: used as an extra index, pip asks for every dependency
-            return missing
-        if not self.settings.hashes:
-            listing = dataclasses.replace(listing, files=tuple(
-                dataclasses.replace(a, sha256=None) for a in listing.files))
-        elif self.schema.legacy:  # no ReleaseAsset.digest in GraphQL: from REST
-            listing = self._with_digests(github, listing)
-        self._remember_links(self.key_of(creds), listing)
-        return listing
 
-    def _fetch_listing(self, github: GitHub, creds: Credentials, project: str) -> Listing:
-        """The listing in full pages; when GitHub answers only part (over its resource limits),
-        once more in smaller pages, and if that is partial too, 502 with GitHub's reason."""
-        for pages in LISTING_PAGES:
-            try:
-                repo = self.repo(github, creds, project, pages)
-                return fetch_listing(github, creds.owner, project, repo, pages)
-            except PartialAnswer as partial:
-                failure = partial
-        raise PartialAnswer(f"{failure.message} (in smaller pages too)")
-
-    def _with_digests(self, github: GitHub, listing: Listing) -> Listing:
-        """The listing with sha256 digests and REST ids, from the facts cached per asset, then
-        GitHub's REST list for the rest; failed uploads' leftovers (state starter/open) dropped."""
-        key = lambda a: (a.id, a.updated, a.size)  # noqa: E731
-        unknown = {a.id for a in listing.files if a.sha256 is None and self.facts.get(key(a)) is None}
-        if unknown:
-            try:
-                found = fetch_facts(github, listing.owner, listing.repo, unknown)
-            except PyPIHubError as exc:  # e.g. an older GitHub Enterprise Server: list without hashes
-                self.log(f"no sha256 digests for a listing: {exc.status} {exc.message}")
-                found = {}
-            for asset in listing.files:
-                if asset.id in found:
-                    self.facts.put(key(asset), found[asset.id])
-        files = [(a, self.facts.get(key(a)) or AssetFacts(a.sha256)) for a in listing.files]
-        return dataclasses.replace(listing, pages={}, files=tuple(
-            dataclasses.replace(a, sha256=a.sha256 or facts.sha256, rest_id=facts.rest_id)
-            for a, facts in files if facts.state == "uploaded"))
-
-    def _remember_links(self, token_key: str, listing: Listing) -> None:
-        """Keep each file's link, so a download needs no GitHub call: fresh for the TTL at most
-        (and, for a signed URL, while it stays valid), then for the stale window in case GitHub fails."""
-        for asset in listing.files:
-            link = AssetLink(asset.id, listing.owner, asset.filename, asset.url, asset.size,
-                             asset.metadata_url, listing.repo, asset.release_id, asset.rest_id)
-            self._remember((token_key, asset.id), link)
-
-    def _remember(self, key: Any, link: AssetLink) -> AssetLink:
-        """Keep `link` with its expiry; an unsigned one (never handed out) for the TTL, for its ids."""
-        now = self.clock()
-        expires = link_expiry(link.url, now) if is_signed_url(link.url) else now + self.settings.cache_ttl
-        link = dataclasses.replace(link, expires=expires)
-        lifetime = expires - LINK_SAFETY_MARGIN - now if is_signed_url(link.url) else self.settings.cache_ttl
-        if lifetime > 0:
-            self.links.put(key, link, min(lifetime, self.settings.cache_ttl))
-        return link
-
-    def _link_key(self, creds: Credentials, node_id: str) -> tuple[str, str]:
-        return self.key_of(creds), node_id
-
-    def _look_up_link(self, github: GitHub, key: Any, node_id: str, filename: str,
-                      url_needed: bool) -> AssetLink:
-        """GitHub's link for an asset, remembered; while GitHub fails, a remembered one that still works."""
-        try:
-            return self._remember(key, fetch_asset_link(github, node_id, filename))
-        except UPSTREAM_FAILURES as exc:
-            link = self.links.get(key, stale=True)
-            if link is None or url_needed and link.expires - LINK_SAFETY_MARGIN <= self.clock():
-                raise
-            self.links.count("stale")
-            self.log(f"serving a remembered download link: GitHub failed ({exc.status} {exc.message})")
-            return link
-
-    def _known_metadata(self, listing: Listing) -> dict[str, CoreMetadata]:
-        """The wheels of a listing whose METADATA has been read already."""
-        return self.metadata.get_many(a.id for a in listing.files if a.filename.endswith(".whl"))
-
-    def _reaching(self, github: GitHub, creds: Credentials, link: AssetLink, use: Callable[[AssetLink], Any],
-                  streamed: Callable[[Answer], Any], forward: Mapping[str, str]) -> Any:
-        """use(link) with a URL the download host takes: the remembered one; if it is refused, a
-        new one from GitHub; if that is refused too, or none is a signed URL, the one GitHub's
-        documented asset route gives (or the bytes it streams, for streamed())."""
-        if is_signed_url(link.url):
-            try:
-                return use(link)
-            except ExpiredLink:  # expired early, or refused
-                pass
-            fresh = self.asset_link(github, creds, link.id, link.filename, fresh=True)
-            if is_signed_url(fresh.url) and fresh.url != link.url:
-                try:
-                    return use(fresh)
-                except ExpiredLink:
-                    pass
-            link = fresh
-        found = self._via_asset_route(github, creds, link, forward)
-        # The route gives the wheel itself: a sibling .metadata asset's URL is of no more use.
-        if isinstance(found, Answer):
-            return streamed(found)
-        return use(dataclasses.replace(found, metadata_url=None))
-
-    def _via_asset_route(self, github: GitHub, creds: Credentials, link: AssetLink,
-                         forward: Mapping[str, str]) -> AssetLink | Answer:
-        """via_asset_route(), its signed URL remembered like a listing's."""
-        found = via_asset_route(github, link, forward)
-        if isinstance(found, AssetLink):
-            return self._remember(self._link_key(creds, link.id), found)
-        return found
+# --- Logs and metrics ---
 
 
-# --- Server and handler ---
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def histogram(endpoint: str, row: list[float]) -> list[tuple[str, float]]:
@@ -4858,13 +5076,6 @@ class Metrics:
         return lines + metric_lines("pypihub_request_duration_seconds", "histogram", samples)
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.certfile, settings.keyfile)
-    return context
-
-
 class HttpDate:
     """The Date header's value (RFC 9110 6.6.1), formatted once a second, not for every answer."""
 
@@ -4877,6 +5088,10 @@ class HttpDate:
         if last[0] != second:
             last = self._last = (second, email.utils.formatdate(second, usegmt=True))
         return last[1]
+
+
+LOG_QUEUE_BYTES = 8 * 1024 * 1024  # log lines awaiting the writer; past this (stalled stderr), dropped
+LOG_INTERVAL = 0.05  # seconds between the log writer's writes
 
 
 class LogWriter:
@@ -4955,6 +5170,85 @@ def write_stderr(lines: list[str]) -> None:
     sys.stderr.flush()
 
 
+class AccessLine(NamedTuple):
+    """What the access log says of one request, its method and path already redacted."""
+
+    client: str
+    method: str
+    path: str
+    endpoint: str
+    status: int
+    seconds: float
+    calls: GitHubCalls
+    sent: str
+    why: str = ""
+
+
+def access_record(line: AccessLine) -> tuple[str, dict[str, Any]]:
+    """The access log's text line and JSON record: who, what, the answer, its time, GitHub calls,
+    bytes; for an error, its reason in one word (reason=not-visible, reason=bad-token, ...)."""
+    ms, why, calls = round(line.seconds * 1000, 1), line.why if line.status >= 400 else "", line.calls
+    text = (f'{line.client} "{line.method} {line.path}" {line.status} {line.seconds * 1000:.1f}ms '
+            f'gh={calls.graphql} rest={calls.rest} bytes={line.sent}' + (f" reason={why}" if why else ""))
+    record = {"client": line.client, "method": line.method, "path": line.path, "status": line.status,
+              "ms": ms, "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": line.sent,
+              **({"reason": why} if why else {})}
+    return text, record
+
+
+def logged_target(command: str | None, path: str, authorization: str | None) -> tuple[str, str]:
+    """A request's method and path as the log may show them: the token redacted in every form,
+    also when a malformed line splits it between the two."""
+    parts = (command or "-", path)
+    method, target = (loggable_target(redact(part, authorization)) for part in parts)
+    joined = f"{command}{path}".replace(" ", "")
+    if TOKEN_SHAPE_RE.search(joined) and not any(TOKEN_SHAPE_RE.search(part) for part in parts):
+        method = target = "[token]"  # a token split between a malformed line's method and target
+    return method, target or "-"
+
+
+class Events:
+    """What the server tells its operator: one line per event, text or JSON (--log-format),
+    through the log's one writer thread, and the request metrics."""
+
+    def __init__(self, settings: Settings, clock: Clock = time.time, sink: Log | None = None) -> None:
+        self.settings, self.clock = settings, clock
+        self.writer = LogWriter((lambda lines: [sink(line) for line in lines]) if sink else write_stderr)
+        self.metrics = Metrics()
+
+    def emit(self, text: str, record: Mapping[str, Any]) -> None:
+        if self.settings.log_format == "json":
+            moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
+            self.writer.put(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
+        else:
+            self.writer.put(sanitize_log(text))
+
+    def log(self, message: str) -> None:
+        self.emit(message, {"message": message})
+
+    def access(self, line: AccessLine) -> None:
+        """One request's line (see access_line), and its metrics."""
+        self.metrics.observe_request(line.endpoint, line.status, line.seconds)
+        self.emit(*access_record(line))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every line logged so far is written."""
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        self.writer.close()  # what was logged is written; later lines are written at once
+
+
+# --- Server and handler ---
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.certfile, settings.keyfile)
+    return context
+
+
 class KernelTimeoutIO(socket.SocketIO):
     """A connection's reader when SO_RCVTIMEO bounds its reads (KERNEL_TIMEOUTS): the kernel's
     EAGAIN, which SocketIO reports as "no data yet", is the timeout that it is."""
@@ -4972,11 +5266,65 @@ def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One connection's requests, one at a time: HTTP in, calls on the server's index, HTTP out.
+def found_answer(location: str, vary: bool = False) -> Answer:
+    """302 to a file's signed URL or to the fallback index's page: never kept by anyone."""
+    return Answer(302, b"", [("Location", location), ("Cache-Control", "no-store"),
+                             *([("Vary", "Authorization")] * vary)])
 
-    respond() is the one place where every answer is made, errors included, and where each
-    request is logged once; nothing here caches or knows GitHub beyond the index's calls."""
+
+HTML_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
+                         ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+
+
+def index_page_answer(media: str, body: bytes, etag: str, if_none_match: str | None, ttl: float) -> Answer:
+    """A Simple API page (PEP 503/691): private to the credentials, kept for the cache TTL."""
+    headers = [("Content-Type", media), ("Vary", "Accept, Authorization"), ("ETag", etag),
+               ("Cache-Control", f"private, max-age={int(ttl)}")]
+    if media != JSON_V1:
+        headers += list(HTML_SECURITY_HEADERS)
+    return Answer(304, b"", headers) if etag_matches(if_none_match, etag) else Answer(200, body, headers)
+
+
+HTML_PAGE_TYPE = "text/html; charset=utf-8"  # pages for people
+
+
+def person_answer(body: bytes, etag: str, if_none_match: str | None) -> Answer:
+    """A page for people: its own CSP (the stylesheet by hash), private to the credentials."""
+    headers = [("Content-Type", HTML_PAGE_TYPE), ("Vary", "Authorization"), ("ETag", etag),
+               ("Cache-Control", "private, no-cache"), *PAGE_SECURITY_HEADERS]
+    return Answer(304, b"", headers) if etag_matches(if_none_match, etag) else Answer(200, body, headers)
+
+
+def metadata_answer(metadata: CoreMetadata) -> Answer:
+    return Answer(200, metadata.data, [("Content-Type", TEXT_PLAIN), ("ETag", f'"{metadata.sha256[:32]}"'),
+                                       ("Cache-Control", "private, max-age=86400")])
+
+
+def project_name(name: str, slash: bool, query: Mapping[str, list[str]]) -> str | Answer:
+    """A project path's name in canonical form, or the redirect to it (PEP 503: normalized
+    URLs; relative, to keep any path prefix)."""
+    if not PROJECT_RE.fullmatch(name):
+        raise NotFound("That is not a valid project name.")
+    canonical = normalize(name)
+    if name == canonical and slash:
+        return canonical
+    suffix = "?" + urllib.parse.urlencode(query, doseq=True) if query else ""
+    return redirect(("../" if slash else "") + canonical + "/" + suffix)
+
+
+PLAIN_HTTP_ON_TLS = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     b"Content-Length: 49\r\nConnection: close\r\n\r\n"
+                     b"Plain HTTP was sent to this HTTPS port: use TLS.\n")
+TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS record that carries a ClientHello (RFC 8446 5.1)
+# Linux bounds each recv/send of a blocking socket by SO_RCVTIMEO/SO_SNDTIMEO (socket(7)): no
+# poll() before every call, as a Python-level socket timeout needs. Elsewhere, settimeout().
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
+
+
+class Connection(BaseHTTPRequestHandler):
+    """One connection's requests, one at a time: the head read within its deadline, the answer
+    written, the request logged. respond() is the one place where every answer is made, errors
+    included, and where each request is logged once; route() (in Handler) makes the answer."""
 
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # answer even a garbled request line with a status line
@@ -5097,7 +5445,7 @@ class Handler(BaseHTTPRequestHandler):
                 answer.reason = sanitize_log(exc.message)[:200]
         except Exception:
             details = redact(traceback.format_exc(), self.headers.get("Authorization"))
-            self.server.log(f"internal error: {details}")
+            self.server.events.log(f"internal error: {details}")
             answer = error_answer(PyPIHubError("Internal error; the operator's log has details."))
         if endpoint == "upload":  # a write's answer is never kept by a browser or a proxy
             answer.headers.append(("Cache-Control", "no-store"))
@@ -5118,180 +5466,15 @@ class Handler(BaseHTTPRequestHandler):
         return length not in ("", "0") or "Transfer-Encoding" in self.headers
 
     def route(self, target: Target, calls: GitHubCalls) -> Answer:
-        refuse_cross_site(self.command, self.headers, self.own_origin())  # before any GitHub call
-        if target.endpoint == "upload":
-            with self.server.gate.released():  # its body, spooled, then GitHub: all waiting
-                return self.upload(calls)
-        if self.has_body():
-            raise BadRequest("GET and HEAD requests take no body.")
-        segments = target.segments
-        if segments == ("",):
-            return self.home(target.query, calls)
-        if target.endpoint == "page":
-            return self.project_view(segments[1], len(segments) == 3 and segments[2] == "", calls)
-        if segments == ("healthz",):
-            if self.server.stopping:  # a load balancer takes this instance out before it exits
-                return Answer(503, b"draining\n", [("Content-Type", TEXT_PLAIN), ("Retry-After", "1")])
-            return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
-        if segments == ("metrics",):
-            return Answer(200, self.server.render_metrics(), [("Content-Type", METRICS_TYPE)])
-        if segments == ("simple",):
-            return redirect("simple/")
-        if target.endpoint == "root":
-            return self.root_page(target.query, calls)
-        if target.endpoint == "project":
-            return self.project_page(segments[1], len(segments) == 3, target.query, calls)
-        if target.endpoint == "asset":
-            return self.asset(segments[1], segments[2], calls)
-        if target.endpoint == "upstream" and self.server.index.upstream is not None:
-            return self.upstream_file(segments[1], segments[2], segments[3], calls)
-        raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
+        raise NotImplementedError  # Handler's
 
-    def authenticate(self, calls: GitHubCalls) -> tuple[Credentials, GitHub]:
-        """The caller's credentials (or, without any, the server's own in no-credentials mode) and
-        their GitHub session, or 401/403."""
-        header, index = self.headers.get("Authorization"), self.server.index
-        if header and self.signed_in and self.signed_in[0] == header:
-            creds = self.signed_in[1]  # keep-alive: the same header, parsed and keyed once
-        elif header or index.own_token is None:
-            creds = index.with_key(parse_credentials(header))
-            self.signed_in = (header, creds)
-        else:
-            refuse_foreign_page(self.command, self.headers)
-            creds = index.own_credentials()
-        return creds, index.connect(creds, calls, self.client())
+    def client(self) -> str:
+        """Whom the request came from, for the log (see forwarded_client)."""
+        # RFC 9110 5.3: repeated lines are one list (HAProxy appends a line of its own).
+        forwarded = ", ".join(self.headers.get_all("X-Forwarded-For") or [])
+        return forwarded_client(self.client_address[0], forwarded, self.server.settings.trusted_proxies)
 
-    def project_page(self, name: str, slash: bool, query: Mapping[str, list[str]],
-                     calls: GitHubCalls) -> Answer:
-        if not PROJECT_RE.fullmatch(name):
-            raise NotFound("That is not a valid project name.")
-        canonical = normalize(name)
-        if name != canonical or not slash:
-            # PEP 503: redirect to the normalized URL; relative, to keep any path prefix.
-            suffix = "?" + urllib.parse.urlencode(query, doseq=True) if query else ""
-            return redirect(("../" if slash else "") + canonical + "/" + suffix)
-        creds, github = self.authenticate(calls)
-        media = negotiate(self.accept(query))
-        page = self.server.index.project_page(github, creds, canonical, media)
-        if isinstance(page, str):  # not ours: the fallback index's page (credentials stay here)
-            return Answer(302, b"", [("Location", page), ("Cache-Control", "no-store"),
-                                     ("Vary", "Authorization")])
-        return self.page_answer(media, *page)
-
-    def scheme(self) -> str:
-        """How the client reached this server; behind a trusted proxy, as the proxy says."""
-        scheme = "https" if self.server.tls else "http"
-        if is_trusted(self.client_address[0], self.server.settings.trusted_proxies):
-            scheme = self.headers.get("X-Forwarded-Proto", scheme)
-        return scheme
-
-    def index_url(self) -> str:
-        """This index's /simple/ URL as the client reached it, for install lines (never with credentials)."""
-        return index_url(self.headers.get("Host"), self.scheme())
-
-    def own_origin(self) -> str:
-        """This server's origin as a browser names it in Origin (RFC 6454): the default port left out."""
-        scheme, host = self.scheme(), (self.headers.get("Host") or "").lower()
-        return f"{scheme}://{host.removesuffix(':443' if scheme == 'https' else ':80')}"
-
-    def home(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
-        """`/`: without credentials, 401 with the how-to page (a browser then asks for them, and
-        shows the page if the prompt is cancelled); with them, the owner's projects."""
-        if not self.headers.get("Authorization") and self.server.index.own_token is None:
-            headers = [("Content-Type", HTML_PAGE_TYPE), *PAGE_SECURITY_HEADERS, *Unauthorized.headers]
-            return Answer(401, render_home(self.index_url()), headers)
-        creds, github = self.authenticate(calls)
-        rows = self.server.index.project_rows(github, creds)
-        owners = creds.owner or ", ".join(self.server.settings.owners)
-        body = render_projects_page(rows, query_text(query), owners, self.index_url())
-        return self.person_answer(body, quote_etag(body))
-
-    def project_view(self, name: str, slash: bool, calls: GitHubCalls) -> Answer:
-        if not PROJECT_RE.fullmatch(name):
-            raise NotFound("That is not a valid project name.")
-        canonical = normalize(name)
-        if name != canonical or not slash:
-            return redirect(("../" if slash else "") + canonical + "/")
-        creds, github = self.authenticate(calls)
-        return self.person_answer(*self.server.index.project_view(github, creds, canonical, self.index_url()))
-
-    def person_answer(self, body: bytes, etag: str) -> Answer:
-        """A page for people: its own CSP (the stylesheet by hash), private to the credentials."""
-        headers = [("Content-Type", HTML_PAGE_TYPE), ("Vary", "Authorization"), ("ETag", etag),
-                   ("Cache-Control", "private, no-cache"), *PAGE_SECURITY_HEADERS]
-        if etag_matches(self.headers.get("If-None-Match"), etag):
-            return Answer(304, b"", headers)
-        return Answer(200, body, headers)
-
-    def root_page(self, query: Mapping[str, list[str]], calls: GitHubCalls) -> Answer:
-        creds, github = self.authenticate(calls)
-        media = negotiate(self.accept(query))
-        return self.page_answer(media, *self.server.index.root_page(github, creds, media))
-
-    def asset(self, node_id: str, filename: str, calls: GitHubCalls) -> Answer:
-        wheel = filename[: -len(METADATA_SUFFIX)] if filename.endswith(".whl" + METADATA_SUFFIX) else None
-        if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(wheel or filename) is None:
-            raise NotFound(NO_SUCH_FILE)
-        creds, github = self.authenticate(calls)
-        index = self.server.index
-        if wheel:
-            metadata = index.core_metadata(github, creds, node_id, wheel)
-            return Answer(200, metadata.data, [("Content-Type", TEXT_PLAIN),
-                                               ("ETag", f'"{metadata.sha256[:32]}"'),
-                                               ("Cache-Control", "private, max-age=86400")])
-        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        with self.server.gate.released():  # a file: GitHub and the download host, little work here
-            return index.download(github, creds, node_id, filename, self.command or "GET", forward)
-
-    def upstream_file(self, project: str, key: str, filename: str, calls: GitHubCalls) -> Answer:
-        """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
-        well_formed = UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project)
-        if not well_formed or project != normalize(project):
-            raise NotFound(NO_SUCH_FILE)
-        creds, github = self.authenticate(calls)
-        forward = {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
-        method = self.command or "GET"
-        return self.server.index.upstream_file(github, creds, project, key, filename, method, forward)
-
-    def upload(self, calls: GitHubCalls) -> Answer:
-        """The legacy upload API of twine and uv publish: the file goes to a GitHub Release.
-        Before a byte of the body is read, everything the head allows is checked (and GitHub
-        confirms the token); before the file is kept, GitHub confirms the repo and write access."""
-        creds, github = self.authenticate(calls)
-        limit, length = self.server.settings.max_upload_size, self.headers.get("Content-Length")
-        index = self.server.index
-        if "Transfer-Encoding" in self.headers or length is None:
-            raise LengthRequired("Uploads need a Content-Length.")
-        if int(length) > limit + MAX_FORM_FIELDS:  # head_problem() made sure it is a number
-            raise PayloadTooLarge(f"The upload is larger than this index accepts ({limit} bytes).")
-        boundary = multipart_boundary(self.headers.get("Content-Type"))
-        index.confirm_token(github)
-        with self.server.upload_slot():
-            expects = self.headers.get("Expect", "").lower() == "100-continue"
-            if expects and self.request_version == "HTTP/1.1":  # RFC 9110 10.1.1: not for HTTP/1.0
-                self.send_response_only(100)
-                self.end_headers()
-            reader = MultipartReader(self.rfile, int(length), boundary, limit,
-                                     lambda fields: index.upload_target(github, creds, fields))
-            upload = reader.read()
-            with upload.file:
-                self.close_connection = not reader.finish()
-                index.publish(github, creds, upload)
-        return Answer(200, b"OK\n", [("Content-Type", TEXT_PLAIN)])
-
-    def accept(self, query: Mapping[str, list[str]]) -> str | None:
-        # PEP 691: a ?format= parameter stands in for the Accept header.
-        return query["format"][0] if query.get("format") else self.headers.get("Accept")
-
-    def page_answer(self, media: str, body: bytes, etag: str) -> Answer:
-        headers = [("Content-Type", media), ("Vary", "Accept, Authorization"), ("ETag", etag),
-                   ("Cache-Control", f"private, max-age={int(self.server.settings.cache_ttl)}")]
-        if media != JSON_V1:
-            headers += list(HTML_SECURITY_HEADERS)
-        if etag_matches(self.headers.get("If-None-Match"), etag):
-            return Answer(304, b"", headers)
-        return Answer(200, body, headers)
-
+    # -- the answer, out
     def send_answer(self, answer: Answer) -> int:
         """Send the answer; the body bytes sent."""
         headers = [("Server", self.server_version), ("Date", self.server.date())]
@@ -5345,34 +5528,166 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_access(self, endpoint: str, status: int, seconds: float, calls: GitHubCalls, sent: str,
                    why: str = "") -> None:
-        """One line a request: who, what, the answer, its time, GitHub calls, bytes; for an error,
-        its reason in one word (reason=not-visible, reason=bad-token, ...)."""
+        """One line a request (see access_record)."""
         authorization = (getattr(self, "headers", None) or {}).get("Authorization")
-        parts = (self.command or "-", self.path)
-        method, path = (loggable_target(redact(part, authorization)) for part in parts)
-        joined = f"{self.command}{self.path}".replace(" ", "")
-        if TOKEN_SHAPE_RE.search(joined) and not any(TOKEN_SHAPE_RE.search(part) for part in parts):
-            method = path = "[token]"  # a token split between a malformed line's method and target
-        path, client = path or "-", self.client()
-        self.server.metrics.observe_request(endpoint, status, seconds)
-        ms, why = round(seconds * 1000, 1), why if status >= 400 else ""
-        self.server.emit(f'{client} "{method} {path}" {status} {seconds * 1000:.1f}ms gh={calls.graphql} '
-                         f'rest={calls.rest} bytes={sent}' + (f" reason={why}" if why else ""),
-                         {"client": client, "method": method, "path": path, "status": status, "ms": ms,
-                          "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": sent,
-                          **({"reason": why} if why else {})})
-
-    def client(self) -> str:
-        """Whom the request came from, for the log (see forwarded_client)."""
-        # RFC 9110 5.3: repeated lines are one list (HAProxy appends a line of its own).
-        forwarded = ", ".join(self.headers.get_all("X-Forwarded-For") or [])
-        return forwarded_client(self.client_address[0], forwarded, self.server.settings.trusted_proxies)
+        method, path = logged_target(self.command, self.path, authorization)
+        self.server.events.access(AccessLine(self.client(), method, path, endpoint, status, seconds, calls,
+                                             sent, why))
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         pass  # log_access writes one line per request, with more in it
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.log(f"{self.client_address[0]} {loggable_target(format % args)}")
+        self.server.events.log(f"{self.client_address[0]} {loggable_target(format % args)}")
+
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NODE_ID_RE = re.compile(r"[A-Za-z0-9_+/=-]{1,200}")
+FORWARDED_REQUEST_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
+
+
+class Handler(Connection):
+    """The routes' answers (see ROUTES): HTTP in, calls on the server's index, HTTP out. Nothing
+    here caches or knows GitHub beyond the index's calls."""
+
+    def route(self, target: Target, calls: GitHubCalls) -> Answer:
+        """The route's answer (see ROUTES): each takes the target and the request's GitHub calls."""
+        refuse_cross_site(self.command, self.headers, self.own_origin())  # before any GitHub call
+        if target.endpoint != "upload" and self.has_body():
+            raise BadRequest("GET and HEAD requests take no body.")
+        answer: Callable[[Target, GitHubCalls], Answer] = getattr(self, target.route.answer)
+        return answer(target, calls)
+
+    def authenticate(self, calls: GitHubCalls) -> Caller:
+        """The caller (or, without credentials, the server's own token in no-credentials mode), or 401/403."""
+        header, index = self.headers.get("Authorization"), self.server.index
+        if header and self.signed_in and self.signed_in[0] == header:
+            creds = self.signed_in[1]  # keep-alive: the same header, parsed and keyed once
+        elif header or index.own_token is None:
+            creds = index.with_key(parse_credentials(header))
+            self.signed_in = (header, creds)
+        else:
+            refuse_foreign_page(self.command, self.headers)
+            creds = index.own_credentials()
+        return index.connect(creds, calls, self.client())
+
+    # -- the routes' answers
+    def home(self, target: Target, calls: GitHubCalls) -> Answer:
+        """`/`: without credentials, 401 with the how-to page (a browser then asks for them, and
+        shows the page if the prompt is cancelled); with them, the owner's projects."""
+        if not self.headers.get("Authorization") and self.server.index.own_token is None:
+            headers = [("Content-Type", HTML_PAGE_TYPE), *PAGE_SECURITY_HEADERS, *Unauthorized.headers]
+            return Answer(401, render_home(self.index_url()), headers)
+        caller = self.authenticate(calls)
+        rows = self.server.index.project_rows(caller)
+        owners = caller.owner or ", ".join(self.server.settings.owners)
+        body = render_projects_page(rows, query_text(target.query), owners, self.index_url())
+        return person_answer(body, quote_etag(body), self.headers.get("If-None-Match"))
+
+    def healthz(self, target: Target, calls: GitHubCalls) -> Answer:
+        if self.server.stopping:  # a load balancer takes this instance out before it exits
+            return Answer(503, b"draining\n", [("Content-Type", TEXT_PLAIN), ("Retry-After", "1")])
+        return Answer(200, b"ok\n", [("Content-Type", TEXT_PLAIN)])
+
+    def metrics(self, target: Target, calls: GitHubCalls) -> Answer:
+        lines = self.server.events.metrics.metric_lines() + self.server.metric_lines()
+        body = ("\n".join(lines + self.server.index.metric_lines()) + "\n").encode()
+        return Answer(200, body, [("Content-Type", METRICS_TYPE)])
+
+    def to_root(self, target: Target, calls: GitHubCalls) -> Answer:
+        return redirect("simple/")
+
+    def nowhere(self, target: Target, calls: GitHubCalls) -> Answer:
+        raise NotFound("Nothing here. Project pages live at /simple/<project>/.")
+
+    def root_page(self, target: Target, calls: GitHubCalls) -> Answer:
+        caller = self.authenticate(calls)
+        media = negotiate(self.accept(target.query))
+        return self.index_page(media, *self.server.index.root_page(caller, media))
+
+    def project_page(self, target: Target, calls: GitHubCalls) -> Answer:
+        name = project_name(target.segments[1], len(target.segments) == 3, target.query)
+        if isinstance(name, Answer):
+            return name
+        caller = self.authenticate(calls)
+        media = negotiate(self.accept(target.query))
+        page = self.server.index.project_page(caller, name, media)
+        if isinstance(page, str):  # not ours: the fallback index's page (credentials stay here)
+            return found_answer(page, vary=True)
+        return self.index_page(media, *page)
+
+    def project_view(self, target: Target, calls: GitHubCalls) -> Answer:
+        name = project_name(target.segments[1], target.segments[2:] == ("",), {})
+        if isinstance(name, Answer):
+            return name
+        body, etag = self.server.index.project_view(self.authenticate(calls), name, self.index_url())
+        return person_answer(body, etag, self.headers.get("If-None-Match"))
+
+    def asset(self, target: Target, calls: GitHubCalls) -> Answer:
+        node_id, filename = target.segments[1:]
+        wheel = filename[: -len(METADATA_SUFFIX)] if filename.endswith(".whl" + METADATA_SUFFIX) else None
+        if not NODE_ID_RE.fullmatch(node_id) or parse_distribution(wheel or filename) is None:
+            raise NotFound(NO_SUCH_FILE)
+        caller, files = self.authenticate(calls), self.server.index.files
+        if wheel:
+            return metadata_answer(files.core_metadata(caller, node_id, wheel))
+        found = files.download(caller, node_id, filename, self.command or "GET", self.forwarded())
+        return found_answer(found) if isinstance(found, str) else found
+
+    def upstream_file(self, target: Target, calls: GitHubCalls) -> Answer:
+        """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""
+        project, key, filename = target.segments[1:]
+        well_formed = UPSTREAM_KEY_RE.fullmatch(key) and PROJECT_RE.fullmatch(project)
+        if self.server.index.upstream is None:
+            return self.nowhere(target, calls)
+        if not well_formed or project != normalize(project):
+            raise NotFound(NO_SUCH_FILE)
+        caller, method = self.authenticate(calls), self.command or "GET"
+        return self.server.index.upstream_file(caller, project, key, filename, method, self.forwarded())
+
+    def upload(self, target: Target, calls: GitHubCalls) -> Answer:
+        """The legacy upload API of twine and uv publish: the file goes to a GitHub Release."""
+        caller = self.authenticate(calls)
+        reusable = self.server.index.uploads.receive(caller, self.headers, self.rfile, self.send_continue)
+        self.close_connection = not reusable  # the body was read to its end, or not
+        return Answer(200, b"OK\n", [("Content-Type", TEXT_PLAIN)])
+
+    # -- what the routes read of the request
+    def send_continue(self) -> None:
+        """Once the head has passed the upload's checks: "100 Continue", if the client waits for it."""
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            self.send_response_only(100)  # RFC 9110 10.1.1: not for HTTP/1.0
+            self.end_headers()
+
+    def forwarded(self) -> dict[str, str]:
+        return {name: self.headers[name] for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)}
+
+    def accept(self, query: Mapping[str, list[str]]) -> str | None:
+        # PEP 691: a ?format= parameter stands in for the Accept header.
+        return query["format"][0] if query.get("format") else self.headers.get("Accept")
+
+    def index_page(self, media: str, body: bytes, etag: str) -> Answer:
+        return index_page_answer(media, body, etag, self.headers.get("If-None-Match"),
+                                 self.server.settings.cache_ttl)
+
+    def scheme(self) -> str:
+        """How the client reached this server; behind a trusted proxy, as the proxy says."""
+        scheme = "https" if self.server.tls else "http"
+        if is_trusted(self.client_address[0], self.server.settings.trusted_proxies):
+            scheme = self.headers.get("X-Forwarded-Proto", scheme)
+        return scheme
+
+    def index_url(self) -> str:
+        """This index's /simple/ URL as the client reached it, for install lines (never with credentials)."""
+        return index_url(self.headers.get("Host"), self.scheme())
+
+    def own_origin(self) -> str:
+        """This server's origin as a browser names it in Origin (RFC 6454): the default port left out."""
+        scheme, host = self.scheme(), (self.headers.get("Host") or "").lower()
+        return f"{scheme}://{host.removesuffix(':443' if scheme == 'https' else ':80')}"
+
+
+OVERFLOW_HEAD_TIMEOUT = 1.0  # seconds such a connection has to send its request head
 
 
 class OverflowHandler(Handler):
@@ -5390,23 +5705,26 @@ class OverflowHandler(Handler):
         raise Overloaded("Too many connections; try again.")
 
 
+HEALTH_RESERVE = 8  # connections past the caps that may still ask /healthz (and get 503 otherwise)
+OVERFLOW_PER_CLIENT = 2  # of the HEALTH_RESERVE, so that one client cannot take them all
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Retry-After: 1\r\nContent-Length: 33\r\nConnection: close\r\n\r\n"
+           b"Too many connections; try again.\n")
+
+
 class PyPIHubServer(ThreadingHTTPServer):
     """The transport: one thread per connection up to --max-connections (and a few past it, for
     /healthz, answered 503 otherwise), a deadline for every request head, TLS handshakes off the
-    accept loop, a drain for graceful shutdown, metrics and the log. It holds no cache: the
-    package index behind it (`index`) does."""
+    accept loop, and a drain for graceful shutdown. The package index behind it, the events
+    (log and metrics) and the gate are made outside (see build_server) and handed in."""
 
     daemon_threads = True
     request_queue_size = 128  # the default 5 makes bursts of new connections wait for SYN retries
 
-    def __init__(self, settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
-                 sink: Log | None = None, own_token: TokenSource | None = None) -> None:
-        self.settings, self.clock = settings, clock
-        self.log_writer = LogWriter((lambda lines: [sink(line) for line in lines]) if sink else write_stderr)
-        self.metrics = Metrics()
-        self.gate = Gate(settings.busy_threads)
-        self.date = HttpDate(clock)
-        self.index = Index(settings, clock, sleep, self.log, own_token, self.gate)
+    def __init__(self, settings: Settings, index: Index, events: Events, gate: Gate, clock: Clock = time.time,
+                 monotonic: Clock = time.monotonic) -> None:
+        self.settings, self.index, self.events, self.gate = settings, index, events, gate
+        self.monotonic, self.date = monotonic, HttpDate(clock)
         self._state = threading.Lock()  # counts and head deadlines
         self._drained = threading.Condition(self._state)
         self.connections = self.overflow = self.busy = 0
@@ -5416,31 +5734,15 @@ class PyPIHubServer(ThreadingHTTPServer):
         self._normal: set[socket.socket] = set()  # the connections within the caps
         self._evicted: set[socket.socket] = set()  # of those, cut to make room and not yet gone
         self.evictions = 0
-        self._uploads = threading.BoundedSemaphore(settings.max_uploads)
         self.stopping = False
         self.tls = tls_context(settings) if settings.certfile else None
         if ":" in settings.host:
             self.address_family = socket.AF_INET6
         super().__init__((settings.host, settings.port), Handler)
 
-    # Logging: one line per event, text or JSON (--log-format), through the log's writer thread.
-    def emit(self, text: str, record: Mapping[str, Any]) -> None:
-        if self.settings.log_format == "json":
-            moment = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
-            self.log_writer.put(json.dumps({"time": moment.isoformat(timespec="milliseconds"), **record}))
-        else:
-            self.log_writer.put(sanitize_log(text))
-
-    def log(self, message: str) -> None:
-        self.emit(message, {"message": message})
-
-    def flush_log(self, timeout: float = 10.0) -> bool:
-        """Wait until every line logged so far is written."""
-        return self.log_writer.flush(timeout)
-
     def server_close(self) -> None:
         super().server_close()
-        self.log_writer.close()  # what was logged is written; later lines are written at once
+        self.events.close()
 
     # Connections: caps, head deadlines, and a drain for graceful shutdown.
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -5525,7 +5827,7 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def refuse(self, sock: socket.socket) -> None:
         """Answer 503 from the accept loop without blocking it (over TLS, only close), then close."""
-        self.metrics.observe_request("refused", 503, 0.0)
+        self.events.metrics.observe_request("refused", 503, 0.0)
         if self.tls is None:
             try:
                 sock.setblocking(False)
@@ -5538,20 +5840,10 @@ class PyPIHubServer(ThreadingHTTPServer):
                 pass
         self.shutdown_request(sock)
 
-    @contextlib.contextmanager
-    def upload_slot(self) -> Any:
-        """One of --max-uploads uploads at once (each may spool up to --max-upload-size to disk)."""
-        if not self._uploads.acquire(blocking=False):
-            raise Overloaded("Too many uploads at once; try again.")
-        try:
-            yield
-        finally:
-            self._uploads.release()
-
     def await_head(self, sock: socket.socket, seconds: float) -> None:
         """Give `sock` `seconds` to deliver a whole request head, however slowly its bytes come."""
         with self._state:
-            self._heads[sock] = time.monotonic() + seconds
+            self._heads[sock] = self.monotonic() + seconds
 
     def head_done(self, sock: socket.socket) -> None:
         with self._state:
@@ -5559,7 +5851,7 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def service_actions(self) -> None:
         """Between polls of the accept loop: cut the connections whose head is overdue."""
-        now = time.monotonic()
+        now = self.monotonic()
         with self._state:
             late = [sock for sock, deadline in self._heads.items() if deadline <= now]
             for sock in late:
@@ -5575,24 +5867,32 @@ class PyPIHubServer(ThreadingHTTPServer):
 
     def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for requests in progress to finish."""
-        deadline = time.monotonic() + grace
+        deadline = self.monotonic() + grace
         with self._state:
             self.stopping = True
-            while self.busy and deadline > time.monotonic():
-                self._drained.wait(deadline - time.monotonic())
+            while self.busy and deadline > self.monotonic():
+                self._drained.wait(deadline - self.monotonic())
             return self.busy == 0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         kind = sys.exc_info()[0]
-        self.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
+        self.events.log(f"{client_address[0]} connection error: {kind.__name__ if kind else 'unknown'}")
 
-    def render_metrics(self) -> bytes:
-        lines = self.metrics.metric_lines()
-        lines += metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
+    def metric_lines(self) -> list[str]:
+        lines = metric_lines("pypihub_open_connections", "gauge", [("", self.connections + self.overflow)])
         lines += metric_lines("pypihub_requests_in_progress", "gauge", [("", self.busy)])
-        lines += metric_lines("pypihub_log_lines_dropped_total", "counter", [("", self.log_writer.dropped)])
-        lines += metric_lines("pypihub_connections_cut_for_room_total", "counter", [("", self.evictions)])
-        return ("\n".join(lines + self.index.metric_lines()) + "\n").encode()
+        dropped, cut = [("", self.events.writer.dropped)], [("", self.evictions)]
+        lines += metric_lines("pypihub_log_lines_dropped_total", "counter", dropped)
+        return lines + metric_lines("pypihub_connections_cut_for_room_total", "counter", cut)
+
+
+def build_server(settings: Settings, clock: Clock = time.time, sleep: Sleep = time.sleep,
+                 sink: Log | None = None, own_token: TokenSource | None = None,
+                 strict: bool = False) -> PyPIHubServer:
+    """The server and what it is handed: the gate (`strict`: see Gate), the events, the index."""
+    gate, events = Gate(settings.busy_threads, strict), Events(settings, clock, sink)
+    index = Index(settings, gate, clock, sleep, events.log, own_token)
+    return PyPIHubServer(settings, index, events, gate, clock)
 
 
 # --- Command line ---
@@ -5662,6 +5962,10 @@ def config_values(config: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     """Setting values from PYPIHUB_<FLAG> variables: --graphql-url is PYPIHUB_GRAPHQL_URL,
     --no-hashes PYPIHUB_NO_HASHES=1; repeatable flags take a space-separated list."""
@@ -5693,15 +5997,6 @@ def settings_from(given: dict[str, Any], environ: Mapping[str, str]) -> Settings
                                if f.name in merged})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad setting: {exc}") from None
-    if bool(settings.certfile) != bool(settings.keyfile):
-        raise ConfigError("--certfile and --keyfile go together")
-    if no_credentials_mode(settings) and not is_loopback(settings.host):
-        raise ConfigError("--token-env/--token-file/--token-command serve this machine only: "
-                          "--host must be loopback")
-    if settings.fallback_index and not settings.owners:
-        raise ConfigError("--fallback-index needs --owner: whose projects are never served from it")
-    if no_credentials_mode(settings) and not settings.owners:
-        raise ConfigError("--token-env/--token-file/--token-command need --owner: whose repos to serve")
     return settings
 
 
@@ -5781,12 +6076,12 @@ def check_token(github: GitHub, token: str) -> tuple[list[Finding], str]:
     return found, login
 
 
-def check_owner(index: Index, github: GitHub, creds: Credentials) -> tuple[list[Finding], list[str]]:
+def check_owner(index: Index, caller: Caller) -> tuple[list[Finding], list[str]]:
     """Whether the owner resolves for the token, SSO, how many repos it sees, the projects there."""
-    section = f"Owner {creds.owner}"
+    section = f"Owner {caller.owner}"
     try:
-        owner = github.query(OWNER_QUERY, {"owner": creds.owner}).get("repositoryOwner")
-        projects = sorted(index.projects(github, creds)) if isinstance(owner, dict) else []
+        owner = caller.github.query(OWNER_QUERY, {"owner": caller.owner}).get("repositoryOwner")
+        projects = sorted(index.owner_index(caller).projects) if isinstance(owner, dict) else []
     except Forbidden as refused:
         return [Finding(section, False, refused.message, "authorize the token for the org's SSO")], []
     except NotFound:
@@ -5812,12 +6107,11 @@ def why_mapped(settings: Settings, project: str, repo: str) -> str:
     return "its name" if normalize(repo) in names else "the owner's project index"
 
 
-def metadata_finding(index: Index, github: GitHub, creds: Credentials, section: str,
-                     wheels: Sequence[Asset]) -> list[Finding]:
+def metadata_finding(index: Index, caller: Caller, section: str, wheels: Sequence[Asset]) -> list[Finding]:
     if not wheels:
         return [Finding(section, True, "no wheels: no METADATA to serve (pip builds sdists)")]
     try:
-        index.core_metadata(github, creds, wheels[-1].id, wheels[-1].filename)
+        index.files.core_metadata(caller, wheels[-1].id, wheels[-1].filename)
     except PyPIHubError as failed:
         return [Finding(section, False, f"METADATA of {wheels[-1].filename}: {failed.message}",
                         "check that GitHub's download host can be reached from here")]
@@ -5840,24 +6134,26 @@ def state_findings(section: str, repo: Mapping[str, Any], listing: Listing) -> l
     return [Finding(section, True, "; ".join(states)), publish]
 
 
-def check_project(index: Index, github: GitHub, creds: Credentials, project: str) -> list[Finding]:
+def check_project(index: Index, caller: Caller, project: str) -> list[Finding]:
     """The repo a project maps to and why, its versions and files, hashes, METADATA, states and
     whether the token may publish to it."""
     section = f"Project {project}"
     try:
-        repo = index.repo(github, creds, project)
-        listing = index.listing(github, creds, project)
-    except NotFound as missing:
+        repo = index.repo(caller, project)
+        listing = index.listing(caller, project)
+        if isinstance(listing, Missing):
+            raise listing.error()
+    except (NotFound, Moved) as missing:
         return [Finding(section, False, missing.message, FINE_GRAINED_FIX)]
     except PyPIHubError as failed:
         return [Finding(section, False, failed.message, "see GitHub's reason")]
     files, wheels = listing.files, [a for a in listing.files if a.filename.endswith(".whl")]
     why = why_mapped(index.settings, project, listing.repo)
-    found = [Finding(section, True, f"{creds.owner}/{repo.get('name')} ({why})"),
+    found = [Finding(section, True, f"{caller.owner}/{repo.get('name')} ({why})"),
              Finding(section, bool(files), f"{len({a.version for a in files})} versions, {len(files)} files",
                      "" if files else "attach wheels or sdists to a published release"),
              Finding(section, True, f"sha256 for {sum(bool(a.sha256) for a in files)} of {len(files)} files")]
-    found += metadata_finding(index, github, creds, section, wheels)
+    found += metadata_finding(index, caller, section, wheels)
     return found + state_findings(section, repo, listing)
 
 
@@ -5944,9 +6240,9 @@ def check_token_source(settings: Settings, environ: Mapping[str, str]) -> str:
 def run_check(settings: Settings, token: str, projects: Sequence[str],
               index_url: str) -> tuple[list[Finding], str]:
     """Every check, in the order a person reads them."""
-    index, projects = Index(settings), [normalize(p) for p in projects]
-    github = GitHub(settings.graphql_url, token, settings.upstream_timeout, index.rest_url,
-                    schema=index.schema)
+    index, projects = Index(settings, Gate()), [normalize(p) for p in projects]
+    github = GitHub(settings.graphql_url, token, settings.upstream_timeout, gate=index.gate,
+                    rest_url=index.rest_url, schema=index.schema)
     try:
         found, login = check_token(github, token)
     except PyPIHubError as failed:
@@ -5960,10 +6256,10 @@ def run_check(settings: Settings, token: str, projects: Sequence[str],
         found.append(Finding("Owner", False, "no owner to look in", "give --owner (the repos' owner)"))
     for owner in owners:
         creds = Credentials(owner, token)
-        owned, names = check_owner(index, index.connect(creds, GitHubCalls()), creds)
+        owned, names = check_owner(index, index.connect(creds, GitHubCalls()))
         found += owned
         for project in projects or names:
-            found += check_project(index, index.connect(creds, GitHubCalls()), creds, project)
+            found += check_project(index, index.connect(creds, GitHubCalls()), project)
     host = "localhost" if settings.host == "0.0.0.0" else settings.host
     owner = (owners or ["OWNER"])[0]
     found += configuration_lines(index_url or f"http://{host}:{settings.port}/simple/", owner, projects)
@@ -6022,6 +6318,9 @@ def check_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     return 0 if ok else 1
 
 
+SHUTDOWN_GRACE = 15.0  # seconds in-flight requests get to finish on SIGTERM
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Serve until SIGTERM or Ctrl-C (or, as `pypihub check ...`, diagnose); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -6031,17 +6330,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         settings = build_settings(argv, environ)
         own_token = TokenSource(settings, environ) if no_credentials_mode(settings) else None
-        server = PyPIHubServer(settings, own_token=own_token)
+        server = build_server(settings, own_token=own_token)
     except (ConfigError, OSError, ssl.SSLError) as exc:
         raise SystemExit(f"pypihub: {exc}") from None
     scheme = "https" if server.tls else "http"
     host, port = server.server_address[:2]
-    server.log(f"pypihub {__version__} serving {scheme}://{host}:{port}/simple/ for {settings.graphql_url}")
+    log = server.events.log
+    log(f"pypihub {__version__} serving {scheme}://{host}:{port}/simple/ for {settings.graphql_url}")
     if own_token is not None:
-        server.log(f"no-credentials mode: requests without credentials use the token from "
+        log(f"no-credentials mode: requests without credentials use the token from "
                    f"{own_token.describe()}, for {', '.join(settings.owners)}")
     if not server.tls and not is_loopback(settings.host):
-        server.log("WARNING: serving beyond loopback without TLS: GitHub tokens will cross the network "
+        log("WARNING: serving beyond loopback without TLS: GitHub tokens will cross the network "
                    "in clear. Use --certfile/--keyfile or put a TLS proxy in front.")
     # shutdown() waits for serve_forever() to return, so it must run in another thread.
     stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
@@ -6050,7 +6350,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     server.serve_forever()
     server.server_close()  # stop accepting; requests in progress may finish
     drained = server.drain(SHUTDOWN_GRACE)
-    server.log("pypihub stopped" if drained else f"pypihub stopped; {server.busy} request(s) cut off")
+    log("pypihub stopped" if drained else f"pypihub stopped; {server.busy} request(s) cut off")
     return 0
 
 

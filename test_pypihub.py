@@ -316,7 +316,7 @@ def test_negotiate_refuses(accept):
     ("x" * 4097, None), ("", None), ("tok en", None),
 ])
 def test_the_servers_own_token_is_opaque_printable_ascii_up_to_4_kib(value, read):
-    settings = pypihub.Settings(token_env="GH_TOKEN")
+    settings = pypihub.Settings(token_env="GH_TOKEN", host="127.0.0.1", owners=(OWNER,))
     if read is None:
         with pytest.raises(pypihub.ConfigError):
             pypihub.TokenSource(settings, {"GH_TOKEN": value})
@@ -851,7 +851,7 @@ def test_multipart_boundary_refuses(content_type):
 
 def test_cache_ttl_lru_and_isolated_keys():
     clock = Clock()
-    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=2, clock=clock)
+    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=2, clock=clock, gate=pypihub.Gate())
     cache.put(("a", 1), "A")
     cache.put(("b", 1), "B")
     assert cache.get(("a", 1)) == "A"  # now "b" is least recently used
@@ -865,7 +865,7 @@ def test_cache_ttl_lru_and_isolated_keys():
 
 
 def test_cache_off_with_zero_ttl():
-    cache = pypihub.Cache(ttl=0, stale_ttl=0, size=10)
+    cache = pypihub.Cache(ttl=0, stale_ttl=0, size=10, gate=pypihub.Gate())
     calls = []
     for _ in range(3):
         cache.get_or_load("k", lambda: calls.append(1) or "v", print)
@@ -1178,7 +1178,7 @@ def test_the_file_is_not_read_when_the_check_refuses_it():
 
 
 def test_cache_is_bounded_in_bytes():
-    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=1000, max_bytes=10_000, size_of=len)
+    cache = pypihub.Cache(ttl=60, stale_ttl=0, size=1000, max_bytes=10_000, size_of=len, gate=pypihub.Gate())
     for n in range(10):
         cache.put(n, "x" * 1400)
     assert cache.bytes <= 10_000 and len(cache) == 10_000 // (1400 + pypihub.CACHE_ENTRY_BYTES)
@@ -2564,7 +2564,7 @@ class Hub:
         self.logs: list[str] = []
         self.clock = clock
         self.pauses: list[float] = []  # the waits between GitHub retries, taken at once
-        self.server = pypihub.PyPIHubServer(settings, clock=clock, sleep=self.pauses.append, sink=self.logs.append,
+        self.server = pypihub.build_server(settings, clock=clock, sleep=self.pauses.append, sink=self.logs.append, strict=True,
                                             own_token=own_token)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -2574,7 +2574,7 @@ class Hub:
 
     def logged(self) -> int:
         """Requests logged so far (the access log and the request metrics are written together)."""
-        return sum(self.server.metrics.requests.values())
+        return sum(self.server.events.metrics.requests.values())
 
     def index_url(self, token: str = TOKEN_A, owner: str = OWNER) -> str:
         return f"http://{owner}:{token}@127.0.0.1:{self.port}/simple/"
@@ -2595,7 +2595,7 @@ class Hub:
         connection.close()
         self.answers.append(repr(response.headers).encode() + response.body)
         wait_until(lambda: self.logged() > logged, 5)  # each request is logged after its body is sent
-        self.server.flush_log()  # ... by the log's writer thread
+        self.server.events.flush()  # ... by the log's writer thread
         return response
 
     def stop(self) -> None:
@@ -2616,6 +2616,8 @@ def make_hub(github, clock):
     hubs: list[Hub] = []
 
     def start(own_token: pypihub.TokenSource | None = None, **overrides) -> Hub:
+        if overrides.get("fallback_index"):  # Settings: --fallback-index needs --owner
+            overrides.setdefault("owners", (OWNER,))
         settings = pypihub.Settings(**{"host": "127.0.0.1", "port": 0, "graphql_url": github.graphql_url,
                                        "upstream_timeout": 5.0, **overrides})
         hub = Hub(settings, clock, own_token)
@@ -3238,28 +3240,28 @@ def test_fake_installation_token_sees_only_its_repos(github):
 
 
 def test_index_serves_a_token_what_it_may_see_without_a_server(github, demo, clock):
-    index = pypihub.Index(pypihub.Settings(graphql_url=github.graphql_url, upstream_timeout=5.0), clock=clock)
+    index = pypihub.Index(pypihub.Settings(graphql_url=github.graphql_url, upstream_timeout=5.0), pypihub.Gate(), clock=clock)
     a, b = pypihub.Credentials(OWNER, TOKEN_A), pypihub.Credentials(OWNER, TOKEN_B)
     cold, warm = pypihub.GitHubCalls(), pypihub.GitHubCalls()
-    body, etag = index.project_page(index.connect(a, cold), a, "demo-pkg", pypihub.JSON_V1)
+    body, etag = index.project_page(index.connect(a, cold), "demo-pkg", pypihub.JSON_V1)
     files = json.loads(body)["files"]
     assert sorted(f["filename"] for f in files) == sorted([*demo[1], "demo_pkg-1.0.tar.gz", "demo_pkg-2.0.tar.gz"])
     assert (cold.graphql, cold.rest) == (1, 0) and len(github.graphql_calls) == 1  # digests come in GraphQL
-    assert index.project_page(index.connect(a, warm), a, "demo-pkg", pypihub.JSON_V1) == (body, etag)
+    assert index.project_page(index.connect(a, warm), "demo-pkg", pypihub.JSON_V1) == (body, etag)
     wheel = next(f for f in reversed(files) if f["filename"].endswith(".whl"))
     node_id, filename = map(urllib.parse.unquote, wheel["url"].rsplit("/", 2)[1:])
-    link = index.asset_link(index.connect(a, warm), a, node_id, filename)
+    link = index.files.asset_link(index.connect(a, warm), node_id, filename)
     assert urllib.request.urlopen(link.url).read() == demo[1][link.filename]
     assert (warm.graphql, warm.rest) == (0, 0)  # the listing's own signed URL, remembered
     with pytest.raises(pypihub.NotFound):
-        index.project_page(index.connect(b, pypihub.GitHubCalls()), b, "demo-pkg", pypihub.JSON_V1)
+        index.project_page(index.connect(b, pypihub.GitHubCalls()), "demo-pkg", pypihub.JSON_V1)
     with pytest.raises(pypihub.NotFound):  # A's remembered link is A's alone
-        index.asset_link(index.connect(b, pypihub.GitHubCalls()), b, node_id, filename)
-    assert all(TOKEN_A not in repr(key) for key in index.listings.keys() + index.links.keys())
+        index.files.asset_link(index.connect(b, pypihub.GitHubCalls()), node_id, filename)
+    assert all(TOKEN_A not in repr(key) for key in index.listings.keys() + index.files.links.keys())
 
 
 def test_index_refuses_owners_it_does_not_serve(github):
-    index = pypihub.Index(pypihub.Settings(graphql_url=github.graphql_url, owners=("OctOrg",)))
+    index = pypihub.Index(pypihub.Settings(graphql_url=github.graphql_url, owners=("OctOrg",)), pypihub.Gate())
     assert index.connect(pypihub.Credentials(OWNER, TOKEN_A), pypihub.GitHubCalls()) is not None
     with pytest.raises(pypihub.Forbidden):
         index.connect(pypihub.Credentials("someone-else", TOKEN_A), pypihub.GitHubCalls())
@@ -3584,7 +3586,7 @@ def test_cache_never_answers_another_token(hub, github, demo):
 def test_cache_keys_hold_no_token(hub, github, demo):
     hub.request("/simple/demo-pkg/")
     index = hub.server.index
-    keys = repr(index.listings.keys() + index.links.keys() + index.facts.keys() + index.metadata.keys())
+    keys = repr(index.listings.keys() + index.files.links.keys() + index.files.facts.keys() + index.files.metadata.keys())
     assert TOKEN_A not in keys and "demo-pkg" in keys
 
 
@@ -3958,7 +3960,7 @@ def test_a_trusted_proxy_names_the_client_and_skips_the_per_client_cap(make_hub,
         for sock in held:
             sock.close()
     named = lambda: any(line.startswith('203.0.113.7 "GET /healthz" 200 ') for line in hub.logs)  # noqa: E731
-    wait_until(lambda: hub.server.flush_log() and named())  # the held connections' lines may come later
+    wait_until(lambda: hub.server.events.flush() and named())  # the held connections' lines may come later
     assert named()
 
 
@@ -4650,7 +4652,7 @@ def test_a_renamed_repos_rest_redirects_are_followed_and_never_handed_to_a_clien
 def test_writes_follow_githubs_307_with_their_token_and_body(github):
     repo = github.add_repo("old-name")
     github.transfer(repo, OWNER, "new-name")
-    client = pypihub.GitHub(github.graphql_url, TOKEN_A, 5.0)
+    client = pypihub.GitHub(github.graphql_url, TOKEN_A, 5.0, gate=pypihub.Gate())
     created = client.rest_write("POST", f"{client.rest_url}/repos/{OWNER}/old-name/releases",
                                 json.dumps({"tag_name": "v1", "draft": True}).encode(), "application/json")
     assert created["tag_name"] == "v1" and created["draft"] is True
@@ -5031,7 +5033,7 @@ def test_a_token_as_a_malformed_request_lines_method_never_reaches_the_log(hub, 
         with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
             sock.sendall(f"{token} / HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert sock.recv(64).startswith(b"HTTP/1.1 501")
-    wait_until(lambda: hub.server.flush_log() and len(hub.logs) >= 2)
+    wait_until(lambda: hub.server.events.flush() and len(hub.logs) >= 2)
     assert all('"[token] /"' in line for line in hub.logs)  # and make_hub checks every part of the tokens
 
 
@@ -5039,7 +5041,7 @@ def test_a_token_split_between_a_malformed_lines_method_and_target_never_reaches
     with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
         sock.sendall(f"{TOKEN_A[:10]} {TOKEN_A[10:]} HTTP/1.1\r\n\r\n".encode())
         sock.recv(64)
-    wait_until(lambda: hub.server.flush_log() and len(hub.logs) >= 1)
+    wait_until(lambda: hub.server.events.flush() and len(hub.logs) >= 1)
     assert TOKEN_A[10:] not in "\n".join(hub.logs) and '"[token] [token]"' in hub.logs[0]
 
 
@@ -5316,7 +5318,7 @@ def test_plain_http_on_the_tls_port_gets_a_400_that_says_so(make_hub, github, de
         sock.sendall(b"GET /simple/demo-pkg/ HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400 ") and b"Plain HTTP was sent to this HTTPS port" in answer
-    wait_until(lambda: hub.server.flush_log() and any("plain-http-on-tls-port" in line for line in hub.logs))
+    wait_until(lambda: hub.server.events.flush() and any("plain-http-on-tls-port" in line for line in hub.logs))
     assert any("reason=plain-http-on-tls-port" in line for line in hub.logs)
 
 
@@ -5326,7 +5328,7 @@ def test_tls_on_the_plain_port_is_logged(hub, github, demo):
     with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as raw:
         with pytest.raises((ssl.SSLError, OSError)):
             context.wrap_socket(raw, server_hostname="127.0.0.1")
-    wait_until(lambda: hub.server.flush_log() and any("tls-on-plain-port" in line for line in hub.logs))
+    wait_until(lambda: hub.server.events.flush() and any("tls-on-plain-port" in line for line in hub.logs))
     assert any(line.endswith("reason=tls-on-plain-port") for line in hub.logs)
 
 
@@ -6883,7 +6885,7 @@ def test_two_x_forwarded_for_lines_are_one_list(make_hub, github):
     raw_exchange(hub.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\n"
                            b"X-Forwarded-For: 192.0.2.7\r\nConnection: close\r\n\r\n")
     wait_until(lambda: hub.logged() == 1)
-    hub.server.flush_log()
+    hub.server.events.flush()
     assert hub.logs[-1].startswith("192.0.2.7 "), hub.logs[-1]
 
 
@@ -7362,7 +7364,7 @@ fetch("/signed-in").then(() => document.getElementById("upload").submit());
 
 def signed_in(hub: Hub) -> bool:
     """PyPIHub has answered the person's sign-in: its home page, 200."""
-    return hub.server.flush_log() and any('"GET /" 200' in line for line in hub.logs)
+    return hub.server.events.flush() and any('"GET /" 200' in line for line in hub.logs)
 
 
 def sent_headers(netlog: Path, line: str) -> list[dict[str, str]]:
@@ -7399,7 +7401,7 @@ def test_chromium_signed_in_cannot_be_made_to_upload_by_another_sites_form(hub, 
     assert post["Authorization"] == f"[{len(AUTH_A)} bytes were stripped]"
     assert (post["Origin"], post["Sec-Fetch-Site"]) == (attacker, "same-site")
     assert github.writes == [] and not any(r["tagName"] == "v7.0" for r in demo[0].releases)
-    hub.server.flush_log()
+    hub.server.events.flush()
     assert any('"POST /legacy/" 403 ' in line for line in hub.logs) and "may not write here" in done.stdout
 
 
