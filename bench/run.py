@@ -4,7 +4,7 @@ process, and a load generator; prints one table.
 
     python3 bench/run.py [--latency 0.15] [--seconds 5] [--big-mib 1024] [--rounds 3]
                          [--peer-python /tmp/peer/bin/python] [--pypihub-flags "--busy-threads 2"] [--quick]
-                         [--fleet-only] [--fleet-rounds 1]
+                         [--before /tmp/pypihub-before.py] [--fleet-only] [--fleet-rounds 1]
 
 Load comes from wrk and downloads from curl when they are installed (apt-get install wrk curl); without
 wrk, Python threads make the load. Needs the test tools (python3 -m pip install '.[test]'). Everything
@@ -12,15 +12,25 @@ runs on loopback. Numbers measure this machine; README quotes them with the mach
 
 Warm /simple/<project>/ throughput is compared with pypiserver serving the same wheels from disk, in
 alternating rounds (PyPIHub, then each pypiserver deployment, then PyPIHub again, ...) at 16, 64 and
-256 keep-alive connections, as ratios of the rounds' medians. pypiserver runs from a venv of its own,
-with its `cache` extra (watchdog), on gunicorn (2 workers x 4 threads, gthread: its best deployment),
-on waitress (8 threads) and on its default wsgiref server. Make that venv once with
+256 keep-alive connections: each server's median req/s, p50 and p99 at each load, and PyPIHub's ratio
+to pypiserver on gunicorn. A closed loop's latency averages N connections / throughput, so judge a
+tail by p99's distance from p50. pypiserver runs from a venv of its own, with its `cache` extra
+(watchdog), started as its docs say (bench/peers.py has the details and what differs from before):
+`pypi-server run --server gunicorn` with GUNICORN_CMD_ARGS="--workers 2 --worker-class gthread
+--threads 4" (the reference), `--server auto` (the default, which picks waitress when installed: its
+defaults, 4 threads) and `--server wsgiref` (auto's pick in a bare install).
+Make that venv once with
 
     python3 -m venv /tmp/peer && /tmp/peer/bin/pip install 'pypiserver[cache]' gunicorn waitress
 
 and name its interpreter with --peer-python or $PYPIHUB_PEER_PYTHON (default /tmp/peer/bin/python);
 without it the comparison is skipped and says so. --quick runs only the comparison (with PyPIHub's
 RSS per token and its cold-path overhead, measured on the same process before the load) and the fleet.
+
+--before PATH measures another pypihub.py in the same run (say, the commit before a refactoring):
+it takes its turn in every round of the comparison (PyPIHub before, PyPIHub, the peers), gets its
+own ratio to pypiserver on gunicorn, and its GitHub calls (counted at the fake GitHub: pip downloads,
+the 150-release listings, one index URL; --listings-only too) stand beside pypihub.py's.
 
 The fleet (issue 17; --fleet-only runs only it): 60 tokens x 3 projects through a real nginx configured
 from deploy/nginx.conf (TLS, keep-alive) to 1 and to 3 PyPIHub instances, and to 1 instance directly.
@@ -81,9 +91,13 @@ class Result:
     github_calls: int = 0  # GraphQL calls the fake GitHub saw during the run (PyPIHub reloading a listing)
 
 
-def start_pypihub(github: t.FakeGitHub, *flags: str) -> tuple[subprocess.Popen, int]:
-    """PyPIHub on a port of its own, its log drained; `flags` come last (so --pypihub-flags win)."""
-    command = [sys.executable, str(ROOT / "pypihub.py"), "--host", "127.0.0.1", "--port", "0",
+NOW = ROOT / "pypihub.py"  # the PyPIHub measured; --before names another copy, measured in the same run
+
+
+def start_pypihub(github: t.FakeGitHub, *flags: str, script: Path = NOW) -> tuple[subprocess.Popen, int]:
+    """PyPIHub (`script`, a pypihub.py) on a port of its own, its log drained; `flags` come last (so
+    --pypihub-flags win)."""
+    command = [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0",
                "--graphql-url", github.graphql_url, *flags]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     lines = []
@@ -315,11 +329,11 @@ def measure_wide(github: t.FakeGitHub, port: int) -> dict[str, object]:
     return rows
 
 
-def measure_wide_on_older_ghes(github: t.FakeGitHub, flags: list[str]) -> dict[str, object]:
+def measure_wide_on_older_ghes(github: t.FakeGitHub, flags: list[str], script: Path = NOW) -> dict[str, object]:
     """Issue 22: the same cold listing where GitHub's schema lacks ReleaseAsset.digest (an older GitHub
     Enterprise Server): one refused query per server, then digests from the REST releases list."""
     github.legacy_schema = True
-    process, port = start_pypihub(github, *flags)
+    process, port = start_pypihub(github, *flags, script=script)
     try:
         return {"150 releases: cold listing, older GHES (no GraphQL digest)": listing_cost(github, port, "ghp_bench0054"),
                 "150 releases: another token's cold listing, older GHES": listing_cost(github, port, "ghp_bench0057")}
@@ -382,7 +396,7 @@ def measure_proxy(github: t.FakeGitHub, big_mib: int, flags: list[str]) -> dict[
             f"{growth:.1f} MiB (RSS before {before['VmRSS'] / 1024:.1f} MiB)"}
 
 
-def measure_one_index(latency: float, flags: list[str]) -> dict[str, object]:
+def measure_one_index(latency: float, flags: list[str], script: Path = NOW) -> dict[str, object]:
     """Issue 14: one index URL (--owner, --fallback-index, user __token__) resolving 5 private and
     100 public names: GitHub calls cold and warm, independent of the public names' count."""
     github = t.FakeGitHub().start()
@@ -390,7 +404,8 @@ def measure_one_index(latency: float, flags: list[str]) -> dict[str, object]:
     for n in range(5):
         github.add_repo(f"private-{n}").add_release("v1.0", dict([t.make_wheel(f"private-{n}", "1.0")]))
     upstream = t.FakeUpstream()
-    process, port = start_pypihub(github, "--owner", t.OWNER, "--fallback-index", upstream.url, *flags)
+    process, port = start_pypihub(github, "--owner", t.OWNER, "--fallback-index", upstream.url, *flags,
+                                  script=script)
     headers = {"Authorization": "Basic " + base64.b64encode(f"__token__:{t.TOKEN_A}".encode()).decode(),
                "Accept": t.PIP_ACCEPT}
     names = [f"private-{n}" for n in range(5)] + [f"public-{n}" for n in range(100)]
@@ -484,7 +499,8 @@ def check_listings(servers: list[peers.Server]) -> dict[str, object]:
 
 def run_rounds(servers: list[peers.Server], args: argparse.Namespace,
                github: t.FakeGitHub) -> dict[tuple[str, int], list[Result]]:
-    """Each round loads every server in turn at each connection count; PyPIHub first in each turn."""
+    """Each round loads every server in turn at each connection count, in `servers`' order (PyPIHub
+    before, PyPIHub, then each peer)."""
     results: dict[tuple[str, int], list[Result]] = collections.defaultdict(list)
     for number in range(1, args.rounds + 1):
         for connections in args.connections:
@@ -504,10 +520,6 @@ def ms(seconds: float) -> str:
     if seconds != seconds:  # NaN: nothing was answered
         return "n/a"
     return f"{seconds * 1000:,.0f} ms" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
-
-
-def brief(result: Result) -> str:
-    return f"{result.rps:,.0f} req/s p50 {ms(result.p50)} p99 {ms(result.p99)}"
 
 
 def median_of(results: list[Result]) -> Result:
@@ -530,33 +542,52 @@ def errors_text(label: str, results: list[Result]) -> list[str]:
     return [f"{label} round {n}: {r.errors}" for n, r in enumerate(results, 1) if r.errors]
 
 
-def ratio_row(hub: list[Result], peer: list[Result]) -> str:
-    """PyPIHub's median req/s over the peer's, both medians, and every round's numbers."""
-    mine, theirs = median_of(hub), median_of(peer)
-    ratio = f"{mine.rps / theirs.rps:.2f}x" if theirs.rps else "n/a (the peer answered nothing)"
-    errors = errors_text("PyPIHub", hub) + errors_text("peer", peer)
-    return (f"{ratio} (PyPIHub {brief(mine)}; peer {brief(theirs)}). Rounds, req/s (p99 ms): PyPIHub "
-            f"{rounds_text(hub)}; peer {rounds_text(peer)}{errors_note(errors)}")
+BEFORE = "PyPIHub before"  # --before's copy of pypihub.py, measured in the same rounds
 
 
-def errors_note(errors: list[str]) -> str:
-    return f". ERRORS: {'; '.join(errors)}" if errors else ""
+def ratio(mine: Result, theirs: Result) -> float:
+    return mine.rps / theirs.rps if theirs.rps else float("nan")
+
+
+def server_row(n: int, label: str, results: dict[tuple[str, int], list[Result]], reference: str | None) -> str:
+    """One server at `n` connections: median req/s, p50 and p99 (and their distance), then a ratio: a
+    PyPIHub's to the reference peer (pypiserver on gunicorn), a peer's as PyPIHub's over it."""
+    mine = median_of(results[label, n])
+    spread = f"{mine.p99 / mine.p50:.1f}x" if mine.p50 and mine.p99 == mine.p99 else "n/a"
+    text = (f"{mine.rps:,.0f} req/s; p50 {ms(mine.p50)}, p99 {ms(mine.p99)} (p99 = {spread} p50; "
+            f"N / throughput {ms(n / mine.rps) if mine.rps else 'n/a'})")
+    if label in ("PyPIHub", BEFORE) and reference:
+        text += f"; {ratio(mine, median_of(results[reference, n])):.2f}x pypiserver on gunicorn"
+        if label == "PyPIHub" and ("PyPIHub before", n) in results:
+            text += f", {ratio(mine, median_of(results[BEFORE, n])):.2f}x PyPIHub before"
+    elif label not in ("PyPIHub", BEFORE):
+        text += f"; PyPIHub {ratio(median_of(results['PyPIHub', n]), mine):.2f}x this"
+    return text + f". Rounds, req/s (p99 ms): {rounds_text(results[label, n])}"
 
 
 def comparison_rows(results: dict[tuple[str, int], list[Result]], labels: list[str],
                     connections: list[int]) -> dict[str, object]:
-    """One row per peer and connection count (PyPIHub alone without peers), then every error."""
-    rows: dict[str, object] = {}
+    """One row per connection count and server (PyPIHub, PyPIHub before, the peers), then every error."""
+    reference = peers.GUNICORN if peers.GUNICORN in labels else None
+    rows: dict[str, object] = {
+        "how to read p50 and p99": "a closed loop: each of the N keep-alive connections sends its next request "
+        "when the last one is answered, so latency averages N / throughput (Little's law) whatever the server "
+        "does; judge the tail by p99's distance from p50 (how evenly a server shares itself among the "
+        "connections), not by the absolute figures. (wsgiref answers HTTP/1.0, a connection per request: wrk's "
+        "reconnections and the wait to be accepted are outside its latency)",
+        "ratios": "median req/s of the rounds over the reference peer's, pypiserver on gunicorn"
+        + ("" if reference else " (NOT RUNNING: no ratio)")}
+    order = ["PyPIHub", *([BEFORE] if BEFORE in labels else []), *(x for x in labels if x not in ("PyPIHub", BEFORE))]
     for n in connections:
-        hub, key = results[labels[0], n], f"warm /simple/<project>/, {n} connections: PyPIHub"
-        for label in labels[1:]:
-            rows[f"{key} / {label}"] = ratio_row(hub, results[label, n])
-        if len(labels) == 1:
-            rows[key] = (f"{brief(median_of(hub))}. Rounds, req/s (p99 ms): {rounds_text(hub)}"
-                         f"{errors_note(errors_text('PyPIHub', hub))}")
+        for label in order:
+            rows[f"warm /simple/<project>/, {n} connections: {label}"] = server_row(n, label, results, reference)
     errors = [e for (label, n), found in results.items() for e in errors_text(f"{label} at {n}", found)]
     rows["non-2xx answers and socket errors in the rounds"] = "; ".join(errors) or "none"
     return rows
+
+
+def errors_note(errors: list[str]) -> str:
+    return f". ERRORS: {'; '.join(errors)}" if errors else ""
 
 
 def peer_files(work: Path) -> Path:
@@ -568,23 +599,41 @@ def peer_files(work: Path) -> Path:
     return root
 
 
+def start_hub(github: t.FakeGitHub, stack: contextlib.ExitStack, label: str, script: Path,
+              flags: list[str], latency: float) -> tuple[peers.Server, dict[str, object]]:
+    """A fresh PyPIHub from `script`, stopped with `stack`; its RSS and cold-path rows, named for it."""
+    process, port = start_pypihub(github, *flags, script=script)
+    stack.callback(stop, process)
+    memory = measure_memory(github, process, port, latency)
+    suffix = "" if label == "PyPIHub" else f", {label}"
+    return peers.Server(label, port, process), {f"{key}{suffix}": value for key, value in memory.items()}
+
+
 def measure_comparison(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
-    """PyPIHub (a fresh process) against each pypiserver deployment, serving the same wheels."""
+    """PyPIHub (a fresh process; with --before, the before copy too) against each pypiserver deployment,
+    serving the same wheels, in alternating rounds: PyPIHub before, PyPIHub, then each peer."""
     flags = [*COMPARE_FLAGS, *args.pypihub_flags]
     rows: dict[str, object] = {}
     with contextlib.ExitStack() as stack:
         servers, peer_rows = peers.start_all(args.peer_python, peer_files(work), work, LISTING)
         for server in servers:
             stack.callback(peers.stop, server)
-        process, port = start_pypihub(github, *flags)
-        stack.callback(stop, process)
-        memory = measure_memory(github, process, port, args.latency)
-        every = [peers.Server("PyPIHub", port), *servers]
-        rows.update({**peer_rows, **check_listings(every)})
+        hubs, memory = [], {}
+        for label, script in (("PyPIHub", NOW), (BEFORE, args.before)):
+            if script:
+                hub, rows_of_hub = start_hub(github, stack, label, script, flags, args.latency)
+                hubs.insert(0, hub)  # the rounds' order: PyPIHub before, PyPIHub, the peers
+                memory.update(rows_of_hub)
+        every = [*hubs, *servers]
+        rows.update({**peer_rows, **check_listings([hubs[-1], *hubs[:-1], *servers])})
         results = run_rounds(every, args, github)
-    calls = sum(r.github_calls for found in results.values() for r in found)
-    command = {"PyPIHub in the comparison": f"pypihub.py {shlex.join(flags)}; {calls} GraphQL calls in the "
-               "rounds (its listing past --cache-ttl, loaded again; the round shows them)"}
+    command = {}
+    for hub in reversed(hubs):
+        calls = sum(r.github_calls for n in args.connections for r in results[hub.label, n])
+        script = NOW if hub.label == "PyPIHub" else args.before
+        command[f"{hub.label} in the comparison"] = (
+            f"{script} {shlex.join(flags)}; {calls} GraphQL calls in the rounds (its listing past --cache-ttl, "
+            "loaded again; the round shows them)")
     labels = [server.label for server in every]
     return {**command, **rows, **comparison_rows(results, labels, args.connections), **memory}
 
@@ -822,6 +871,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
            help="keep-alive connection counts to compare at (default 16,64,256)")
     option("--peer-python", default=os.environ.get("PYPIHUB_PEER_PYTHON", "/tmp/peer/bin/python"),
            help="the pypiserver venv's interpreter (default $PYPIHUB_PEER_PYTHON, else /tmp/peer/bin/python)")
+    option("--before", type=lambda text: Path(text).resolve(), metavar="PATH",
+           help="another pypihub.py (e.g. the commit before a change), measured in the same run: in the "
+                "comparison's rounds, and its GitHub calls beside pypihub.py's")
     option("--pypihub-flags", type=shlex.split, default=[],
            help='more pypihub.py flags for every PyPIHub started, e.g. "--busy-threads 2"')
     option("--quick", action="store_true",
@@ -831,18 +883,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
            help="only what listing the 150-release project costs GitHub, today's and an older GHES (issue 22)")
     option("--fleet-rounds", type=int, default=1,
            help="rounds of the fleet's load runs, each 1 instance, 3 instances, direct in turn (default 1)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.before and not args.before.is_file():
+        parser.error(f"--before {args.before}: no such file")
+    return args
 
 
-def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
-    """GitHub calls, latency, the wide project; then the comparison, the proxy, one index URL."""
-    process, port = start_pypihub(github, *args.pypihub_flags)
+def with_before(args: argparse.Namespace, measure) -> dict[str, object]:
+    """measure(script)'s rows for pypihub.py and, with --before, each followed by the before copy's
+    value ("before: the same" when equal): GitHub calls counted at the fake GitHub, side by side."""
+    rows = measure(NOW)
+    if not args.before:
+        return rows
+    before = measure(args.before)
+    return {key: f"{value}; before: " + ("the same" if before.get(key) == value else str(before.get(key, "n/a")))
+            for key, value in rows.items()}
+
+
+def measure_calls_and_listings(github: t.FakeGitHub, work: Path, args: argparse.Namespace,
+                               script: Path) -> dict[str, object]:
+    """GitHub calls, latency, the wide project, one fresh PyPIHub from `script`; an older GHES."""
+    process, port = start_pypihub(github, *args.pypihub_flags, script=script)
+    downloads = work / ("now" if script == NOW else "before")  # pip's own folders: each run downloads anew
     try:
-        rows = {**measure_calls(github, port, work), **measure_latency(port), **measure_wide(github, port),
+        rows = {**measure_calls(github, port, downloads), **measure_latency(port), **measure_wide(github, port),
                 **measure_page(github, port)}
     finally:
         stop(process)
-    rows.update(measure_wide_on_older_ghes(github, args.pypihub_flags))
+    rows.update(measure_wide_on_older_ghes(github, args.pypihub_flags, script))
+    return rows
+
+
+def measure_all(github: t.FakeGitHub, work: Path, args: argparse.Namespace) -> dict[str, object]:
+    """GitHub calls, latency, the wide project (--before's too); the comparison, the proxy."""
+    rows = with_before(args, lambda script: measure_calls_and_listings(github, work, args, script))
     rows.update(measure_comparison(github, work, args))
     rows.update(measure_proxy(github, args.big_mib, args.pypihub_flags))
     return rows
@@ -852,12 +926,14 @@ def print_listings(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         github = new_github(args.latency, Path(tmp), 1)
         add_wide_project(github)
-        process, port = start_pypihub(github, *args.pypihub_flags)
-        try:
-            rows = measure_wide(github, port)
-        finally:
-            stop(process)
-        rows.update(measure_wide_on_older_ghes(github, args.pypihub_flags))
+        def listings(script: Path) -> dict[str, object]:
+            process, port = start_pypihub(github, *args.pypihub_flags, script=script)
+            try:
+                rows = measure_wide(github, port)
+            finally:
+                stop(process)
+            return {**rows, **measure_wide_on_older_ghes(github, args.pypihub_flags, script)}
+        rows = with_before(args, listings)
         github.stop()
     print(f"PyPIHub benchmark, listings only: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call")
     print(f"machine: {machine()}\n")
@@ -886,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure_comparison(github, work, args) if args.quick else measure_all(github, work, args)
         github.stop()
     if not args.quick:
-        rows.update(measure_one_index(args.latency, args.pypihub_flags))
+        rows.update(with_before(args, lambda script: measure_one_index(args.latency, args.pypihub_flags, script)))
     rows.update(measure_fleet(args))
     loader = "wrk -t2 --latency" if shutil.which("wrk") else "Python threads (no wrk)"
     print(f"PyPIHub benchmark: fake GitHub latency {args.latency * 1000:.0f} ms per GraphQL call; "
