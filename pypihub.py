@@ -17,12 +17,32 @@ never reaches a log line, an error body or a cache key in clear.  Not checked: T
 as good as the operator's certificate, and without ``--certfile`` tokens cross the network in
 clear (a warning says so at start-up when listening beyond loopback).
 
-The file reads top to bottom, each ``# --- X ---`` banner one concept: constants; errors; pure
-logic (names and files, requests, rendering, GitHub answers, pages for people, uploads); the
-busy-thread gate; the
-GitHub client; its queries; downloads; publishing; the cache; settings; the upstream index
-(--fallback-index) and the server's own token; the index (what a token may see, through the
-caches); the HTTP server and handler (transport only); the command line.
+Layout: the file reads top to bottom; each ``# --- X ---`` banner is one concept, each
+definition sits above its first use (a test checks), and a constant used by one concept sits in
+that concept's section.
+
+1. Constants (the cross-cutting ones) and Errors: ``PyPIHubError`` carries its HTTP status and
+   is caught in one place, ``Connection.respond``; ``Missing`` is a cached "not found" as a value.
+2. Pure logic, no sockets (table tests): names and files; requests (credentials, Accept, the
+   request target and ``ROUTES``, the one table of routes, the fast head parser); rendering;
+   GitHub's answers; pages for people; uploads.
+3. The busy-thread gate: ``Gate.released()`` is the one way to wait.
+4. GitHub client (retries, call counting, rate limits), GitHub queries (each GraphQL string by
+   the code that sends it), Downloads (signed URLs, Range reads, streaming), Publishing.
+5. Cache (TTL, LRU, stale-if-error, coalescing) and Settings (one frozen dataclass: flag,
+   ``PYPIHUB_*`` variable, TOML key, help and cross-field rules, declared once).
+6. Upstream index (--fallback-index) and the server's own token (no-credentials mode).
+7. Index: ``Caller`` (one request's GitHub session, credentials and token key), ``Files``
+   (links, facts, METADATA, downloads), ``Uploads`` (token confirmation, target, publishing),
+   ``Index`` (listings, negatives, notes, private names); each cache's per-token keying lives in
+   the class that reads it. Usable without a socket.
+8. Logs and metrics (``Events``), then Server and handler: ``Connection`` reads heads and writes
+   answers, ``Handler`` turns each route into Index calls, ``PyPIHubServer`` is transport only
+   (caps, head deadlines, TLS, the drain); ``build_server`` puts them together.
+9. Command line, and ``pypihub check``.
+
+A GET of /simple/<project>/ goes: Handler.project_page -> Index.project_page -> find_listing ->
+Cache.get_or_load -> find_repo / fetch_listing (GitHub queries) -> GitHub.query -> rendered_page.
 """
 from __future__ import annotations
 
