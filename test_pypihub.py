@@ -1359,8 +1359,36 @@ def test_module_keeps_its_declared_line_length():
 
 
 # --- A fake GitHub ---
-# Each GitHub behaviour below names its source; "§n" is a section of the research notes
-# (/work/research/issue12.md), which quote and link the docs, changelogs and threads.
+# Each GitHub behaviour below names its public source. A thread is cited as owner/repo#N, which is
+# https://github.com/owner/repo/issues/N (GitHub sends a pull request's number on to /pull/N); an
+# octokit/fixtures scenario by its path in https://github.com/octokit/fixtures; a docs page by the
+# short name below, whose address is given here once:
+#   GraphQL rate-limit docs:
+#     https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api
+#   REST rate-limit docs: https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+#   Upload docs, "Get a release asset": https://docs.github.com/en/rest/releases/assets
+#   immutable-releases docs:
+#     https://docs.github.com/en/code-security/concepts/supply-chain-security/immutable-releases
+#   GHES 3.21 docs: https://docs.github.com/en/enterprise-server@3.21/code-security/concepts/
+#     supply-chain-security/immutable-releases
+#   "Preventing changes to your releases": https://docs.github.com/en/code-security/how-tos/
+#     secure-your-supply-chain/establish-provenance-and-integrity/preventing-changes-to-your-releases
+#   "Authenticating to the REST API":
+#     https://docs.github.com/en/rest/authentication/authenticating-to-the-rest-api
+#   "Renaming a repository":
+#     https://docs.github.com/en/repositories/creating-and-managing-repositories/renaming-a-repository
+#   "Best practices: follow redirects": https://docs.github.com/en/rest/using-the-rest-api/
+#     best-practices-for-using-the-rest-api#follow-redirects
+#   "GITHUB_TOKEN": https://docs.github.com/actions/security-guides/automatic-token-authentication
+#   changelog 2025-06-03:
+#     https://github.blog/changelog/2025-06-03-releases-now-expose-digests-for-release-assets/
+#   immutable releases in preview (2025-08-26), cited in php/pie#411:
+#     https://github.blog/changelog/2025-08-26-releases-now-support-immutability-in-public-preview/
+#   community discussion on "tag_name was used by an immutable release" (422):
+#     https://github.com/orgs/community/discussions/178351
+# Download URLs as clients logged them: gm3dmo/the-power#393 (curl, 2025-05: objects.githubusercontent
+# .com, X-Amz-Expires=300) and plengauer/Thoth#3748, #3996 (wget, 2026-07/08: release-assets
+# .githubusercontent.com, an Azure SAS with se = ske about an hour after skt).
 
 
 _SCHEMA = None
@@ -1478,7 +1506,8 @@ def stored_asset_name(name: str) -> str:
     filenames that have special characters, non-alphanumeric characters, and leading or trailing
     periods" (https://docs.github.com/en/rest/releases/assets#upload-a-release-asset). Seen: space,
     `~`, parentheses -> "." (github-release/github-release#93, msys2/msys2-autobuild#15,
-    softprops/action-gh-release#159). Kept `+` and renamed `!` are unconfirmed (§5)."""
+    softprops/action-gh-release#159). Kept `+` and renamed `!` are unconfirmed: no public example
+    was found."""
     return re.sub(r"[^A-Za-z0-9._+-]", ".", name)
 
 
@@ -1489,15 +1518,15 @@ def named(assets: list[dict], name: str | None) -> list[dict]:
 
 REST_DOCS = "https://docs.github.com/rest"
 JWT_HEADER = b64url(b'{"typ":"JWT","alg":"HS256"}')
-REST_LIST_CAP = 1000  # iree-org/iree#16506: past item 1,000 the releases list answers 422 (§3, undocumented)
-# Secondary rate limits: the message seen in Azure/azure-rest-api-specs#36378, semantic-release/github#867 (§2).
+REST_LIST_CAP = 1000  # iree-org/iree#16506: past item 1,000 the releases list answers 422 (undocumented)
+# Secondary rate limits: the message seen in Azure/azure-rest-api-specs#36378, semantic-release/github#867.
 SECONDARY_LIMIT = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
                    "If you reach out to GitHub Support for help, please include the request ID 0000:0000:0000.")
 SECONDARY_DOCS = {
     "graphql": "https://docs.github.com/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api#secondary-rate-limits",
     "core": "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"}
 # SAML SSO: GraphQL text from fwouts/prmonitor#1042 and jasperapp/jasper#187, REST text from the
-# older docs example in github/docs (§6).
+# older docs example in github/docs.
 SAML_GRAPHQL = ("Resource protected by organization SAML enforcement. "
                 "You must grant your Personal Access token access to this organization.")
 SAML_REST = ("Resource protected by organization SAML enforcement. "
@@ -1516,12 +1545,13 @@ class FakeRepo:
                  immutable: bool = False) -> None:
         self.github, self.owner, self.name, self.private = github, owner, name, private
         self.readers, self.writers = set(readers) | set(writers), set(writers)
-        self.database_id = 1000 + len(github.repos_by_id)  # REST redirects name repos by this id (§7)
+        # REST redirects name repos by this id (octokit/fixtures rename-repository)
+        self.database_id = 1000 + len(github.repos_by_id)
         self.node_id = f"R_kgDOfake{self.database_id:06d}"
-        # The repo's "immutable releases" setting; it "will only apply to future releases" (§1, docs
+        # The repo's "immutable releases" setting; it "will only apply to future releases" (docs
         # "Preventing changes to your releases").
         self.immutable = immutable
-        # Tags once held by an immutable release: "you cannot reuse the same tag name" (§1, GHES 3.21 docs).
+        # Tags once held by an immutable release: "you cannot reuse the same tag name" (GHES 3.21 docs).
         self.burnt_tags: set[str] = set()
         self.releases: list[dict] = []  # newest first, as GitHub orders by CREATED_AT DESC
 
@@ -1564,8 +1594,9 @@ class FakeRepo:
         return release
 
     def publish(self, release: dict, when: str) -> None:
-        """A release leaves draft; on an immutable repo it is immutable from then on (§1: REST `immutable`,
-        "Create the release as a draft … Attach all associated assets … Publish the draft release")."""
+        """A release leaves draft; on an immutable repo it is immutable from then on (REST `immutable`;
+        immutable-releases docs: "Create the release as a draft … Attach all associated assets … Publish the
+        draft release")."""
         release.update(isDraft=False, publishedAt=when, everPublished=True, immutable=self.immutable)
 
     def node(self) -> dict:
@@ -1595,19 +1626,20 @@ class FakeGitHub:
         self.assets: dict[str, dict] = {}  # node id -> asset
         self.release_nodes: dict[str, dict] = {}  # node id -> release
         self.tokens = {TOKEN_A: "alice", TOKEN_B: "bob"}  # token -> user; see add_token()
-        self.installation_tokens_see_public = False  # ghs_ tokens: only their repos, or public ones too (§8)
+        # ghs_ tokens: only their repos, or public ones too (docs "GITHUB_TOKEN")
+        self.installation_tokens_see_public = False
         self.secret = os.urandom(16)
         self.clock = time.time  # "now" for signed URLs, new releases and assets, x-ratelimit-reset
         self.serial = 0
         self.lock = threading.Lock()
         # Download URLs: "amz" objects.githubusercontent.com (S3-style), "sas" release-assets
-        # .githubusercontent.com (Azure SAS + JWT), "plain" the browser URL (§4).
-        self.url_style = "sas"  # GitHub's download host since 2025 (research §4)
+        # .githubusercontent.com (Azure SAS + JWT), "plain" the browser URL (see the note above the fake).
+        self.url_style = "sas"  # GitHub's download host since 2025 (plengauer/Thoth#3996)
         self.url_lifetime = 300  # amz: X-Amz-Expires (gm3dmo/the-power#393)
-        self.se_lifetime = 3600  # sas: se and ske, ~1 h after signing in later samples (§4)
-        self.jwt_lifetime: int | None = 300  # sas: jwt exp - nbf, 300/1800/3600 s observed (§4); None: no jwt
+        self.se_lifetime = 3600  # sas: se and ske, ~1 h after signing (plengauer/Thoth#3996)
+        self.jwt_lifetime: int | None = 300  # sas: jwt exp - nbf, 300/1800/3600 s in logs; None: no jwt
         self.broken_graphql_urls = False  # GraphQL's URLs carry a bad signature; the REST asset route's are good
-        self.refuse_head = False  # the download host answers HEAD with 403 (old S3 presigned URLs, §4)
+        self.refuse_head = False  # the download host answers HEAD with 403 (S3 presigned URLs: GET only)
         self.cut_downloads: str | None = None  # "length" or "chunked": the host sends half and hangs up
         self.no_length = False  # the host sends no Content-Length and closes after the body
         self.graphql_bytes = 0  # the size of GraphQL's successful answers
@@ -1636,12 +1668,12 @@ class FakeGitHub:
         # assets is answered partly, its repository null, with RESOURCE_LIMITS_EXCEEDED
         # (yoshi389111/github-profile-3d-contrib#163: "Resource limits for this query exceeded.").
         self.resource_limit: int | None = None
-        self.fail_uploads: bool | str = False  # True: 500; "starter": 502 leaving a `starter` asset (§5)
+        self.fail_uploads: bool | str = False  # True: 500; "starter": 502 leaving a `starter` (Upload docs)
         self.upload_delay = 0.0  # seconds an upload waits after storing the asset, before answering
         self.faults: list = []  # consumed one per GraphQL call: an HTTP status, "timeout", "garbage", "secondary403|429|200"
         self.rest_faults: list = []  # consumed one per REST call, the same values
         self.rate_limited = False
-        self.rate_limit_type = "RATE_LIMITED"  # or "RATE_LIMIT" (yanyongyu/githubkit#271, §10)
+        self.rate_limit_type = "RATE_LIMITED"  # or "RATE_LIMIT" (yanyongyu/githubkit#271)
         self.remaining = 4999  # x-ratelimit-remaining on successful answers
         self.sso_blocked: set[tuple[str, str]] = set()  # (token, org): token not authorized for the org's SAML SSO
         self.gate: threading.Event | None = None  # when set, GraphQL calls wait for it
@@ -1697,7 +1729,7 @@ class FakeGitHub:
 
     def place(self, repo: FakeRepo) -> None:
         key = (repo.owner.lower(), repo.name.lower())
-        # Reusing a moved-away name ends its redirect (docs, "Renaming a repository"; §7).
+        # Reusing a moved-away name ends its redirect (docs "Renaming a repository").
         self.moved.pop(key, None)
         self.repos[key] = repo
         self.owners.add(repo.owner.lower())
@@ -1705,7 +1737,7 @@ class FakeGitHub:
     def transfer(self, repo: FakeRepo, new_owner: str, new_name: str | None = None) -> None:
         """Move a repo to another owner (and maybe name). The old name keeps working: GraphQL follows it
         (`followRenames: Boolean = true`, schema.graphql; sesori-ai/sesori_apps_monorepo#691) and REST
-        answers 301 to /repositories/{id} (octokit/fixtures rename-repository; §7)."""
+        answers 301 to /repositories/{id} (octokit/fixtures scenarios/api.github.com/rename-repository)."""
         old = (repo.owner.lower(), repo.name.lower())
         del self.repos[old]
         repo.owner, repo.name = new_owner, new_name or repo.name
@@ -1714,7 +1746,7 @@ class FakeGitHub:
 
     def add_token(self, token: str, user: str | None = None, read=(), write=()) -> None:
         """A token GitHub knows: a personal token (ghp_…), or an installation token (ghs_…, as GITHUB_TOKEN
-        is: "limited to the repository that contains your workflow", docs "GITHUB_TOKEN"; §8) that sees the
+        is: "limited to the repository that contains your workflow", docs "GITHUB_TOKEN") that sees the
         repos given here, and others' private repos not at all."""
         self.tokens[token] = user or f"user-{token[:8]}"
         for repo in (*read, *write):
@@ -1728,7 +1760,7 @@ class FakeGitHub:
     def add_asset(self, repo: FakeRepo, release: dict, filename: str, content: bytes | Path, created: str,
                   state: str = "uploaded", content_type: str = "application/octet-stream") -> dict:
         """An asset whose bytes are `content`, or the file at that path (for big ones). state="starter":
-        what a failed upload leaves behind ("an empty asset with a state of `starter`", Upload docs; §5)."""
+        what a failed upload leaves behind ("an empty asset with a state of `starter`", Upload docs)."""
         node_id = self.new_id("RA")
         size = content.stat().st_size if isinstance(content, Path) else len(content)
         asset = {"__typename": "ReleaseAsset", "id": node_id, "databaseId": self.next_serial(), "name": filename,
@@ -1771,12 +1803,13 @@ class FakeGitHub:
                 "html_url": f"{self.base}/{repo.owner}/{repo.name}/releases/tag/{urllib.parse.quote(release['tagName'])}",
                 "id": number, "node_id": release["id"], "tag_name": release["tagName"], "name": release["name"],
                 "body": release["description"], "draft": release["isDraft"], "prerelease": release["isPrerelease"],
-                # OpenAPI `release.immutable`: "Whether or not the release is immutable." (§1)
+                # OpenAPI `release.immutable` (github/rest-api-description):
+                # "Whether or not the release is immutable."
                 "immutable": release["immutable"], "created_at": release["createdAt"],
                 "updated_at": release["updatedAt"], "published_at": release["publishedAt"],
                 "assets": [self.asset_json(a) for a in release["assets"]]}
 
-    # -- download URLs (§4)
+    # -- download URLs (as logged in the threads named in the note above the fake)
 
     def signature(self, node_id: str, *fields: str) -> str:
         return hmac.new(self.secret, "|".join((node_id, *fields)).encode(), hashlib.sha256).hexdigest()
@@ -1809,7 +1842,7 @@ class FakeGitHub:
 
     def sas_url(self, node_id: str, broken: bool = False) -> str:
         """release-assets.githubusercontent.com: an Azure SAS (se, ske) plus a short JWT; the URL works
-        until the earlier of the two (wget/curl logs 2025-06 … 2026-08, §4)."""
+        until the earlier of the two (wget logs in plengauer/Thoth#3748, #3996)."""
         now = self.clock()
         se = ske = iso(now + self.se_lifetime)
         jwt = self.jwt(now) if self.jwt_lifetime is not None else ""
@@ -1824,7 +1857,7 @@ class FakeGitHub:
         return f"{self.download_base}/release-assets/{urllib.parse.quote(node_id, safe='')}?{urllib.parse.urlencode(query)}"
 
     def jwt(self, now: float) -> str:
-        """HS256 JWT with the payload decoded from real URLs (§4)."""
+        """HS256 JWT with the claims of logged URLs (no public thread shows one whole)."""
         claims = {"iss": "github.com", "aud": "release-assets.githubusercontent.com", "key": "key1",
                   "exp": int(now + self.jwt_lifetime), "nbf": int(now), "path": "releaseassetproduction.blob.core.windows.net"}
         signed = f"{JWT_HEADER}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
@@ -1868,7 +1901,7 @@ class FakeGitHub:
             return AZURE_AUTH_FAILED.format(now=iso(now), detail=detail).encode()
         return None
 
-    # -- SAML SSO (§6)
+    # -- SAML SSO (docs "Authenticating to the REST API"; SAML_DOCS)
 
     def sso_refuses(self, token: str, owner: str) -> bool:
         return any(t == token and o.lower() == owner.lower() for t, o in self.sso_blocked)
@@ -1881,14 +1914,14 @@ class FakeGitHub:
     # -- rate limits
 
     def rate_headers(self, resource: str, remaining: int | None = None) -> dict:
-        """x-ratelimit-* on every answer; `resource` is graphql or core (GraphQL rate-limit docs, §10)."""
+        """x-ratelimit-* on every answer; `resource` is graphql or core (GraphQL rate-limit docs)."""
         left = self.remaining if remaining is None else remaining
         return {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": str(left), "x-ratelimit-used": str(5000 - left),
                 "x-ratelimit-reset": str(int(self.clock()) + 1800), "x-ratelimit-resource": resource}
 
     def primary_limit(self) -> dict:
         """200 with a rate error: type RATE_LIMITED (octokit/plugin-throttling.js) or RATE_LIMIT with
-        code graphql_rate_limit (yanyongyu/githubkit#271) (§10)."""
+        code graphql_rate_limit (yanyongyu/githubkit#271)."""
         if self.rate_limit_type == "RATE_LIMIT":
             return {"type": "RATE_LIMIT", "code": "graphql_rate_limit",
                     "message": "API rate limit already exceeded for user ID 1."}
@@ -1896,7 +1929,7 @@ class FakeGitHub:
 
     def enter(self, token: str) -> None:
         """Count an API request in flight; the secondary limits cap them at 100 at once, shared by REST
-        and GraphQL (REST rate-limit docs, §2)."""
+        and GraphQL (REST rate-limit docs)."""
         with self.lock:
             running = self.in_flight[token] = self.in_flight.get(token, 0) + 1
             self.max_concurrent[token] = max(self.max_concurrent.get(token, 0), running)
@@ -1926,7 +1959,8 @@ class FakeGitHub:
 
     def refused(self, info, kind: str, message: str, owner: str | None = None) -> None:
         """Note a NOT_FOUND, or a SAML FORBIDDEN when `owner` is given, for this field; the field is null.
-        SAML: 200, the field null, errors[].type FORBIDDEN with extensions.saml_failure (§6)."""
+        SAML: 200, the field null, errors[].type FORBIDDEN with extensions.saml_failure
+        (fwouts/prmonitor#1042, jasperapp/jasper#187)."""
         error = {"type": kind, "path": info.path.as_list(), "message": message}
         if owner is not None:
             error["extensions"] = {"saml_failure": True}
@@ -2089,7 +2123,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.reply_json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/graphql"})
         if fault is not None:
             return self.fault(fault, "graphql")
-        if github.rate_limited:  # "the response status will still be 200" (GraphQL rate-limit docs, §10)
+        if github.rate_limited:  # "the response status will still be 200" (GraphQL rate-limit docs)
             return self.reply_json(200, {"errors": [github.primary_limit()]}, github.rate_headers("graphql", 0))
         headers = github.rate_headers("graphql")
         try:
@@ -2118,7 +2152,8 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     def secondary_limit(self, shape: str, resource: str) -> None:
         """REST: "a 403 or 429 … If the retry-after response header is present …"; GraphQL: "the response
-        status will be 200 or 403" (rate-limit docs, §2). Points are left: x-ratelimit-remaining is not 0."""
+        status will be 200 or 403" (REST and GraphQL rate-limit docs). Points are left:
+        x-ratelimit-remaining is not 0."""
         headers = self.github.rate_headers(resource)
         error = {"message": SECONDARY_LIMIT, "documentation_url": SECONDARY_DOCS[resource]}
         if shape == "secondary403":
@@ -2218,14 +2253,15 @@ class FakeHandler(BaseHTTPRequestHandler):
                 return self.redirect_moved(moved, raw[3:], upload, query)
         if repo is None or not repo.visible_to(token):
             return self.not_found()
-        if github.sso_refuses(token, repo.owner):  # 403 + X-GitHub-SSO (docs "Authenticating to the REST API", §6)
+        # 403 + X-GitHub-SSO (docs "Authenticating to the REST API")
+        if github.sso_refuses(token, repo.owner):
             return self.reply_json(403, {"message": SAML_REST, "documentation_url": SAML_DOCS},
                                    {"X-GitHub-SSO": github.sso_header(token, repo.owner)})
         return repo, below
 
     def redirect_moved(self, repo: FakeRepo, below: list[str], upload: bool, query: str) -> None:
         """A moved repo's old name: GET 301, other methods 307, to /repositories/{id}/… (octokit/fixtures
-        scenarios/api.github.com/rename-repository; docs "Best practices: follow redirects"; §7)."""
+        scenarios/api.github.com/rename-repository; docs "Best practices: follow redirects")."""
         location = f"{self.github.base}{'/uploads' if upload else ''}/repositories/{repo.database_id}"
         location += "".join("/" + p for p in below) + (f"?{query}" if query else "")
         status, message = (301, "Moved Permanently") if self.command in ("GET", "HEAD") else (307, "Temporary Redirect")
@@ -2258,7 +2294,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         if not self.github.rest_enabled:
             return self.not_found()
         per_page, page = min(int(query.get("per_page", 30)), 100), int(query.get("page", 1))
-        if (page - 1) * per_page >= REST_LIST_CAP:  # iree-org/iree#16506 (§3)
+        if (page - 1) * per_page >= REST_LIST_CAP:  # iree-org/iree#16506
             return self.reply_json(422, {"message": "Only the first 1000 results are available.",
                                          "documentation_url": "https://docs.github.com/rest/releases/releases#list-releases"})
         window, headers = self.page(repo.listed_releases(token), query)
@@ -2278,7 +2314,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.reply_json(200, self.github.release_json(release))
 
     def list_assets(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
-        """GET …/releases/{id}/assets: with the stored (renamed) names and each asset's state (§5)."""
+        """GET …/releases/{id}/assets: with the stored (renamed) names and each asset's state
+        (Upload docs)."""
         release = repo.release(parts[1], token)
         if release is None:
             return self.not_found()
@@ -2288,7 +2325,7 @@ class FakeHandler(BaseHTTPRequestHandler):
     def get_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
         """GET …/releases/assets/{id}: JSON, or with Accept: application/octet-stream "The API will either
         redirect the client to the location, or stream it directly … handle both a 200 or 302" (REST docs,
-        Get a release asset; §4). The redirect's URL is always a good one."""
+        Get a release asset). The redirect's URL is always a good one."""
         github = self.github
         asset = repo.asset(parts[2], token)
         if asset is None:
@@ -2302,7 +2339,8 @@ class FakeHandler(BaseHTTPRequestHandler):
     # -- REST writes
 
     def create_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
-        """POST …/releases: `draft` honoured; a tag held by a published release or burnt by an immutable one is refused (§1)."""
+        """POST …/releases: `draft` honoured; a tag held by a published release or burnt by an immutable
+        one is refused (immutable-releases docs; community discussion #178351)."""
         if self.refuse_unless_writer(token, repo):
             return
         fields = json.loads(body or b"{}")
@@ -2329,7 +2367,8 @@ class FakeHandler(BaseHTTPRequestHandler):
     def update_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
         """PATCH …/releases/{id}: draft, prerelease, name, body, tag_name. Publishing a draft on an immutable
         repo makes it immutable; an immutable release keeps its tag and cannot go back to draft, while
-        "you can still edit the title and release notes … pre-release" (GHES 3.21 docs; github/docs#45730; §1)."""
+        "you can still edit the title and release notes … pre-release" (GHES 3.21 docs;
+        github/docs#45730)."""
         github = self.github
         if self.refuse_unless_writer(token, repo):
             return
@@ -2358,7 +2397,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.reply_json(200, github.release_json(release))
 
     def delete_release(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
-        """DELETE …/releases/{id}: allowed, even when immutable; its tag is then burnt (§1)."""
+        """DELETE …/releases/{id}: allowed, even when immutable; its tag is then burnt
+        (immutable-releases docs)."""
         github = self.github
         if self.refuse_unless_writer(token, repo):
             return
@@ -2374,7 +2414,7 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     def delete_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
         """DELETE …/releases/assets/{id}; not on an immutable release ("Release assets cannot be modified
-        or deleted", immutable-releases docs; text from a public measurement table, status 422 assumed; §1)."""
+        or deleted", immutable-releases docs; text from a public measurement table, status 422 assumed)."""
         github = self.github
         if self.refuse_unless_writer(token, repo):
             return
@@ -2388,14 +2428,14 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.reply(204, b"")
 
     def upload_asset(self, token: str, repo: FakeRepo, parts: list, query: dict, body: bytes) -> None:
-        """POST uploads…/releases/{id}/assets?name=: stored under GitHub's renamed name (§5)."""
+        """POST uploads…/releases/{id}/assets?name=: stored under GitHub's renamed name (Upload docs)."""
         github = self.github
         if self.refuse_unless_writer(token, repo):
             return
         release = repo.release(parts[1], token)
         if release is None:
             return self.not_found()
-        if release["immutable"]:  # softprops/action-gh-release#653, concourse/github-release-resource#151 (§1)
+        if release["immutable"]:  # softprops/action-gh-release#653, concourse/github-release-resource#151
             return self.reply_json(422, {"message": "Cannot upload assets to an immutable release.", "documentation_url": REST_DOCS})
         name = stored_asset_name(query.get("name", ""))
         if any(a["name"] == name for a in release["assets"]):  # "you'll receive an error and must delete the old file"
