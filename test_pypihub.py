@@ -2625,7 +2625,7 @@ class Hub:
 
     def request(self, path: str, token: str | None = TOKEN_A, owner: str = OWNER, method: str = "GET",
                 headers: dict | None = None, auth: str | None = None, body: bytes | None = None,
-                timeout: float = 10) -> Response:
+                timeout: float = 40) -> Response:
         logged = self.logged()
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         sent = dict(headers or {})
@@ -2638,7 +2638,7 @@ class Hub:
         response = Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
         connection.close()
         self.answers.append(repr(response.headers).encode() + response.body)
-        wait_until(lambda: self.logged() > logged, 5)  # each request is logged after its body is sent
+        wait_until(lambda: self.logged() > logged, 30)  # each request is logged after its body is sent
         self.server.flush_log()  # ... by the log's writer thread
         return response
 
@@ -2661,7 +2661,7 @@ def make_hub(github, clock):
 
     def start(own_token: pypihub.TokenSource | None = None, **overrides) -> Hub:
         settings = pypihub.Settings(**{"host": "127.0.0.1", "port": 0, "graphql_url": github.graphql_url,
-                                       "upstream_timeout": 5.0, **overrides})
+                                       "upstream_timeout": 30.0, **overrides})
         hub = Hub(settings, clock, own_token)
         hubs.append(hub)
         return hub
@@ -2935,7 +2935,10 @@ def raw_exchange(port: int, payload: bytes, timeout: float = 5, *, split: bool =
             time.sleep(0.05)  # not a wait for anything: only the server's reads are split by it
             payload = payload[line_end + 2:]
         sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server has answered and closed already
+            pass
         chunks = []
         while True:
             try:
@@ -5268,14 +5271,37 @@ def check(github: FakeGitHub, capsys, token: str, *args: str) -> tuple[int, str]
     return status, printed.out + printed.err
 
 
+# A self-signed P-256 certificate for 127.0.0.1 and localhost, valid to 2126, made once with
+#   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500 \
+#     -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1,DNS:localhost"
+# and kept here, so that the TLS tests start no process. Its key guards nothing but these tests.
+LOOPBACK_CERT = """\
+-----BEGIN CERTIFICATE-----
+MIIBmjCCAUGgAwIBAgIUDKOyl2yxgWgTXP/S/5Xphd/5EaYwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTIwODAzMzQ1NloYDzIxMjYxMTE0
+MDMzNDU2WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAASb6NJsbqEaCya3HoaAF184iK0/bpUsSXiW2Hpyd3SL0ZAet+0jdO7j
+EmDrdznzcrp+Hme4Ehhu8fisc5Jm5Pfqo28wbTAdBgNVHQ4EFgQUeY587znDeqEz
+qzNFdDP7NKh0ZCYwHwYDVR0jBBgwFoAUeY587znDeqEzqzNFdDP7NKh0ZCYwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDRwAwRAIgVZXxNFtlOZdTTQNG17J8BWriOwJkitS0ESXh+vdYNLACICNG
+nM5D3mLAVCrGil1UhQB3Gm55fOHYH1/LTxnHaVym
+-----END CERTIFICATE-----
+"""
+LOOPBACK_KEY = """\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSSaUGrpZiW9tCUjq
+CNL+ucypUFrvhfTrFikufkOZNtehRANCAASb6NJsbqEaCya3HoaAF184iK0/bpUs
+SXiW2Hpyd3SL0ZAet+0jdO7jEmDrdznzcrp+Hme4Ehhu8fisc5Jm5Pfq
+-----END PRIVATE KEY-----
+"""
+
+
 @pytest.fixture
 def certificate(tmp_path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert.write_text(LOOPBACK_CERT)
+    key.write_text(LOOPBACK_KEY)
     return cert, key
 
 
