@@ -629,10 +629,18 @@ ROUTES = (
 NOWHERE = Route("other", "GET", "", "nowhere")  # anything else: 404
 
 
+@functools.lru_cache(maxsize=1024)
+def route_by_shape(method: str, first: str, length: int, slash: bool) -> Route:
+    """ROUTES' shapes name a first segment and, last, an optional "" (a trailing slash); the rest
+    are "*". So these four decide the route, and it is looked up once per kind of path."""
+    like = (first, *["-"] * (length - 2), "" if slash else "-") if length > 1 else (first,)
+    return next((r for r in ROUTES if r.matches(method, like)), NOWHERE)
+
+
 def route_of(method: str, segments: Sequence[str]) -> Route:
     """The route a request goes to (HEAD as GET); NOWHERE for a path no route has."""
     method = "GET" if method == "HEAD" else method
-    return next((r for r in ROUTES if r.matches(method, segments)), NOWHERE)
+    return route_by_shape(method, segments[0], len(segments), segments[-1] == "")
 
 
 class Target(NamedTuple):  # a tuple: made for every request, at a tuple's cost
