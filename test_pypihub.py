@@ -58,6 +58,8 @@ import pypihub
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"
 SCHEMA_FILE = SHARED / "github" / "schema.graphql"
+# How often a test server looks up from select(): also how long its shutdown() waits, in every teardown.
+POLL = 0.005
 
 
 def b64url(data: bytes) -> str:
@@ -2373,7 +2375,7 @@ class FakeGitHub:
 
     def start(self) -> "FakeGitHub":
         for server in (self.server, self.download_server):
-            threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -2755,7 +2757,7 @@ class Hub:
                                             own_token=own_token)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(POLL,), daemon=True)
         self.thread.start()
         self.answers: list[bytes] = []
 
@@ -2962,7 +2964,7 @@ class FakeUpstream:
         self.server.daemon_threads = True
         self.server.upstream = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple/"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(POLL,), daemon=True).start()
 
     def add(self, project: str, *dists: tuple[str, bytes]) -> None:
         self.projects.setdefault(project, {}).update(dict(dists))
@@ -3004,7 +3006,7 @@ class Canary(BaseHTTPRequestHandler):
 def canary():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
     Canary.hits = []
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -5900,7 +5902,7 @@ def test_check_through_a_running_pypihub_and_a_dead_port(hub, github, demo, caps
 def test_check_survives_a_hostile_github_and_never_prints_the_token(capsys, graphql):
     EchoingServer.graphql = graphql
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         status = pypihub.main(["check", "--graphql-url", f"{url}/graphql", "--owner", OWNER, "--index-url",
