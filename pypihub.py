@@ -1318,12 +1318,20 @@ def upstream_files(page: Any, page_url: str, project: str) -> dict[str, Any]:
 
 
 def download_headers(filename: str, metadata: bool) -> list[tuple[str, str]]:
-    """What a fallback index's file goes out with, whatever its host said: bytes to save (or, for
-    METADATA, plain text), never a page a browser would render or run script in."""
+    """What a proxied file goes out with, whatever its host said: bytes to save (or, for METADATA,
+    plain text), never a page a browser would render or run script in."""
     return [("Content-Type", TEXT_PLAIN if metadata else "application/octet-stream"),
             ("X-Content-Type-Options", "nosniff"),
             ("Content-Disposition", f"attachment; filename={urllib.parse.quote(filename)}"),
             ("Content-Security-Policy", "sandbox; default-src 'none'")]
+
+
+def as_download(answer: Answer, filename: str, metadata: bool = False) -> Answer:
+    """A streamed file (from GitHub's download host or a fallback index's), with download_headers()
+    in place of the host's Content-Type: the host's word never decides how a browser shows it."""
+    kept = [h for h in answer.headers if h[0] != "Content-Type"]
+    answer.headers = kept + download_headers(filename, metadata)
+    return answer
 
 
 def upstream_href(project: str, entry: Mapping[str, Any]) -> str:
@@ -4312,9 +4320,7 @@ class Upstream:
         answer = stream_answer(found.status, found.headers, found if found.status in (200, 206) else None)
         if answer.stream is None:
             found.close()
-        kept = [h for h in answer.headers if h[0] != "Content-Type"]
-        answer.headers = kept + download_headers(filename, metadata)
-        return answer
+        return as_download(answer, filename, metadata)
 
     def open(self, url: str, method: str, headers: Mapping[str, str]) -> UpstreamResponse:
         deadline = self.monotonic() + self.timeout
@@ -5660,7 +5666,7 @@ class Handler(Connection):
         if wheel:
             return metadata_answer(files.core_metadata(caller, node_id, wheel))
         found = files.download(caller, node_id, filename, self.command or "GET", self.forwarded())
-        return found_answer(found) if isinstance(found, str) else found
+        return found_answer(found) if isinstance(found, str) else as_download(found, filename)
 
     def upstream_file(self, target: Target, calls: GitHubCalls) -> Answer:
         """A fallback index's file, for callers with credentials only (never an anonymous proxy)."""

@@ -3928,6 +3928,10 @@ def test_proxy_streams_bytes_and_forwards_range_and_head(make_hub, github, demo)
     whole = hub.request(path)
     assert whole.status == 200 and whole.body == big
     assert whole.headers["content-length"] == str(len(big)) and "location" not in whole.headers
+    # Bytes to save, whatever the download host says: never a page a browser would render.
+    assert whole.headers["content-type"] == "application/octet-stream"
+    assert whole.headers["x-content-type-options"] == "nosniff"
+    assert whole.headers["content-disposition"] == "attachment; filename=demo_pkg-4.0-py3-none-any.whl"
     part = hub.request(path, headers={"Range": "bytes=100-199"})
     assert part.status == 206 and part.body == big[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(big)}"
