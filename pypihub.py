@@ -4463,8 +4463,7 @@ class Rejections:
         return recent
 
 
-@dataclasses.dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):  # a tuple: made for every request, at a tuple's cost
     """One request's caller, as Index.connect() returns it: their GitHub session, their
     credentials, their token's key (a keyed hash: what per-token cache keys hold, never the
     token) and the configured owners (where a reserved user name looks)."""
@@ -4488,7 +4487,7 @@ class Caller:
         """The same caller, looking in `owner`'s repos."""
         if owner == self.creds.owner:
             return self
-        return dataclasses.replace(self, creds=dataclasses.replace(self.creds, owner=owner))
+        return self._replace(creds=dataclasses.replace(self.creds, owner=owner))
 
 
 LINK_SAFETY_MARGIN = 60.0  # seconds a signed URL must still be valid when handed out
@@ -5218,16 +5217,20 @@ class AccessLine(NamedTuple):
     why: str = ""
 
 
-def access_record(line: AccessLine) -> tuple[str, dict[str, Any]]:
-    """The access log's text line and JSON record: who, what, the answer, its time, GitHub calls,
-    bytes; for an error, its reason in one word (reason=not-visible, reason=bad-token, ...)."""
-    ms, why, calls = round(line.seconds * 1000, 1), line.why if line.status >= 400 else "", line.calls
-    text = (f'{line.client} "{line.method} {line.path}" {line.status} {line.seconds * 1000:.1f}ms '
-            f'gh={calls.graphql} rest={calls.rest} bytes={line.sent}' + (f" reason={why}" if why else ""))
-    record = {"client": line.client, "method": line.method, "path": line.path, "status": line.status,
-              "ms": ms, "github_calls": calls.graphql, "rest_calls": calls.rest, "bytes": line.sent,
-              **({"reason": why} if why else {})}
-    return text, record
+def access_text(line: AccessLine) -> str:
+    """The access log's text line: who, what, the answer, its time, GitHub calls, bytes; for an
+    error, its reason in one word (reason=not-visible, reason=bad-token, ...)."""
+    why = f" reason={line.why}" if line.why and line.status >= 400 else ""
+    return (f'{line.client} "{line.method} {line.path}" {line.status} {line.seconds * 1000:.1f}ms '
+            f'gh={line.calls.graphql} rest={line.calls.rest} bytes={line.sent}{why}')
+
+
+def access_record(line: AccessLine) -> dict[str, Any]:
+    """The access log's JSON record: what access_text() says, as fields."""
+    calls, why = line.calls, line.why if line.status >= 400 else ""
+    return {"client": line.client, "method": line.method, "path": line.path, "status": line.status,
+            "ms": round(line.seconds * 1000, 1), "github_calls": calls.graphql, "rest_calls": calls.rest,
+            "bytes": line.sent, **({"reason": why} if why else {})}
 
 
 def logged_target(command: str | None, path: str, authorization: str | None) -> tuple[str, str]:
@@ -5261,9 +5264,12 @@ class Events:
         self.emit(message, {"message": message})
 
     def access(self, line: AccessLine) -> None:
-        """One request's line (see access_line), and its metrics."""
+        """One request's line, and its metrics; only the form --log-format asks for is made."""
         self.metrics.observe_request(line.endpoint, line.status, line.seconds)
-        self.emit(*access_record(line))
+        if self.settings.log_format == "json":
+            self.emit("", access_record(line))
+        else:
+            self.emit(access_text(line), {})
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every line logged so far is written."""
@@ -5471,7 +5477,7 @@ class Connection(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read, so the connection cannot be reused
         try:
             target = parse_target(self.command, self.path)
-            endpoint = target.endpoint
+            endpoint = target.route.endpoint
             answer = self.route(target, calls)
         except PyPIHubError as exc:
             answer = error_answer(exc)
@@ -5587,7 +5593,7 @@ class Handler(Connection):
     def route(self, target: Target, calls: GitHubCalls) -> Answer:
         """The route's answer (see ROUTES): each takes the target and the request's GitHub calls."""
         refuse_cross_site(self.command, self.headers, self.own_origin())  # before any GitHub call
-        if target.endpoint != "upload" and self.has_body():
+        if target.route.endpoint != "upload" and self.has_body():
             raise BadRequest("GET and HEAD requests take no body.")
         answer: Callable[[Target, GitHubCalls], Answer] = getattr(self, target.route.answer)
         return answer(target, calls)
