@@ -3986,17 +3986,21 @@ class Settings:
     token_command: str = setting("", "no-credentials mode, with the token this command prints (e.g. 'gh auth "
                                      "token'); run at start and again when GitHub rejects it", metavar="CMD")
 
+    @property
+    def no_credentials(self) -> bool:
+        """No-credentials mode: requests without credentials use the server's own token."""
+        return bool(self.token_env or self.token_file or self.token_command)
+
     def __post_init__(self) -> None:
         """The rules between settings, however the Settings were made (flags, environment, TOML, code)."""
-        own_token = bool(self.token_env or self.token_file or self.token_command)
         if bool(self.certfile) != bool(self.keyfile):
             raise ConfigError("--certfile and --keyfile go together")
-        if own_token and not is_loopback(self.host):
+        if self.no_credentials and not is_loopback(self.host):
             raise ConfigError("--token-env/--token-file/--token-command serve this machine only: "
                               "--host must be loopback")
         if self.fallback_index and not self.owners:
             raise ConfigError("--fallback-index needs --owner: whose projects are never served from it")
-        if own_token and not self.owners:
+        if self.no_credentials and not self.owners:
             raise ConfigError("--token-env/--token-file/--token-command need --owner: whose repos to serve")
 
 
@@ -6022,10 +6026,6 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def no_credentials_mode(settings: Settings) -> bool:
-    return bool(settings.token_env or settings.token_file or settings.token_command)
-
-
 def settings_from(given: dict[str, Any], environ: Mapping[str, str]) -> Settings:
     """Settings from parsed flags (build_parser's), then PYPIHUB_* variables, --config, defaults."""
     config_path = given.pop("config") or environ.get("PYPIHUB_CONFIG")
@@ -6268,7 +6268,7 @@ def check_index(index_url: str, auth: str, project: str, timeout: float) -> list
 
 def check_token_source(settings: Settings, environ: Mapping[str, str]) -> str:
     """The token to check: --token-env/--token-file/--token-command's, else GITHUB_TOKEN or GH_TOKEN."""
-    if no_credentials_mode(settings):
+    if settings.no_credentials:
         return TokenSource(settings, environ).token
     token = (environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN") or "").strip()
     if not TOKEN_RE.fullmatch(token):
@@ -6369,7 +6369,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return check_main(argv[1:], environ)
     try:
         settings = build_settings(argv, environ)
-        own_token = TokenSource(settings, environ) if no_credentials_mode(settings) else None
+        own_token = TokenSource(settings, environ) if settings.no_credentials else None
         server = build_server(settings, own_token=own_token)
     except (ConfigError, OSError, ssl.SSLError) as exc:
         raise SystemExit(f"pypihub: {exc}") from None
